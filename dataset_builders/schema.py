@@ -1,0 +1,149 @@
+"""The TripletData schema: one row is one triplet ``(image, caption, negative_image, negative_caption)``.
+
+A triplet pairs a real image ``x`` and its caption ``y`` with a hard-negative caption ``y'`` (a small but decisive
+change of ``y``) and a hard-negative image ``x'`` that depicts ``y'``. Every reader and writer of the package goes
+through the names and features declared here, so a column is spelled the same way everywhere.
+
+Optional metadata columns (``id``, ``negative_kind``, ``clip_score``, ``vqa_score``) may be present or absent;
+readers tolerate both.
+
+The same module declares the two benchmark layouts the procedural world writes in the Hub layout: Winoground-style
+pairs of pairs and retrieval (one image, several captions).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import datasets
+
+IMAGE = "image"
+CAPTION = "caption"
+NEGATIVE_IMAGE = "negative_image"
+NEGATIVE_CAPTION = "negative_caption"
+
+REQUIRED_COLUMNS: tuple[str, ...] = (IMAGE, CAPTION, NEGATIVE_IMAGE, NEGATIVE_CAPTION)
+IMAGE_COLUMNS: tuple[str, ...] = (IMAGE, NEGATIVE_IMAGE)
+CAPTION_COLUMNS: tuple[str, ...] = (CAPTION, NEGATIVE_CAPTION)
+
+ID = "id"
+NEGATIVE_KIND = "negative_kind"
+CLIP_SCORE = "clip_score"
+VQA_SCORE = "vqa_score"
+
+#: SugarCrepe's seven kinds of hard negative, used as values of ``negative_kind`` and as benchmark subset names.
+NEGATIVE_KINDS: tuple[str, ...] = (
+    "replace_obj",
+    "replace_att",
+    "replace_rel",
+    "swap_obj",
+    "swap_att",
+    "add_obj",
+    "add_att",
+)
+
+
+def _required_features() -> dict[str, datasets.features.features.FeatureType]:
+    return {
+        IMAGE: datasets.Image(),
+        CAPTION: datasets.Value("string"),
+        NEGATIVE_IMAGE: datasets.Image(),
+        NEGATIVE_CAPTION: datasets.Value("string"),
+    }
+
+
+def metadata_features() -> dict[str, datasets.features.features.FeatureType]:
+    """The optional metadata columns a triplet row may carry, by name.
+
+    * ``id`` (string): a stable identifier of the row, unique within the dataset;
+    * ``negative_kind`` (string): how the negative caption was made, one of :data:`NEGATIVE_KINDS` for rule-based or
+      world negatives, or a free label such as ``"llm"``;
+    * ``clip_score`` (float32): the triplet's CLIP score ``(s(x, y) + s(x', y')) / 2`` used by quality filtering;
+    * ``vqa_score`` (float32): the share of "yes" answers of the VQA quality check on the negative image.
+    """
+    return {
+        ID: datasets.Value("string"),
+        NEGATIVE_KIND: datasets.Value("string"),
+        CLIP_SCORE: datasets.Value("float32"),
+        VQA_SCORE: datasets.Value("float32"),
+    }
+
+
+METADATA_COLUMNS: tuple[str, ...] = tuple(metadata_features())
+
+
+def triplet_features(
+    extra_columns: Iterable[str] | Mapping[str, datasets.features.features.FeatureType] = (),
+) -> datasets.Features:
+    """Features of a TripletData row: the four required columns followed by the requested extra columns.
+
+    Args:
+        extra_columns: names of metadata columns (any of :data:`METADATA_COLUMNS`, typed as documented in
+            :func:`metadata_features`), or a mapping ``name -> feature`` for columns of your own. A name that is not a
+            known metadata column must come with its feature.
+
+    Returns:
+        `datasets.Features` with ``image`` and ``negative_image`` as `datasets.Image` and the captions as
+        ``Value("string")``.
+
+    Example:
+        >>> triplet_features(["id", "negative_kind"])  # doctest: +ELLIPSIS
+        {'image': Image(...), 'caption': Value('string'), ..., 'id': Value('string'), 'negative_kind': Value('string')}
+    """
+    features = _required_features()
+    known = metadata_features()
+    if isinstance(extra_columns, Mapping):
+        items = list(extra_columns.items())
+    else:
+        items = []
+        for name in extra_columns:
+            if name not in known:
+                raise ValueError(
+                    f"Unknown metadata column {name!r}: known ones are {', '.join(METADATA_COLUMNS)}. "
+                    f"Pass a mapping {{{name!r}: datasets.Value(...)}} to declare a column of your own."
+                )
+            items.append((name, known[name]))
+    for name, feature in items:
+        if name in features:
+            raise ValueError(f"Column {name!r} is a required TripletData column; do not list it in extra_columns.")
+        features[name] = feature
+    return datasets.Features(features)
+
+
+# Winoground-style benchmark: two images and two captions that use the same words in a different composition.
+IMAGE_0, IMAGE_1, CAPTION_0, CAPTION_1, TAG = "image_0", "image_1", "caption_0", "caption_1", "tag"
+WINOGROUND_COLUMNS: tuple[str, ...] = (IMAGE_0, IMAGE_1, CAPTION_0, CAPTION_1, TAG)
+
+
+def winoground_features() -> datasets.Features:
+    """Features of a Winoground-style row (the ``facebook/winoground`` column names, plus ``id``).
+
+    ``caption_0`` describes ``image_0`` and ``caption_1`` describes ``image_1``; ``tag`` names the kind of change
+    between the two (one of :data:`NEGATIVE_KINDS` for the procedural world).
+    """
+    return datasets.Features(
+        {
+            ID: datasets.Value("string"),
+            IMAGE_0: datasets.Image(),
+            IMAGE_1: datasets.Image(),
+            CAPTION_0: datasets.Value("string"),
+            CAPTION_1: datasets.Value("string"),
+            TAG: datasets.Value("string"),
+        }
+    )
+
+
+# Retrieval benchmark: one image, several captions that all describe it.
+CAPTIONS = "captions"
+RETRIEVAL_COLUMNS: tuple[str, ...] = (IMAGE, CAPTIONS)
+
+
+def retrieval_features() -> datasets.Features:
+    """Features of a retrieval row: ``image`` and ``captions`` (a list of strings, all describing the image)."""
+    return datasets.Features(
+        {
+            ID: datasets.Value("string"),
+            IMAGE: datasets.Image(),
+            CAPTIONS: datasets.List(datasets.Value("string")),
+        }
+    )

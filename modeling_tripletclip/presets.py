@@ -1,0 +1,162 @@
+"""Named starting points: architecture presets, an offline tokenizer, and the matching processor.
+
+Nothing here downloads anything. A preset is a `TripletCLIPConfig` recipe:
+
+- ``"vit-b-32"``: the paper's ViT-B/32 (OpenAI CLIP ViT-B/32 shapes: 224 px, patch 32, 12-layer 768-wide vision
+  tower, 12-layer 512-wide text tower, 77 positions, 512-d projection, ~151M parameters).
+- ``"tiny"``: a ~2M-parameter CLIP for 64 px images, for CPU demos, the built-in world and tests.
+
+Pretrained CLIP weights are a different starting point: `TripletCLIPModel.from_clip("openai/clip-vit-base-patch32")`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from transformers import CLIPImageProcessorPil, CLIPProcessor, CLIPTokenizer
+
+from .configuration_tripletclip import TripletCLIPConfig
+from .modeling_tripletclip import TripletCLIPModel
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "vit-b-32": {
+        "projection_dim": 512,
+        "text_config": {
+            "vocab_size": 49408,
+            "hidden_size": 512,
+            "intermediate_size": 2048,
+            "num_hidden_layers": 12,
+            "num_attention_heads": 8,
+            "max_position_embeddings": 77,
+            "projection_dim": 512,
+        },
+        "vision_config": {
+            "image_size": 224,
+            "patch_size": 32,
+            "hidden_size": 768,
+            "intermediate_size": 3072,
+            "num_hidden_layers": 12,
+            "num_attention_heads": 12,
+            "projection_dim": 512,
+        },
+    },
+    "tiny": {
+        "projection_dim": 128,
+        "text_config": {
+            "vocab_size": 1024,
+            "hidden_size": 128,
+            "intermediate_size": 512,
+            "num_hidden_layers": 4,
+            "num_attention_heads": 4,
+            "max_position_embeddings": 32,
+            "projection_dim": 128,
+        },
+        "vision_config": {
+            "image_size": 64,
+            "patch_size": 8,
+            "hidden_size": 128,
+            "intermediate_size": 512,
+            "num_hidden_layers": 4,
+            "num_attention_heads": 4,
+            "projection_dim": 128,
+        },
+    },
+}
+
+
+def preset_config(preset: str, **overrides: Any) -> TripletCLIPConfig:
+    """The `TripletCLIPConfig` of a named preset. Top-level fields (e.g. ``loss_type``) are overridden directly;
+    ``text_config``/``vision_config`` overrides are merged into the preset's dicts."""
+    values = {key: (dict(value) if isinstance(value, dict) else value) for key, value in _preset(preset).items()}
+    for key, value in overrides.items():
+        if key in ("text_config", "vision_config") and isinstance(value, dict):
+            values[key].update(value)
+        else:
+            values[key] = value
+    return TripletCLIPConfig(**values)
+
+
+def _preset(name: str) -> dict[str, Any]:
+    if name not in PRESETS:
+        raise ValueError(f"Unknown preset {name!r}. Choose one of: {', '.join(sorted(PRESETS))}.")
+    return PRESETS[name]
+
+
+def train_tokenizer(corpus: Iterable[str], vocab_size: int = 1024, model_max_length: int = 32) -> CLIPTokenizer:
+    """Train a small byte-level BPE `CLIPTokenizer` on ``corpus`` (milliseconds for thousands of captions).
+
+    For models trained from scratch on a closed vocabulary (the built-in world, tests). Models meant for open text
+    should use OpenAI CLIP's tokenizer (`CLIPTokenizer.from_pretrained("openai/clip-vit-base-patch32")`).
+    """
+    tokenizer = CLIPTokenizer().train_new_from_iterator(iter(corpus), vocab_size=vocab_size)
+    tokenizer.model_max_length = model_max_length
+    return tokenizer
+
+
+def build_processor(tokenizer: CLIPTokenizer, image_size: int) -> CLIPProcessor:
+    """A `CLIPProcessor` for ``image_size``-pixel square inputs: resize the shortest edge, centre-crop, normalise
+    with CLIP's mean and std (the PIL backend: no torchvision needed)."""
+    image_processor = CLIPImageProcessorPil(
+        size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
+    )
+    return CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer)
+
+
+def align_text_config(config: TripletCLIPConfig, tokenizer: CLIPTokenizer) -> TripletCLIPConfig:
+    """Make the text tower agree with ``tokenizer``: CLIP pools at the end-of-text token, so the special token ids
+    must match, the vocabulary must fit, and the tokenizer must not produce sequences longer than the positions."""
+    text = config.text_config
+    if len(tokenizer) > text.vocab_size:
+        raise ValueError(
+            f"The tokenizer has {len(tokenizer)} tokens but the text tower's vocab_size is {text.vocab_size}: "
+            f"train the tokenizer with vocab_size <= {text.vocab_size}, or raise text_config.vocab_size."
+        )
+    text.bos_token_id = tokenizer.bos_token_id
+    text.eos_token_id = tokenizer.eos_token_id
+    text.pad_token_id = tokenizer.pad_token_id
+    tokenizer.model_max_length = min(tokenizer.model_max_length, text.max_position_embeddings)
+    return config
+
+
+def create_model_and_processor(
+    preset: str = "tiny",
+    corpus: Iterable[str] | None = None,
+    tokenizer: CLIPTokenizer | None = None,
+    **config_overrides: Any,
+) -> tuple[TripletCLIPModel, CLIPProcessor]:
+    """A randomly initialised `TripletCLIPModel` of a preset and its processor.
+
+    Give either a ``tokenizer`` or a ``corpus`` of captions to train one on (vocabulary of the preset's
+    ``text_config.vocab_size``). ``config_overrides`` go to :func:`preset_config` (e.g. ``loss_type="negclip"``).
+    """
+    if tokenizer is None:
+        if corpus is None:
+            raise ValueError(
+                "create_model_and_processor needs a `tokenizer`, or a `corpus` of captions to train one on "
+                "(e.g. the training captions). For OpenAI's vocabulary pass "
+                "CLIPTokenizer.from_pretrained('openai/clip-vit-base-patch32')."
+            )
+        text = {**_preset(preset)["text_config"], **config_overrides.get("text_config", {})}
+        tokenizer = train_tokenizer(
+            corpus, vocab_size=text["vocab_size"], model_max_length=text["max_position_embeddings"]
+        )
+    # Set the special token ids at construction, so the config never holds ids outside its vocabulary.
+    special = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
+               "pad_token_id": tokenizer.pad_token_id}
+    config_overrides["text_config"] = {**config_overrides.get("text_config", {}), **special}
+    config = align_text_config(preset_config(preset, **config_overrides), tokenizer)
+    image_size = config.vision_config.image_size
+    image_size = image_size if isinstance(image_size, int) else image_size[0]
+    model = TripletCLIPModel(config)
+    return model, build_processor(tokenizer, image_size)
+
+
+__all__ = [
+    "PRESETS",
+    "preset_config",
+    "train_tokenizer",
+    "build_processor",
+    "align_text_config",
+    "create_model_and_processor",
+]

@@ -1,0 +1,283 @@
+"""TripletCLIPModel: CLIP equivalence, the negatives path, Auto classes, remote code, pipeline, conversion, errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from PIL import Image
+from transformers import AutoConfig, AutoModel, AutoProcessor, CLIPModel, pipeline
+
+from conftest import make_tiny
+from modeling_tripletclip import TripletCLIPConfig, TripletCLIPModel, TripletCLIPOutput
+from modeling_tripletclip.losses import compute_loss
+
+
+def batch(processor, texts, negatives=None, size=32, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    images = [
+        Image.fromarray((torch.rand(size + 8, size, 3, generator=generator) * 255).byte().numpy()) for _ in texts
+    ]
+    inputs = processor(text=texts, images=images, return_tensors="pt", padding=True)
+    if negatives is not None:
+        neg_images = [img.transpose(Image.FLIP_LEFT_RIGHT) for img in images]
+        neg = processor(text=negatives, images=neg_images, return_tensors="pt", padding=True)
+        inputs["negative_input_ids"] = neg["input_ids"]
+        inputs["negative_attention_mask"] = neg["attention_mask"]
+        inputs["negative_pixel_values"] = neg["pixel_values"]
+    return inputs
+
+
+TEXTS = ["a red circle to the left of a blue square", "a photo of a cat", "a photo of a dog"]
+NEGATIVES = ["a blue circle to the left of a red square", "a photo of a dog", "two photos of a cat above a dog"]
+
+
+def test_without_negatives_equals_transformers_clip(tiny_model_and_processor):
+    model, processor = tiny_model_and_processor
+    clip = CLIPModel(model.config)  # CLIPModel accepts the (sub)config: same architecture
+    clip.load_state_dict(model.state_dict())
+    clip.eval()
+    inputs = batch(processor, TEXTS)
+    with torch.no_grad():
+        ours = model(**inputs, return_loss=True, loss_type="clip")
+        theirs = clip(**inputs, return_loss=True)
+    assert isinstance(ours, TripletCLIPOutput)
+    for field in ("text_embeds", "image_embeds", "logits_per_image", "logits_per_text", "loss"):
+        torch.testing.assert_close(getattr(ours, field), getattr(theirs, field), rtol=0, atol=1e-6, msg=field)
+
+
+def test_without_negatives_default_objective_falls_back_to_clip_loss(tiny_model_and_processor):
+    model, processor = tiny_model_and_processor
+    inputs = batch(processor, TEXTS)
+    with torch.no_grad():
+        default = model(**inputs, return_loss=True)  # config.loss_type == "tripletclip", no negatives given
+        plain = model(**inputs, return_loss=True, loss_type="clip")
+    torch.testing.assert_close(default.loss, plain.loss)
+
+
+@pytest.mark.parametrize("loss_type", ["negclip", "tripletclip", "clip_hn", "negative_images"])
+def test_with_negatives_one_pass_per_tower_and_the_right_loss(tiny_model_and_processor, loss_type):
+    model, processor = tiny_model_and_processor
+    inputs = batch(processor, TEXTS, NEGATIVES)
+    calls = {"vision": 0, "text": 0}
+    hooks = [
+        model.vision_model.register_forward_hook(lambda *a: calls.__setitem__("vision", calls["vision"] + 1)),
+        model.text_model.register_forward_hook(lambda *a: calls.__setitem__("text", calls["text"] + 1)),
+    ]
+    try:
+        with torch.no_grad():
+            out = model(**inputs, return_loss=True, loss_type=loss_type)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert calls == {"vision": 1, "text": 1}
+    # Independently: encode each part separately with the public API, then apply the loss.
+    with torch.no_grad():
+        def norm(x):
+            return x / x.norm(dim=-1, keepdim=True)
+
+        u = norm(model.get_image_features(pixel_values=inputs["pixel_values"]).pooler_output)
+        un = norm(model.get_image_features(pixel_values=inputs["negative_pixel_values"]).pooler_output)
+        v = norm(model.get_text_features(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).pooler_output)
+        vn = norm(
+            model.get_text_features(
+                input_ids=inputs["negative_input_ids"], attention_mask=inputs["negative_attention_mask"]
+            ).pooler_output
+        )
+        expected = compute_loss(loss_type, model.logit_scale.exp(), u, v, un, vn)
+    torch.testing.assert_close(out.image_embeds, u, atol=1e-6, rtol=0)
+    torch.testing.assert_close(out.negative_text_embeds, vn, atol=1e-6, rtol=0)
+    torch.testing.assert_close(out.negative_image_embeds, un, atol=1e-6, rtol=0)
+    torch.testing.assert_close(out.loss, expected["loss"], atol=1e-6, rtol=0)
+    assert set(out.loss_parts) == set(expected) - {"loss"}
+    assert out.logits_per_image.shape == (3, 3)
+
+
+def test_loss_has_gradients_for_both_towers_and_the_temperature(tiny_model_and_processor):
+    model, processor = make_tiny()
+    model.train()
+    out = model(**batch(processor, TEXTS, NEGATIVES), return_loss=True)
+    out.loss.backward()
+    assert model.logit_scale.grad is not None and model.logit_scale.grad != 0
+    assert model.text_model.embeddings.token_embedding.weight.grad.abs().sum() > 0
+    assert model.vision_model.embeddings.patch_embedding.weight.grad.abs().sum() > 0
+
+
+def test_return_dict_false_gives_a_tuple(tiny_model_and_processor):
+    model, processor = tiny_model_and_processor
+    with torch.no_grad():
+        out = model(**batch(processor, TEXTS, NEGATIVES), return_loss=True, return_dict=False)
+    assert isinstance(out, tuple) and out[0].ndim == 0
+
+
+# ---------------------------------------------------------------------------------------------------- Auto classes
+
+
+def test_auto_classes_load_the_checkpoint_with_identical_outputs(tiny_checkpoint, tiny_model_and_processor):
+    model, processor = tiny_model_and_processor
+    assert isinstance(AutoConfig.from_pretrained(tiny_checkpoint), TripletCLIPConfig)
+    loaded = AutoModel.from_pretrained(tiny_checkpoint)
+    assert type(loaded) is TripletCLIPModel
+    loaded_processor = AutoProcessor.from_pretrained(tiny_checkpoint)
+    inputs = batch(processor, TEXTS, NEGATIVES)
+    assert torch.equal(loaded_processor(text=TEXTS, return_tensors="pt", padding=True)["input_ids"], inputs["input_ids"])
+    with torch.no_grad():
+        a = model(**inputs, return_loss=True)
+        b = loaded(**inputs, return_loss=True)
+    for field in ("loss", "logits_per_image", "text_embeds", "negative_image_embeds"):
+        assert torch.equal(getattr(a, field), getattr(b, field)), field
+    files = {p.name for p in tiny_checkpoint.iterdir()}
+    assert {"model.safetensors", "modeling_tripletclip.py", "configuration_tripletclip.py", "losses.py"} <= files
+    assert not any(name.endswith((".bin", ".pt", ".pth")) for name in files)
+    auto_map = json.loads((tiny_checkpoint / "config.json").read_text())["auto_map"]
+    assert auto_map["AutoModel"] == "modeling_tripletclip.TripletCLIPModel"
+    assert auto_map["AutoModelForZeroShotImageClassification"] == "modeling_tripletclip.TripletCLIPModel"
+
+
+REMOTE_CODE_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    sys.modules["modeling_tripletclip"] = None  # the package cannot be imported in this process
+    sys.modules["dataset_builders"] = None
+    import torch
+    from transformers import AutoModel, AutoProcessor
+    path, out = sys.argv[1], sys.argv[2]
+    model = AutoModel.from_pretrained(path, trust_remote_code=True)
+    processor = AutoProcessor.from_pretrained(path, trust_remote_code=True)
+    assert type(model).__name__ == "TripletCLIPModel", type(model)
+    assert not type(model).__module__.startswith("modeling_tripletclip"), type(model).__module__
+    inputs = torch.load(sys.argv[3], weights_only=True)
+    with torch.no_grad():
+        result = model(**inputs, return_loss=True)
+    torch.save({"loss": result.loss, "logits": result.logits_per_image, "module": type(model).__module__}, out)
+    """
+)
+
+
+def test_remote_code_loads_without_the_package(tiny_checkpoint, tiny_model_and_processor, tmp_path):
+    model, processor = tiny_model_and_processor
+    inputs = dict(batch(processor, TEXTS, NEGATIVES))
+    torch.save(inputs, tmp_path / "inputs.pt")
+    script = tmp_path / "load.py"
+    script.write_text(REMOTE_CODE_SCRIPT)
+    subprocess.run(
+        [sys.executable, str(script), str(tiny_checkpoint), str(tmp_path / "out.pt"), str(tmp_path / "inputs.pt")],
+        check=True,
+        cwd=tmp_path,
+        env={**__import__("os").environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules")},
+    )
+    result = torch.load(tmp_path / "out.pt", weights_only=True)
+    with torch.no_grad():
+        expected = model(**inputs, return_loss=True)
+    assert result["module"].startswith("transformers_modules")
+    assert torch.equal(result["loss"], expected.loss)
+    assert torch.equal(result["logits"], expected.logits_per_image)
+
+
+def test_zero_shot_pipeline_scores_a_real_photo(tiny_checkpoint, shared_data):
+    classifier = pipeline("zero-shot-image-classification", model=str(tiny_checkpoint))
+    labels = ["cat", "dog", "horse"]
+    result = classifier(Image.open(shared_data / "images" / "chelsea.png"), candidate_labels=labels)
+    assert sorted(r["label"] for r in result) == sorted(labels)
+    assert abs(sum(r["score"] for r in result) - 1) < 1e-5
+    assert all(0 <= r["score"] <= 1 for r in result)
+
+
+# ---------------------------------------------------------------------------------------------------- conversion
+
+
+def test_clip_checkpoint_converts_with_bit_identical_weights(tiny_clip_checkpoint, tmp_path):
+    from modeling_tripletclip.cli import main
+
+    clip = CLIPModel.from_pretrained(tiny_clip_checkpoint)
+    converted = TripletCLIPModel.from_clip(tiny_clip_checkpoint, loss_type="negclip")
+    assert converted.config.loss_type == "negclip"
+    in_memory = TripletCLIPModel.from_clip(clip)
+    for state in (converted.state_dict(), in_memory.state_dict()):
+        reference = clip.state_dict()
+        assert state.keys() == reference.keys()
+        assert all(torch.equal(state[k], reference[k]) for k in reference)
+
+    assert main(["convert-clip", str(tiny_clip_checkpoint), "--out", str(tmp_path / "tc")]) == 0
+    reloaded = AutoModel.from_pretrained(tmp_path / "tc")
+    assert type(reloaded) is TripletCLIPModel
+    assert all(torch.equal(reloaded.state_dict()[k], v) for k, v in clip.state_dict().items())
+    assert (tmp_path / "tc" / "tokenizer.json").exists()
+
+
+def test_tripletclip_from_pretrained_accepts_a_plain_clip_folder(tiny_clip_checkpoint):
+    model = TripletCLIPModel.from_pretrained(tiny_clip_checkpoint)
+    assert model.config.model_type == "tripletclip" and model.config.loss_type == "tripletclip"
+
+
+# ---------------------------------------------------------------------------------------------------- presets
+
+
+def test_presets_build_without_downloads():
+    from modeling_tripletclip.presets import preset_config
+
+    vit = preset_config("vit-b-32")
+    assert (vit.vision_config.patch_size, vit.vision_config.image_size, vit.projection_dim) == (32, 224, 512)
+    assert (vit.text_config.hidden_size, vit.text_config.num_hidden_layers, vit.text_config.max_position_embeddings) == (512, 12, 77)
+    with torch.device("meta"):
+        n = sum(p.numel() for p in TripletCLIPModel(vit).parameters())
+    assert 149e6 < n < 153e6  # OpenAI CLIP ViT-B/32 has 151.3M parameters
+    tiny = preset_config("tiny", loss_type="clip")
+    assert tiny.loss_type == "clip" and tiny.vision_config.image_size == 64
+    with pytest.raises(ValueError, match="Choose one of"):
+        preset_config("vit-h-14")
+
+
+# ---------------------------------------------------------------------------------------------------- bad input
+
+
+def test_invalid_loss_type_lists_valid_ones():
+    with pytest.raises(ValueError, match="'clip', 'negclip', 'tripletclip', 'clip_hn'"):
+        TripletCLIPConfig(loss_type="triplet")
+
+
+def test_missing_and_misshaped_negatives(tiny_model_and_processor):
+    model, processor = tiny_model_and_processor
+    inputs = batch(processor, TEXTS, NEGATIVES)
+    no_images = {k: v for k, v in inputs.items() if k != "negative_pixel_values"}
+    with pytest.raises(ValueError, match=r"needs negative images: pass `negative_pixel_values` of shape \(3, 3, 32, 32\)"):
+        model(**no_images, return_loss=True, loss_type="tripletclip")
+    no_captions = {k: v for k, v in inputs.items() if not k.startswith("negative_input_ids")}
+    no_captions.pop("negative_attention_mask")
+    with pytest.raises(ValueError, match="needs negative captions: pass `negative_input_ids`"):
+        model(**no_captions, return_loss=True, loss_type="negclip")
+    short = dict(inputs, negative_pixel_values=inputs["negative_pixel_values"][:2])
+    with pytest.raises(ValueError, match=r"`negative_pixel_values` has shape \(2, 3, 32, 32\), expected \(3, 3, 32, 32\)"):
+        model(**short, return_loss=True)
+    short = dict(inputs, negative_input_ids=inputs["negative_input_ids"][:2], negative_attention_mask=None)
+    with pytest.raises(ValueError, match="`negative_input_ids` has shape"):
+        model(**short, return_loss=True)
+    # negclip needs no negative images: they are simply unused when absent
+    with torch.no_grad():
+        assert model(**no_images, return_loss=True, loss_type="negclip").loss is not None
+
+
+def test_wrong_pixel_size(tiny_model_and_processor):
+    model, processor = tiny_model_and_processor
+    inputs = batch(processor, TEXTS)
+    inputs["pixel_values"] = torch.zeros(3, 3, 64, 64)
+    with pytest.raises(ValueError, match=r"expected \(batch, 3, 32, 32\).*Prepare images with the model's processor"):
+        model(**inputs)
+
+
+def test_folders_that_are_not_clip_checkpoints(tmp_path, tiny_clip_checkpoint):
+    with pytest.raises(ValueError, match="has no config.json"):
+        TripletCLIPModel.from_pretrained(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    with pytest.raises(ValueError, match="holds a 'bert' checkpoint, not a CLIP or TripletCLIP one"):
+        TripletCLIPModel.from_clip(tmp_path)
+    pickled = tmp_path / "pickled"
+    pickled.mkdir()
+    (pickled / "config.json").write_text((tiny_clip_checkpoint / "config.json").read_text())
+    torch.save({}, pickled / "pytorch_model.bin")
+    with pytest.raises(ValueError, match="safetensors only"):
+        TripletCLIPModel.from_pretrained(pickled)
