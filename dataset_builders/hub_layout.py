@@ -42,6 +42,8 @@ SAMPLE_GRID_NAME = "sample_grid.png"
 ROW_GROUP_SIZE = 100
 DEFAULT_ROWS_PER_SHARD = 1000
 SHARD_PATTERN = re.compile(r"^(?P<split>[\w.]+?)-(?P<index>\d{5})-of-(?P<total>\d{5})\.parquet$")
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 _TEMPLATE = Path(__file__).resolve().parent.parent / "model_cards" / "dataset_card.md"
 
 
@@ -65,6 +67,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes private files; a dataset is meant to be shared
     try:
         yield tmp
         os.replace(tmp, path)
@@ -324,8 +327,11 @@ def _size_category(num_rows: int) -> str:
     return "100M<n<1B"
 
 
-def _layout_columns(features: datasets.Features) -> tuple[list[str], list[str]]:
+def sample_grid_columns(features: datasets.Features) -> tuple[list[str], list[str]]:
+    """The image and text columns a sample grid shows (for TripletData: captions and the negative kind)."""
     images = [name for name, f in features.items() if isinstance(f, datasets.Image)]
+    if all(name in features for name in schema.REQUIRED_COLUMNS):
+        return images, [name for name in (*schema.CAPTION_COLUMNS, schema.NEGATIVE_KIND) if name in features]
     texts = [
         name for name, f in features.items()
         if name != schema.ID and (
@@ -344,7 +350,7 @@ def write_dataset_card(
     license: str = "apache-2.0",
     tags: Sequence[str] = ("tripletclip", "compositionality", "hard-negatives"),
     sample_grid: bool = True,
-    sample_rows: int = 6,
+    sample_rows: int = 8,
     repo_id: str = "<org>/<name>",
     details: str | None = None,
     template_path: str | Path | None = None,
@@ -395,13 +401,20 @@ def write_dataset_card(
 
         first_split = "train" if "train" in shards else next(iter(shards))
         table = pq.read_table(shards[first_split][0]).slice(0, sample_rows)
-        image_columns, text_columns = _layout_columns(features)
+        image_columns, text_columns = sample_grid_columns(features)
         save_sample_grid(render_sample_grid(table.to_pylist(), image_columns, text_columns), out_dir / SAMPLE_GRID_NAME)
         grid_name = SAMPLE_GRID_NAME
 
+    template = Path(template_path or _TEMPLATE)
+    if not template.is_file():
+        if template_path is not None:
+            raise FileNotFoundError(f"Dataset card template {template} not found.")
+        # An installation without the repository's model_cards/ folder: huggingface_hub's own template.
+        logger.warning("Dataset card template %s not found; using huggingface_hub's default template.", template)
+        template = None
     card = DatasetCard.from_template(
         card_data,
-        template_path=str(template_path or _TEMPLATE),
+        template_path=None if template is None else str(template),
         pretty_name=pretty_name,
         description=description,
         repo_id=repo_id,
@@ -443,12 +456,26 @@ def validate_columns(features: Mapping[str, Any] | Sequence[str], required: Sequ
         )
 
 
-def _check_local_folder(path: Path) -> None:
+def looks_like_local_path(text: str) -> bool:
+    """Whether a string names a local path rather than a Hub id (``org/name``)."""
+    return text.startswith((".", "/", "~")) or "\\" in text or text.count("/") > 1
+
+
+def _check_local_folder(path: Path, given: str) -> None:
     if not path.exists():
+        if looks_like_local_path(given):
+            raise NotTripletDataError(
+                f"No such folder: {path}. Give a dataset folder (README.md + data/*.parquet) or a Hub id 'org/name'."
+            )
         return
     if not path.is_dir():
         raise NotTripletDataError(f"{path} is a file; give the dataset folder (the one holding README.md and data/).")
     has_parquet = any(path.glob(f"{DATA_DIR}/*.parquet")) or any(path.glob("*.parquet"))
+    if not has_parquet and (path / "world.json").is_file():
+        raise NotTripletDataError(
+            f"{path} is a generated world, not one dataset: its training data is {path / 'train'} (benchmarks in "
+            f"test/, winoground/, retrieval/ and sugarcrepe/)."
+        )
     if not has_parquet:
         raise NotTripletDataError(
             f"{path} holds no parquet shards (expected {DATA_DIR}/<split>-00000-of-0000N.parquet): it is not a "
@@ -478,7 +505,7 @@ def load_hub_dataset(
 ) -> datasets.Dataset | datasets.IterableDataset:
     """`datasets.load_dataset` a Hub-layout folder or repo, checking it has ``required_columns``."""
     local = Path(path_or_repo_id).expanduser()
-    _check_local_folder(local)
+    _check_local_folder(local, str(path_or_repo_id))
     source = str(local) if local.exists() else str(path_or_repo_id)
     dataset = datasets.load_dataset(source, split=split, streaming=streaming, **load_kwargs)
     features = dataset.features

@@ -33,6 +33,7 @@ COMMAND_MODULES = (
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tripletclip",
+        allow_abbrev=False,
         description="TripletCLIP: CLIP with synthetic hard negatives. Data, training, evaluation and Hub release.",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -44,7 +45,17 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         module.register(subparsers)
+    _no_abbreviations(parser)
     return parser
+
+
+def _no_abbreviations(parser: argparse.ArgumentParser) -> None:
+    """A mistyped flag must fail, never silently match a longer one (``--learning_rat``)."""
+    parser.allow_abbrev = False
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _no_abbreviations(child)
 
 
 def main(argv: list[str] | None = None) -> int:

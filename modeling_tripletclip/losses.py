@@ -208,9 +208,9 @@ def gather_features(features: torch.Tensor, *, with_grad: bool = True) -> torch.
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return features
     if with_grad:
-        from torch.distributed._functional_collectives import all_gather_tensor_autograd
+        from torch.distributed._functional_collectives import all_gather_single_autograd
 
-        return all_gather_tensor_autograd(features.contiguous(), gather_dim=0, group=dist.group.WORLD)
+        return all_gather_single_autograd(features.contiguous(), gather_dim=0, group=dist.group.WORLD)
     gathered = [torch.empty_like(features) for _ in range(dist.get_world_size())]
     dist.all_gather(gathered, features.contiguous())
     # Keep the local rows in the graph so this process's own gradient still flows.

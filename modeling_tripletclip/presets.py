@@ -49,7 +49,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "intermediate_size": 512,
             "num_hidden_layers": 4,
             "num_attention_heads": 4,
-            "max_position_embeddings": 32,
+            "max_position_embeddings": 64,
             "projection_dim": 128,
         },
         "vision_config": {
@@ -83,13 +83,21 @@ def _preset(name: str) -> dict[str, Any]:
     return PRESETS[name]
 
 
-def train_tokenizer(corpus: Iterable[str], vocab_size: int = 1024, model_max_length: int = 32) -> CLIPTokenizer:
-    """Train a small byte-level BPE `CLIPTokenizer` on ``corpus`` (milliseconds for thousands of captions).
+UNK_TOKEN = "<|unk|>"
 
-    For models trained from scratch on a closed vocabulary (the built-in world, tests). Models meant for open text
-    should use OpenAI CLIP's tokenizer (`CLIPTokenizer.from_pretrained("openai/clip-vit-base-patch32")`).
+
+def train_tokenizer(corpus: Iterable[str], vocab_size: int = 1024, model_max_length: int = 64) -> CLIPTokenizer:
+    """Train a small BPE `CLIPTokenizer` on ``corpus`` (milliseconds for thousands of captions).
+
+    For models trained from scratch on a closed vocabulary (the built-in world, tests). Characters the corpus never
+    had become a dedicated ``<|unk|>`` token: never the end-of-text token, where CLIP pools the caption. Models
+    meant for open text should use OpenAI CLIP's tokenizer
+    (`CLIPTokenizer.from_pretrained("openai/clip-vit-base-patch32")`).
     """
-    tokenizer = CLIPTokenizer().train_new_from_iterator(iter(corpus), vocab_size=vocab_size)
+    tokenizer = CLIPTokenizer().train_new_from_iterator(iter(corpus), vocab_size=vocab_size,
+                                                        new_special_tokens=[UNK_TOKEN])
+    tokenizer.backend_tokenizer.model.unk_token = UNK_TOKEN
+    tokenizer.unk_token = UNK_TOKEN
     tokenizer.model_max_length = model_max_length
     return tokenizer
 

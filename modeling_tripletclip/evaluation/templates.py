@@ -10,6 +10,8 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from .errors import EvaluationInputError
+
 OPENAI_IMAGENET_TEMPLATES: tuple[str, ...] = (
     "a bad photo of a {}.",
     "a photo of many {}.",
@@ -99,10 +101,10 @@ def validate_templates(templates: Sequence[str]) -> tuple[str, ...]:
     """Check that there is at least one template and each has exactly one ``{}``; return them as a tuple."""
     templates = tuple(templates)
     if not templates:
-        raise ValueError("No prompt templates given: give at least one, e.g. 'a photo of a {}.'.")
+        raise EvaluationInputError("No prompt templates given: give at least one, e.g. 'a photo of a {}.'.")
     bad = [t for t in templates if not isinstance(t, str) or t.count("{}") != 1]
     if bad:
-        raise ValueError(
+        raise EvaluationInputError(
             f"Each prompt template needs exactly one '{{}}' where the class name goes; these do not: {bad[:5]}"
         )
     return templates
@@ -112,12 +114,14 @@ def load_templates(path: str | Path) -> tuple[str, ...]:
     """Read templates from a JSON file (a list of strings) or a text file (one template per non-empty line)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"Prompt template file {path} does not exist.")
+        raise EvaluationInputError(f"Prompt template file {path} does not exist.")
     text = path.read_text(encoding="utf-8")
     if path.suffix == ".json":
         templates = json.loads(text)
         if not isinstance(templates, list):
-            raise ValueError(f"{path} must hold a JSON list of template strings such as [\"a photo of a {{}}.\"].")
+            raise EvaluationInputError(
+                f"{path} must hold a JSON list of template strings such as [\"a photo of a {{}}.\"]."
+            )
     else:
         templates = [line.strip() for line in text.splitlines() if line.strip()]
     return validate_templates(templates)

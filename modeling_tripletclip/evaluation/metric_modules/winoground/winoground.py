@@ -27,7 +27,8 @@ Examples:
 _CITATION = """
 @inproceedings{thrush2022winoground,
   title={Winoground: Probing Vision and Language Models for Visio-Linguistic Compositionality},
-  author={Thrush, Tristan and Jiang, Ryan and Bartolo, Max and Singh, Amanpreet and Williams, Adina and Kiela, Douwe and Ross, Candace},
+  author={Thrush, Tristan and Jiang, Ryan and Bartolo, Max and Singh, Amanpreet and Williams, Adina
+          and Kiela, Douwe and Ross, Candace},
   booktitle={CVPR},
   year={2022}
 }
@@ -41,7 +42,9 @@ class Winoground(evaluate.Metric):
             description=_DESCRIPTION,
             citation=_CITATION,
             inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features({name: datasets.Value("float64") for name in ("c0_i0", "c0_i1", "c1_i0", "c1_i1")}),
+            features=datasets.Features(
+                {name: datasets.Value("float64") for name in ("c0_i0", "c0_i1", "c1_i0", "c1_i1")}
+            ),
         )
 
     def _compute(self, c0_i0, c0_i1, c1_i0, c1_i1, tags=None):

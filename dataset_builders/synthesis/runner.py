@@ -1,0 +1,789 @@
+"""The whole synthesis job: captions (and images) in, TripletData out, across many processes, resumable.
+
+Stages, per row: negative caption (LLM or rules) -> positive image (from the dataset, or rendered from the caption)
+-> negative image (text-to-image) -> optional CLIP triplet score -> optional VQA quality score.
+
+Scale and safety:
+
+* **Deterministic parts.** Rows are cut into shards of ``rows_per_shard`` consecutive rows; shard ``i`` belongs to
+  process ``i % num_processes`` (accelerate's `PartialState`), so the processes never share a row, whatever their
+  number. A row's seeds depend only on the run's seed and the row index (images) or the shard (LLM batches), so a
+  shard comes out the same on any process, in any run.
+* **Atomic output.** A finished shard is one parquet file ``data/train-{i:05d}-of-{n:05d}.parquet`` (written to a
+  temporary name, then renamed) followed by its record ``synthesis/shards/{i:05d}.json``. The record is the
+  manifest entry: which rows were written, which were rejected and why, which failed and with what error, and how
+  long each stage took. A rerun skips shards with a record and no failures, redoes shards without a record (a
+  parquet file without a record is replaced), and for shards with failures redoes only the failed rows, merging them
+  with the rows already written. After a crash or SIGKILL there are no duplicates and no holes.
+* **One configuration per folder.** ``synthesis/config.json`` holds every option that changes the output and a
+  fingerprint of the input; a rerun with other options, or on other input, is refused with the differences listed.
+* **Bad input fails early**: missing columns, empty captions, a model folder of the wrong kind, a GPU-only dtype on
+  CPU, a folder from another configuration: all raise `SynthesisError` before any model is loaded.
+* **Failures are rows, not crashes.** An exception inside a stage is retried row by row; a row that still fails is
+  recorded with its error and left out of the shard, the other rows carry on, and the next run retries it.
+  Rejected negative captions (the LLM's answer failed validation after its retries, or no rule applied) are final:
+  recorded with their reason, never written as triplets.
+
+When every shard is done, the main process writes the dataset card (``README.md``: YAML configs and features, a
+sample grid) and ``synthesis/manifest.json`` (counts, rejection reasons, throughput per stage, the VQA summary), so
+``load_dataset(out)`` reads the result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import logging
+import math
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import datasets
+
+from .. import schema
+from ..hub_layout import atomic_path, shard_filename, write_dataset_card, write_parquet_shard
+from .llm import check_causal_lm, resolve_dtype
+from .prompts import NEGATIVE_CAPTION_PROMPT, negative_caption_prompt
+from .t2i import check_text_to_image
+
+logger = logging.getLogger(__name__)
+
+SPLIT = "train"
+STATE_DIR = "synthesis"
+NO_RULE_APPLIES = "no_rule_applies"
+STAGES = ("negative captions", "images", "negative images", "clip scores", "vqa scores")
+#: Options that do not change what is written; they may differ between a run and its resumption.
+RUNTIME_FIELDS = ("out", "keep_top_k", "min_clip_score", "device", "progress", "t2i_batch_size", "clip_batch_size",
+                  "vqa_batch_size")
+
+
+class SynthesisError(ValueError):
+    """Bad input for a synthesis run, found before generation starts; the message says what to change."""
+
+
+@dataclass
+class SynthesisConfig:
+    """Everything a synthesis run needs. Options not in `RUNTIME_FIELDS` are recorded and must match on resume.
+
+    Input and output:
+        input: anything `datasets.load_dataset` reads: a folder, a JSON-lines / JSON / CSV / TSV / parquet file, or
+            a Hub dataset id. caption_column / image_column: its columns (no image column: positive images are
+            rendered from the captions with ``t2i``). split: the split to read. max_rows: only the first rows.
+        out: the output folder (TripletData in the Hub layout). rows_per_shard: rows per parquet shard and per unit
+            of resumable work. seed: the run's seed.
+    Negative captions:
+        llm: a causal LM (Hub id or folder), or rules=True for the rule-based generator. prompt: the template (the
+        paper's, verbatim). llm_batch_size, max_new_tokens, do_sample, temperature, top_p, max_retries,
+        min_length_ratio, max_length_ratio: decoding and validation (see `llm.NegativeCaptionWriter`).
+    Images:
+        t2i: a diffusers text-to-image checkpoint (None: no negative images, e.g. for NegCLIP-style data).
+        num_inference_steps, guidance_scale, image_size, t2i_batch_size: rendering (SDXL-turbo: 1-4, 0.0, 512).
+    Scores:
+        clip_model: score triplets ``(s(x,y)+s(x',y'))/2`` into ``clip_score``; keep_top_k / min_clip_score then
+        write the best rows to ``out/filtered``. vqa_model (+ question_llm, default ``llm``): the quality check into
+        ``vqa_score``, num_questions per negative caption. trust_remote_code: for the CLIP model.
+    Runtime:
+        dtype: ``float32``, ``bfloat16``, ``float16`` (GPU only) or None. device: None = the process's accelerator.
+    """
+
+    input: str
+    caption_column: str
+    out: str
+    image_column: str | None = None
+    split: str = "train"
+    max_rows: int | None = None
+    rows_per_shard: int = 1000
+    seed: int = 0
+    llm: str | None = None
+    rules: bool = False
+    prompt: str = NEGATIVE_CAPTION_PROMPT
+    llm_batch_size: int = 16
+    max_new_tokens: int = 96
+    do_sample: bool = False
+    temperature: float = 0.7
+    top_p: float = 0.9
+    max_retries: int = 2
+    min_length_ratio: float = 0.5
+    max_length_ratio: float = 2.0
+    t2i: str | None = None
+    num_inference_steps: int = 1
+    guidance_scale: float = 0.0
+    image_size: int = 512
+    t2i_batch_size: int = 8
+    clip_model: str | None = None
+    clip_batch_size: int = 32
+    keep_top_k: int | None = None
+    min_clip_score: float | None = None
+    vqa_model: str | None = None
+    question_llm: str | None = None
+    num_questions: int = 5
+    vqa_batch_size: int = 32
+    trust_remote_code: bool = False
+    dtype: str | None = None
+    device: str | None = None
+    progress: bool = True
+
+    def identity(self) -> dict[str, Any]:
+        """The options that determine the output (all but `RUNTIME_FIELDS`), with local paths made absolute."""
+        values = {k: v for k, v in dataclasses.asdict(self).items() if k not in RUNTIME_FIELDS}
+        for key in ("input", "llm", "t2i", "clip_model", "vqa_model", "question_llm"):
+            if values[key] is not None and Path(values[key]).expanduser().exists():
+                values[key] = str(Path(values[key]).expanduser().resolve())
+        return values
+
+
+@dataclass
+class SynthesisReport:
+    """What a run (or the folder, once complete) holds. ``complete`` is False while rows failed or shards remain."""
+
+    out: Path
+    rows: int
+    written: int
+    rejected: dict[str, int]
+    failed: int
+    shards_done: int
+    shards: int
+    throughput: dict[str, float]
+    vqa: dict[str, Any] | None = None
+    filtered: Path | None = None
+
+    @property
+    def complete(self) -> bool:
+        return self.failed == 0 and self.shards_done == self.shards
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Seeds
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def row_seed(seed: int, row: int, stream: str) -> int:
+    """A 63-bit seed for ``row`` in the named stream (``"negative_image"``, ``"image"``, ``"rules"``, ...), stable
+    across processes, platforms and Python versions."""
+    digest = hashlib.blake2b(f"{seed}:{stream}:{row}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & (2**63 - 1)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Input
+# --------------------------------------------------------------------------------------------------------------------
+
+_FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".tsv": "csv", ".parquet": "parquet",
+                  ".arrow": "arrow", ".txt": "text"}
+
+
+def load_input(path: str, split: str = "train") -> datasets.Dataset:
+    """Load the input captions (and images) with `datasets.load_dataset` from a file, a folder or a Hub id."""
+    local = Path(path).expanduser()
+    try:
+        if local.is_file():
+            builder = _FILE_BUILDERS.get(local.suffix.lower())
+            if builder is None:
+                raise SynthesisError(
+                    f"Cannot read {path!r}: use a JSON-lines, JSON, CSV, TSV, parquet or text file, a dataset "
+                    f"folder, or a Hub dataset id."
+                )
+            kwargs = {"delimiter": "\t"} if local.suffix.lower() == ".tsv" else {}
+            return datasets.load_dataset(builder, data_files=str(local), split="train", **kwargs)
+        return datasets.load_dataset(str(local) if local.exists() else path, split=split)
+    except SynthesisError:
+        raise
+    except (FileNotFoundError, ValueError, OSError, datasets.exceptions.DatasetNotFoundError) as error:
+        raise SynthesisError(
+            f"Could not load the input {path!r} (split {split!r}) with datasets.load_dataset: {error}"
+        ) from error
+
+
+def _captions_fingerprint(captions: Sequence[str]) -> str:
+    digest = hashlib.sha256()
+    for caption in captions:
+        digest.update(caption.encode("utf-8"))
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+@dataclass
+class _Plan:
+    config: SynthesisConfig
+    dataset: datasets.Dataset
+    captions: Sequence[str]  # the caption column (read lazily from Arrow)
+    num_rows: int
+    num_shards: int
+    features: datasets.Features
+    fingerprint: str
+    out: Path
+
+    def shard_rows(self, index: int) -> range:
+        start = index * self.config.rows_per_shard
+        return range(start, min(self.num_rows, start + self.config.rows_per_shard))
+
+
+def _features(config: SynthesisConfig) -> datasets.Features:
+    known = schema.metadata_features()
+    extra: dict[str, Any] = {schema.ID: known[schema.ID], schema.NEGATIVE_KIND: known[schema.NEGATIVE_KIND]}
+    if config.clip_model:
+        extra[schema.CLIP_SCORE] = known[schema.CLIP_SCORE]
+    if config.vqa_model:
+        extra[schema.VQA_SCORE] = known[schema.VQA_SCORE]
+    if config.t2i:
+        extra["negative_image_seed"] = datasets.Value("int64")
+    if config.t2i and not config.image_column:
+        extra["image_seed"] = datasets.Value("int64")
+    return schema.triplet_features(extra)
+
+
+def _check_options(config: SynthesisConfig) -> None:
+    if bool(config.llm) == bool(config.rules):
+        raise SynthesisError(
+            "Choose one way to write negative captions: --llm MODEL (e.g. mistralai/Mistral-7B-Instruct-v0.2) or "
+            "--rules (the rule-based generator)."
+        )
+    if not config.image_column and not config.t2i:
+        raise SynthesisError(
+            "TripletData needs images: give --image-column COL for the dataset's images, or --t2i MODEL (e.g. "
+            "stabilityai/sdxl-turbo) to render them from the captions."
+        )
+    if config.rows_per_shard < 1:
+        raise SynthesisError(f"--rows-per-shard must be at least 1, got {config.rows_per_shard}.")
+    if config.max_rows is not None and config.max_rows < 1:
+        raise SynthesisError(f"--max-rows must be at least 1, got {config.max_rows}.")
+    if config.clip_model and not config.t2i:
+        raise SynthesisError("--clip-model scores triplets with their negative images: it needs --t2i MODEL.")
+    if (config.keep_top_k is not None or config.min_clip_score is not None) and not config.clip_model:
+        raise SynthesisError("--keep-top-k / --min-clip-score filter on CLIP scores: add --clip-model MODEL.")
+    if config.vqa_model and not config.t2i:
+        raise SynthesisError("--vqa-model checks negative images: it needs --t2i MODEL.")
+    if config.vqa_model and not (config.question_llm or config.llm):
+        raise SynthesisError(
+            "--vqa-model needs an LLM to write the yes/no questions: add --question-llm MODEL (with --rules there "
+            "is no --llm to reuse)."
+        )
+    if config.llm:
+        negative_caption_prompt("", config.prompt)
+
+
+def _check_models(config: SynthesisConfig, device: str) -> None:
+    try:
+        resolve_dtype(config.dtype, device)
+        if config.llm:
+            check_causal_lm(config.llm)
+        if config.question_llm:
+            check_causal_lm(config.question_llm)
+        if config.t2i:
+            check_text_to_image(config.t2i)
+    except ValueError as error:
+        raise SynthesisError(str(error)) from error
+
+
+def _prepare(config: SynthesisConfig, device: str) -> _Plan:
+    _check_options(config)
+    _check_models(config, device)
+    dataset = load_input(config.input, config.split)
+    columns = dataset.column_names
+    if config.caption_column not in columns:
+        raise SynthesisError(
+            f"The input has no caption column {config.caption_column!r}; its columns are {columns}. "
+            f"Pass --caption-column with one of them."
+        )
+    if config.image_column and config.image_column not in columns:
+        raise SynthesisError(
+            f"The input has no image column {config.image_column!r}; its columns are {columns}. Pass --image-column "
+            f"with one of them, or leave it out and give --t2i MODEL to render images from the captions."
+        )
+    if config.max_rows is not None:
+        dataset = dataset.select(range(min(config.max_rows, len(dataset))))
+    keep = [config.caption_column] + ([config.image_column] if config.image_column else [])
+    dataset = dataset.select_columns(keep)
+    if config.image_column:  # images pass through as stored (bytes), decoded only where a model needs them
+        found = dataset.features[config.image_column]
+        try:
+            dataset = dataset.cast_column(config.image_column, datasets.Image(decode=False))
+        except (ValueError, TypeError) as error:
+            raise SynthesisError(
+                f"Column {config.image_column!r} does not hold images (it is {found}); give the column with images "
+                f"or image paths."
+            ) from error
+    captions = dataset[config.caption_column]
+    empty = [i for i, c in enumerate(captions) if not isinstance(c, str) or not c.strip()]
+    if empty:
+        shown = ", ".join(map(str, empty[:10])) + (" ..." if len(empty) > 10 else "")
+        column = repr(config.caption_column)
+        raise SynthesisError(
+            f"{len(empty)} of {len(captions)} captions in column {column} are empty or missing (rows {shown}). "
+            f"Drop or fill them first, e.g. dataset.filter(lambda row: bool(row[{column}] and row[{column}].strip()))."
+        )
+    if not captions:
+        raise SynthesisError(f"The input {config.input!r} has no rows.")
+    num_shards = math.ceil(len(captions) / config.rows_per_shard)
+    return _Plan(config, dataset, captions, len(captions), num_shards, _features(config),
+                 _captions_fingerprint(captions), Path(config.out).expanduser())
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Output folder state
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def _write_json(path: Path, value: Any) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(value, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def _record_path(out: Path, index: int) -> Path:
+    return out / STATE_DIR / "shards" / f"{index:05d}.json"
+
+
+def _shard_path(plan: _Plan, index: int) -> Path:
+    return plan.out / "data" / shard_filename(SPLIT, index, plan.num_shards)
+
+
+def _read_record(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except json.JSONDecodeError:  # not written by us (records are atomic): redo the shard
+        logger.warning("Unreadable shard record %s; the shard will be redone.", path)
+        return None
+
+
+def _remove_stale_temporaries(out: Path) -> None:
+    """Delete the temporary files a killed run left behind (``.name.xxxx.tmp``; no reader ever matches them)."""
+    for folder in (out / "data", out / STATE_DIR, out / STATE_DIR / "shards"):
+        if folder.is_dir():
+            for leftover in folder.glob(".*.tmp"):
+                leftover.unlink(missing_ok=True)
+
+
+def _folder_identity(plan: _Plan) -> dict[str, Any]:
+    return {"config": plan.config.identity(),
+            "input": {"num_rows": plan.num_rows, "captions_sha256": plan.fingerprint},
+            "layout": {"split": SPLIT, "num_shards": plan.num_shards}}
+
+
+def _check_folder(plan: _Plan) -> None:
+    """Refuse an output folder made by another configuration, or one that synthesis did not make (read-only)."""
+    path = plan.out / STATE_DIR / "config.json"
+    if path.exists():
+        wanted, found = _folder_identity(plan), json.loads(path.read_text())
+        if found != wanted:
+            differences = []
+            for section in wanted:
+                mine, theirs = wanted[section], found.get(section, {})
+                for key in sorted(set(mine) | set(theirs)):
+                    if mine.get(key) != theirs.get(key):
+                        differences.append(f"{section}.{key}: {theirs.get(key)!r} there, {mine.get(key)!r} now")
+            raise SynthesisError(
+                f"The output folder {plan.out} was made by a different synthesis configuration "
+                f"({'; '.join(differences[:6])}{' ...' if len(differences) > 6 else ''}). Rerun with the same "
+                f"options and input to resume it, or choose a new --out folder."
+            )
+    elif plan.out.exists() and any(plan.out.iterdir()):
+        raise SynthesisError(
+            f"The output folder {plan.out} is not empty and was not made by `tripletclip synthesize` (no "
+            f"{STATE_DIR}/config.json). Choose a new or empty --out folder."
+        )
+
+
+def _claim_folder(plan: _Plan) -> None:
+    """Write ``synthesis/config.json`` in a new folder; clear what a killed run left half-written in an old one."""
+    path = plan.out / STATE_DIR / "config.json"
+    if path.exists():
+        _remove_stale_temporaries(plan.out)
+    else:
+        _write_json(path, _folder_identity(plan))
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Models, loaded once per process and only when it has work
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Models:
+    writer: Any = None
+    images: Any = None
+    clip: Any = None
+    quality: Any = None
+
+
+def _load_models(config: SynthesisConfig, device: str) -> _Models:
+    from .llm import LanguageModel, NegativeCaptionWriter
+
+    models = _Models()
+    lm = None
+    if config.llm:
+        lm = LanguageModel.from_pretrained(config.llm, dtype=config.dtype, device=device)
+        models.writer = NegativeCaptionWriter(
+            lm, prompt=config.prompt, max_new_tokens=config.max_new_tokens, do_sample=config.do_sample,
+            temperature=config.temperature, top_p=config.top_p, max_retries=config.max_retries,
+            batch_size=config.llm_batch_size, min_length_ratio=config.min_length_ratio,
+            max_length_ratio=config.max_length_ratio,
+        )
+    if config.t2i:
+        from .t2i import ImageGenerator
+
+        models.images = ImageGenerator.from_pretrained(
+            config.t2i, dtype=config.dtype, device=device, num_inference_steps=config.num_inference_steps,
+            guidance_scale=config.guidance_scale, height=config.image_size, width=config.image_size,
+            batch_size=config.t2i_batch_size,
+        )
+    if config.clip_model:
+        from .filters import CLIPScorer
+
+        models.clip = CLIPScorer.from_pretrained(config.clip_model, dtype=config.dtype, device=device,
+                                                 trust_remote_code=config.trust_remote_code,
+                                                 batch_size=config.clip_batch_size)
+    if config.vqa_model:
+        from .llm import LanguageModel
+        from .quality import QualityChecker, VQAModel
+
+        question_lm = lm if (config.question_llm in (None, config.llm) and lm is not None) else \
+            LanguageModel.from_pretrained(config.question_llm, dtype=config.dtype, device=device)
+        models.quality = QualityChecker(question_lm, VQAModel.from_pretrained(
+            config.vqa_model, dtype=config.dtype, device=device, batch_size=config.vqa_batch_size),
+            num_questions=config.num_questions)
+    return models
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# One shard
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def _to_pil(value: Any):
+    from PIL import Image
+
+    if value is None or isinstance(value, Image.Image):
+        return value
+    if value.get("bytes") is not None:
+        return Image.open(io.BytesIO(value["bytes"]))
+    return Image.open(value["path"])
+
+
+def _stored_image(value: dict[str, Any]) -> dict[str, Any]:
+    """An input image as bytes to embed (a local path is read, so the dataset does not point outside itself)."""
+    if value.get("bytes") is None and value.get("path"):
+        return {"bytes": Path(value["path"]).read_bytes(), "path": Path(value["path"]).name}
+    return value
+
+
+class _Stage:
+    """Runs one stage over rows, isolating failures row by row and timing it."""
+
+    def __init__(self, name: str, failed: dict[int, dict[str, str]], timings: dict[str, dict[str, float]],
+                 bars: dict[str, Any]):
+        self.name, self.failed, self.timings, self.bars = name, failed, timings, bars
+
+    def __call__(self, rows: list[int], compute: Callable[[list[int]], Sequence[Any]]) -> dict[int, Any]:
+        if not rows:
+            return {}
+        start = time.perf_counter()
+        try:
+            values = dict(zip(rows, compute(rows), strict=True))
+        except Exception as error:  # one bad row must not cost the others: retry them one by one
+            logger.warning("%s failed for a batch of %d rows (%s); retrying row by row.", self.name, len(rows), error)
+            values = {}
+            for row in rows:
+                try:
+                    values[row] = compute([row])[0]
+                except Exception as row_error:
+                    self.failed[row] = {"stage": self.name, "error": f"{type(row_error).__name__}: {row_error}"}
+        timing = self.timings.setdefault(self.name, {"rows": 0, "seconds": 0.0})
+        timing["rows"] += len(rows)
+        timing["seconds"] += time.perf_counter() - start
+        if self.name in self.bars:
+            self.bars[self.name].update(len(rows))
+        return values
+
+
+def _process_shard(plan: _Plan, index: int, rows: list[int], models: _Models, bars: dict[str, Any]
+                   ) -> tuple[list[dict[str, Any]], dict[int, Any], dict[int, Any], dict[str, Any]]:
+    """Generate ``rows`` of shard ``index``: (written rows, rejected, failed, stage timings)."""
+    from .rules import generate_negative
+
+    config = plan.config
+    failed: dict[int, dict[str, str]] = {}
+    rejected: dict[int, dict[str, Any]] = {}
+    timings: dict[str, dict[str, float]] = {}
+    stage = lambda name: _Stage(name, failed, timings, bars)  # noqa: E731
+    captions = {row: plan.captions[row].strip() for row in rows}
+    first_row = plan.shard_rows(index).start
+
+    # 1. negative captions
+    if config.rules:
+        def rule_negatives(batch):
+            return [generate_negative(captions[r], seed=row_seed(config.seed, r, "rules")) for r in batch]
+
+        outcomes = stage(STAGES[0])(rows, rule_negatives)
+        negatives = {}
+        for row, outcome in outcomes.items():
+            if outcome is None:
+                rejected[row] = {"reason": NO_RULE_APPLIES}
+            else:
+                negatives[row] = (outcome.text, outcome.kind)
+    else:
+        def llm_negatives(batch):
+            return models.writer.generate([captions[r] for r in batch], seed=row_seed(config.seed, first_row, "llm"))
+
+        outcomes = stage(STAGES[0])(rows, llm_negatives)
+        negatives = {}
+        for row, result in outcomes.items():
+            if result.accepted:
+                negatives[row] = (result.negative_caption, "llm")
+            else:
+                rejected[row] = {"reason": result.reason, "outputs": result.outputs}
+    todo = [r for r in rows if r in negatives]
+
+    # 2. positive images
+    if config.image_column:
+        column = plan.dataset.select(todo)[config.image_column] if todo else []
+        images = {row: _stored_image(value) for row, value in zip(todo, column)}
+    else:
+        images = stage(STAGES[1])(todo, lambda batch: models.images.generate(
+            [captions[r] for r in batch], [row_seed(config.seed, r, "image") for r in batch]))
+    todo = [r for r in todo if r in images]
+
+    # 3. negative images
+    negative_images: dict[int, Any] = {}
+    if config.t2i:
+        negative_images = stage(STAGES[2])(todo, lambda batch: models.images.generate(
+            [negatives[r][0] for r in batch], [row_seed(config.seed, r, "negative_image") for r in batch]))
+        todo = [r for r in todo if r in negative_images]
+
+    # 4. CLIP triplet scores
+    clip_scores: dict[int, float] = {}
+    if config.clip_model:
+        clip_scores = stage(STAGES[3])(todo, lambda batch: models.clip.triplet_scores(
+            [_to_pil(images[r]) for r in batch], [captions[r] for r in batch],
+            [negative_images[r] for r in batch], [negatives[r][0] for r in batch]).tolist())
+        todo = [r for r in todo if r in clip_scores]
+
+    # 5. VQA quality scores
+    vqa_scores: dict[int, float | None] = {}
+    if config.vqa_model:
+        results = stage(STAGES[4])(todo, lambda batch: models.quality.check(
+            [negative_images[r] for r in batch], [negatives[r][0] for r in batch],
+            seed=row_seed(config.seed, first_row, "questions")))
+        vqa_scores = {row: result.vqa_score for row, result in results.items()}
+        todo = [r for r in todo if r in results]
+
+    written = []
+    for row in todo:
+        record = {
+            schema.IMAGE: images[row],
+            schema.CAPTION: captions[row],
+            schema.NEGATIVE_IMAGE: negative_images.get(row),
+            schema.NEGATIVE_CAPTION: negatives[row][0],
+            schema.ID: str(row),
+            schema.NEGATIVE_KIND: negatives[row][1],
+        }
+        if config.clip_model:
+            record[schema.CLIP_SCORE] = clip_scores[row]
+        if config.vqa_model:
+            record[schema.VQA_SCORE] = vqa_scores[row]
+        if config.t2i:
+            record["negative_image_seed"] = row_seed(config.seed, row, "negative_image")
+        if config.t2i and not config.image_column:
+            record["image_seed"] = row_seed(config.seed, row, "image")
+        written.append(record)
+    return written, rejected, failed, timings
+
+
+def _existing_rows(path: Path) -> list[dict[str, Any]]:
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path).to_pylist() if path.exists() else []
+
+
+def _run_shard(plan: _Plan, index: int, record: dict[str, Any] | None, models: _Models, bars: dict[str, Any]
+               ) -> dict[str, Any]:
+    shard_range = plan.shard_rows(index)
+    if record is None:
+        rows, kept, rejected = list(shard_range), [], {}
+    else:  # only the rows that failed last time; the written ones stay
+        rows = sorted(int(r) for r in record["failed"])
+        kept = [r for r in _existing_rows(_shard_path(plan, index)) if int(r[schema.ID]) not in rows]
+        rejected = dict(record["rejected"])
+    written, new_rejected, failed, timings = _process_shard(plan, index, rows, models, bars)
+    merged = sorted(kept + written, key=lambda r: int(r[schema.ID]))
+    write_parquet_shard(merged, _shard_path(plan, index), plan.features)
+    rejected.update({str(r): v for r, v in new_rejected.items()})
+    attempts = (record or {}).get("attempts", 0) + 1
+    new_record = {
+        "shard": index, "rows": [shard_range.start, shard_range.stop], "written": len(merged),
+        "rejected": rejected, "failed": {str(r): v for r, v in failed.items()}, "stages": timings,
+        "attempts": attempts, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    _write_json(_record_path(plan.out, index), new_record)  # after the parquet: a record means the shard is there
+    return new_record
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The run
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def _format_throughput(timings: dict[str, dict[str, float]]) -> dict[str, float]:
+    return {name: (t["rows"] / t["seconds"] if t["seconds"] > 0 else float("inf")) for name, t in timings.items()}
+
+
+def _add_timings(total: dict[str, dict[str, float]], timings: dict[str, dict[str, float]]) -> None:
+    for name, t in timings.items():
+        entry = total.setdefault(name, {"rows": 0, "seconds": 0.0})
+        entry["rows"] += t["rows"]
+        entry["seconds"] += t["seconds"]
+
+
+def _cpu_only(config: SynthesisConfig) -> bool:
+    """Whether the processes run on CPU: asked for (``ACCELERATE_USE_CPU=1``, ``--device cpu``) or no accelerator.
+
+    `PartialState` needs to be told, or CPU processes started by ``accelerate launch`` each run alone (gloo is only
+    set up with ``cpu=True``)."""
+    import torch
+    from accelerate.utils import is_mlu_available, is_npu_available, is_xpu_available, parse_flag_from_env
+
+    if parse_flag_from_env("ACCELERATE_USE_CPU") or (config.device or "").startswith("cpu"):
+        return True
+    return not (torch.cuda.is_available() or is_xpu_available() or is_npu_available() or is_mlu_available())
+
+
+def run_synthesis(config: SynthesisConfig) -> SynthesisReport:
+    """Run (or resume) a synthesis job in this process; under ``accelerate launch`` each process takes its shards.
+
+    Returns the folder's `SynthesisReport` (on every process; the card and manifest are written by the main one).
+
+    Raises:
+        SynthesisError: bad input or options, or an output folder from another configuration (before any model is
+            loaded).
+    """
+    from accelerate import PartialState
+    from tqdm.auto import tqdm
+
+    state = PartialState(cpu=_cpu_only(config))
+    device = config.device or str(state.device)
+    plan = _prepare(config, device)
+    _check_folder(plan)
+    state.wait_for_everyone()  # every process has looked at the folder before the main one writes to it
+
+    mine = range(state.process_index, plan.num_shards, state.num_processes)
+    pending = []
+    for index in mine:
+        record = _read_record(_record_path(plan.out, index))
+        if record is None or record["failed"]:
+            pending.append((index, record))
+    rows_todo = sum(len(plan.shard_rows(i)) if r is None else len(r["failed"]) for i, r in pending)
+    prefix = f"[process {state.process_index}/{state.num_processes}]"
+    logger.info("%s %d of its %d shards to do (%d rows); %d shards in all.", prefix, len(pending), len(mine),
+                rows_todo, plan.num_shards)
+    try:  # a model that fails to load claims no folder
+        models = _load_models(config, device) if pending else None
+    except (ValueError, OSError) as error:
+        raise SynthesisError(f"Could not load the models: {error}") from error
+    if state.is_main_process:
+        _claim_folder(plan)
+    state.wait_for_everyone()
+
+    totals: dict[str, dict[str, float]] = {}
+    if pending:
+        show = config.progress and state.is_local_main_process
+        stages = [STAGES[0]] + ([STAGES[1]] if not config.image_column else []) + \
+            ([STAGES[2]] if config.t2i else []) + ([STAGES[3]] if config.clip_model else []) + \
+            ([STAGES[4]] if config.vqa_model else [])
+        bars = {name: tqdm(total=rows_todo, desc=f"{name}", unit="row", position=n, disable=not show, leave=True)
+                for n, name in enumerate(stages)}
+        try:
+            for index, record in pending:
+                new_record = _run_shard(plan, index, record, models, bars)
+                _add_timings(totals, new_record["stages"])
+        finally:
+            for bar in bars.values():
+                bar.close()
+        for name, rate in _format_throughput(totals).items():
+            logger.info("%s %s: %d rows in %.1f s (%.2f rows/s)", prefix, name, totals[name]["rows"],
+                        totals[name]["seconds"], rate)
+
+    state.wait_for_everyone()
+    report = _summarize(plan)
+    if state.is_main_process:
+        _finish(plan, report)
+    state.wait_for_everyone()
+    return report
+
+
+def _summarize(plan: _Plan) -> SynthesisReport:
+    written, failed, done = 0, 0, 0
+    rejected: Counter[str] = Counter()
+    timings: dict[str, dict[str, float]] = {}
+    for index in range(plan.num_shards):
+        record = _read_record(_record_path(plan.out, index))
+        if record is None:
+            continue
+        done += 1
+        written += record["written"]
+        failed += len(record["failed"])
+        rejected.update(v["reason"] for v in record["rejected"].values())
+        _add_timings(timings, record["stages"])
+    return SynthesisReport(plan.out, plan.num_rows, written, dict(rejected), failed, done, plan.num_shards,
+                           _format_throughput(timings))
+
+
+def _finish(plan: _Plan, report: SynthesisReport) -> None:
+    """Card, VQA summary, manifest and (when asked) the CLIP-filtered copy, once every shard exists."""
+    config = plan.config
+    if report.shards_done == report.shards:
+        if config.vqa_model:
+            import pyarrow.parquet as pq
+
+            from .quality import summarize_vqa_scores
+
+            scores = []
+            for index in range(plan.num_shards):
+                scores += pq.read_table(_shard_path(plan, index), columns=[schema.VQA_SCORE]).column(0).to_pylist()
+            report.vqa = summarize_vqa_scores(scores)
+        write_dataset_card(plan.out, features=plan.features, pretty_name="TripletData (synthesized)",
+                           details=_card_details(config, report))
+        if report.complete and (config.keep_top_k is not None or config.min_clip_score is not None):
+            from .filters import filter_tripletdata
+
+            report.filtered = filter_tripletdata(plan.out, plan.out / "filtered", top_k=config.keep_top_k,
+                                                 threshold=config.min_clip_score, progress=config.progress)
+    manifest = {
+        "complete": report.complete, "rows": report.rows, "written": report.written, "rejected": report.rejected,
+        "failed": report.failed, "shards": report.shards, "shards_done": report.shards_done,
+        "throughput_rows_per_second": report.throughput, "vqa": report.vqa,
+        "filtered": str(report.filtered) if report.filtered else None,
+    }
+    _write_json(plan.out / STATE_DIR / "manifest.json", manifest)
+    if not report.complete:
+        logger.warning(
+            "%d rows failed and %d of %d shards are done; rerun the same command to retry the rest (records in %s).",
+            report.failed, report.shards_done, report.shards, plan.out / STATE_DIR / "shards",
+        )
+
+
+def _card_details(config: SynthesisConfig, report: SynthesisReport) -> str:
+    captions = f"the LLM `{config.llm}` with the TripletCLIP paper's prompt" if config.llm else \
+        "the rule-based generator of SugarCrepe's seven kinds (`negative_kind` names the kind)"
+    images = (f"`{config.t2i}` ({config.num_inference_steps} steps, guidance {config.guidance_scale}, "
+              f"{config.image_size} px; one seed per row in `negative_image_seed`)") if config.t2i else "none"
+    lines = [
+        "Synthesized with `tripletclip synthesize`.",
+        "",
+        f"- Negative captions: {captions}.",
+        f"- Negative images: {images}.",
+        f"- Rows: {report.rows} in, {report.written} written; rejected: "
+        f"{', '.join(f'{k} {v}' for k, v in sorted(report.rejected.items())) or 'none'}; failed: {report.failed}.",
+    ]
+    if config.clip_model:
+        lines.append(f"- `clip_score`: (s(x, y) + s(x', y')) / 2 under `{config.clip_model}`.")
+    if report.vqa:
+        lines.append(f"- `vqa_score`: share of \"yes\" to {config.num_questions} LLM-written questions answered by "
+                     f"`{config.vqa_model}` on the negative image; mean {report.vqa['mean_yes']}.")
+    return "\n".join(lines)

@@ -1,0 +1,646 @@
+"""The benchmarks: each reads its data, encodes it once with a :class:`CLIPEncoder`, and scores it.
+
+Every benchmark is built in two steps, so that bad input fails before any model runs: constructing it reads and
+checks the data (files, columns, images named by a JSON); :meth:`Benchmark.run` encodes and scores. The scoring rules
+are the pure functions of :mod:`.metrics`.
+
+=============  =========================================================  ==========================================
+name           data                                                       metrics
+=============  =========================================================  ==========================================
+sugarcrepe     folder of the seven JSON files (+ image folder)            the seven subsets, replace/swap/add, overall
+winoground     dataset with image_0, image_1, caption_0, caption_1 [tag]  text, image, group (+ "<tag>/text", ...)
+tripletdata    TripletData (image, caption, negative_image, negative_...)  text, image, group (+ per negative_kind)
+retrieval      dataset with image, captions; or a Karpathy-split JSON     image/text_retrieval_recall@1/5/10
+zeroshot       image-classification dataset or folder of class folders    top1, top5, mean_per_class_recall
+similarity     TripletData (or Winoground-style) dataset                  image/text_similarity_mean/std/median
+=============  =========================================================  ==========================================
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from dataset_builders import schema
+
+from . import data as readers
+from .encoding import CLIPEncoder, ImageSource, image_source_from_file, image_source_from_value
+from .errors import EvaluationInputError
+from .metrics import (
+    SUGARCREPE_OVERALL_DEFINITION,
+    rank_of_targets,
+    retrieval_recall,
+    similarity_summary,
+    sugarcrepe_accuracy,
+    sugarcrepe_summary,
+    winoground_metrics,
+    zero_shot_metrics_from_ranks,
+)
+from .templates import OPENAI_IMAGENET_TEMPLATES, class_prompts, validate_templates
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class BenchmarkOptions:
+    """Options of a benchmark run; each benchmark uses those that apply to it.
+
+    Attributes:
+        images: image folder for data that names image files (SugarCrepe, Karpathy-split JSON).
+        split: dataset split (default: test, else validation, else train; Karpathy JSON: test).
+        streaming: read datasets as streams (for sets too large to prepare on disk).
+        max_items: score only the first N rows (or N SugarCrepe items per subset).
+        templates: zero-shot prompt templates (default: OpenAI's 80 ImageNet templates).
+        tag_column: Winoground-style column whose values give per-tag scores (``tag``; ``negative_kind`` for
+            TripletData); ignored when absent.
+        ks: retrieval cut-offs.
+    """
+
+    images: str | Path | None = None
+    split: str | None = None
+    streaming: bool = False
+    max_items: int | None = None
+    templates: Sequence[str] | None = None
+    tag_column: str | None = None
+    ks: Sequence[int] = (1, 5, 10)
+
+
+@dataclass
+class BenchmarkResult:
+    """What one benchmark run produced.
+
+    Attributes:
+        metrics: ``{metric: value}`` (fractions in [0, 1], similarities in [-1, 1]).
+        num_items: items in the data; num_scored: items actually scored (the rest had an undecodable image).
+        skipped_images: ``{image name: reason}`` of the images that could not be decoded.
+        details: per-item arrays (e.g. the similarity values behind the similarity histograms).
+        notes: statements a reader of the numbers needs (e.g. which average ``overall`` is).
+    """
+
+    metrics: dict[str, float]
+    num_items: int
+    num_scored: int
+    skipped_images: dict[str, str] = field(default_factory=dict)
+    details: dict[str, np.ndarray] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self, name: str) -> str:
+        line = f"{name}: scored {self.num_scored} of {self.num_items} items"
+        if self.skipped_images:
+            shown = ", ".join(list(self.skipped_images)[:5])
+            more = " ..." if len(self.skipped_images) > 5 else ""
+            line += f" ({len(self.skipped_images)} undecodable image(s) skipped: {shown}{more})"
+        return line
+
+
+class Benchmark(ABC):
+    """A benchmark over one data source. Construction reads and checks the data; :meth:`run` scores a model."""
+
+    name: ClassVar[str]
+
+    def __init__(self, data: str | Path, options: BenchmarkOptions | None = None):
+        self.data = data
+        self.options = options or BenchmarkOptions()
+
+    @abstractmethod
+    def run(self, encoder: CLIPEncoder) -> BenchmarkResult:
+        """Encode the benchmark's images and captions with ``encoder`` and score them."""
+
+
+def _skipped(encoder: CLIPEncoder, sources: Sequence[ImageSource], ok: torch.Tensor, into: dict[str, str]) -> None:
+    for source, good in zip(sources, ok.tolist()):
+        if not good:
+            into[source.name] = encoder.failure_reason(source) or "could not be decoded"
+
+
+# SugarCrepe -----------------------------------------------------------------------------------------------------
+
+
+class SugarCrepeBenchmark(Benchmark):
+    """SugarCrepe: per-subset accuracy (ties wrong), the replace/swap/add averages and the overall average."""
+
+    name = "sugarcrepe"
+
+    def __init__(self, data, options=None):
+        super().__init__(data, options)
+        self.items = readers.load_sugarcrepe(data, images=self.options.images)
+        if self.options.max_items:
+            self.items = {s: items[: self.options.max_items] for s, items in self.items.items()}
+
+    def run(self, encoder: CLIPEncoder) -> BenchmarkResult:
+        all_items = [item for items in self.items.values() for item in items]
+        paths = list(dict.fromkeys(item.image_path for item in all_items))
+        sources = [image_source_from_file(p) for p in paths]
+        image_embeddings, ok = encoder.encode_images(sources, desc="SugarCrepe images")
+        texts = list(dict.fromkeys(t for item in all_items for t in (item.caption, item.negative_caption)))
+        text_embeddings = encoder.encode_texts(texts, desc="SugarCrepe captions")
+        image_row = {p: i for i, p in enumerate(paths)}
+        text_row = {t: i for i, t in enumerate(texts)}
+
+        accuracies, details, scored, skipped = {}, {}, 0, {}
+        _skipped(encoder, sources, ok, skipped)
+        for subset, items in self.items.items():
+            images = torch.tensor([image_row[item.image_path] for item in items], dtype=torch.long)
+            keep = ok[images]
+            images = images[keep]
+            kept = [item for item, k in zip(items, keep.tolist()) if k]
+            if not kept:
+                logger.warning("SugarCrepe %s: no item has a decodable image; the subset is not scored.", subset)
+                continue
+            captions = torch.tensor([text_row[item.caption] for item in kept], dtype=torch.long)
+            negatives = torch.tensor([text_row[item.negative_caption] for item in kept], dtype=torch.long)
+            u = image_embeddings[images]
+            positive = (u * text_embeddings[captions]).sum(-1)
+            negative = (u * text_embeddings[negatives]).sum(-1)
+            accuracies[subset] = sugarcrepe_accuracy(positive.numpy(), negative.numpy())
+            details[f"{subset}/positive_scores"] = positive.numpy()
+            details[f"{subset}/negative_scores"] = negative.numpy()
+            scored += len(kept)
+        return BenchmarkResult(
+            metrics=sugarcrepe_summary(accuracies),
+            num_items=len(all_items),
+            num_scored=scored,
+            skipped_images=skipped,
+            details=details,
+            notes=[f"SugarCrepe: {SUGARCREPE_OVERALL_DEFINITION}; replace/swap/add = mean of their subsets."],
+        )
+
+
+# Datasets read in chunks ----------------------------------------------------------------------------------------
+
+
+def _chunks(dataset, chunk_size: int, max_items: int | None):
+    """Yield ``(first_row_index, {column: values})`` over a dataset or stream, ``chunk_size`` rows at a time."""
+    if max_items:
+        dataset = dataset.take(max_items) if hasattr(dataset, "take") else dataset.select(range(max_items))
+    start = 0
+    for batch in dataset.iter(batch_size=chunk_size):
+        yield start, batch
+        start += len(next(iter(batch.values())))
+
+
+def _length(dataset, max_items: int | None) -> int | None:
+    try:
+        n = len(dataset)
+    except TypeError:
+        return max_items
+    return min(n, max_items) if max_items else n
+
+
+class _DatasetBenchmark(Benchmark):
+    """A benchmark over a dataset: opens it and checks its columns at construction."""
+
+    required: ClassVar[tuple[str, ...]] = ()
+    optional: ClassVar[tuple[str, ...]] = ()
+    image_columns: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, data, options=None):
+        super().__init__(data, options)
+        self.dataset, self.split = readers.open_dataset(
+            data, split=self.options.split, streaming=self.options.streaming, what=f"{self.name} data"
+        )
+        self.columns = readers.require_columns(self.dataset, self.required, self.name, str(data), self.optional)
+        self.dataset = readers.undecoded_images(self.dataset, [c for c in self.image_columns if c in self.columns])
+
+    def _progress(self, encoder: CLIPEncoder):
+        return tqdm(
+            total=_length(self.dataset, self.options.max_items),
+            desc=self.name,
+            unit="row",
+            disable=not encoder.progress,
+        )
+
+    def _chunk_size(self, encoder: CLIPEncoder) -> int:
+        return max(1, encoder.batch_size * 4)
+
+
+class _PairOfPairs(_DatasetBenchmark):
+    """Rows of two images and two captions, caption_k describing image_k, read in chunks."""
+
+    pair_columns: ClassVar[tuple[str, str, str, str]]  # image_0, image_1, caption_0, caption_1
+
+    def _scores(self, encoder: CLIPEncoder):
+        """Encode the dataset chunk by chunk. Yields, per chunk: the rows, a mask of the rows whose two images both
+        decoded, the embeddings ``(u0, u1, v0, v1)`` of every row (image_0, image_1, caption_0, caption_1), and the
+        image sources with their decoded mask."""
+        image_0, image_1, caption_0, caption_1 = self.pair_columns
+        with self._progress(encoder) as bar:
+            for start, batch in _chunks(self.dataset, self._chunk_size(encoder), self.options.max_items):
+                n = len(batch[caption_0])
+                sources = [
+                    image_source_from_value(value, f"row {start + j}, column {column}")
+                    for column in (image_0, image_1)
+                    for j, value in enumerate(batch[column])
+                ]
+                images, ok = encoder.encode_images(sources, progress=False)
+                texts = encoder.encode_texts(list(batch[caption_0]) + list(batch[caption_1]), progress=False)
+                keep = ok[:n] & ok[n:]
+                yield batch, keep, (images[:n], images[n:], texts[:n], texts[n:]), sources, ok
+                bar.update(n)
+
+
+class WinogroundBenchmark(_PairOfPairs):
+    """Winoground-style text, image and group scores (strict comparisons), overall and per tag."""
+
+    name = "winoground"
+    required = readers.WINOGROUND_COLUMNS
+    optional = (schema.TAG,)
+    image_columns = (schema.IMAGE_0, schema.IMAGE_1)
+    pair_columns = readers.WINOGROUND_COLUMNS
+    default_tag_column = schema.TAG
+
+    def run(self, encoder: CLIPEncoder) -> BenchmarkResult:
+        tag_column = self.options.tag_column or self.default_tag_column
+        use_tags = tag_column in self.columns
+        scores, tags, total, skipped = [], [], 0, {}
+        for batch, keep, (u0, u1, v0, v1), sources, ok in self._scores(encoder):
+            total += len(keep)
+            _skipped(encoder, sources, ok, skipped)
+            s = torch.stack(
+                [
+                    torch.stack([(v0 * u0).sum(-1), (v0 * u1).sum(-1)], dim=1),
+                    torch.stack([(v1 * u0).sum(-1), (v1 * u1).sum(-1)], dim=1),
+                ],
+                dim=1,
+            )  # (n, caption, image)
+            scores.append(s[keep].numpy())
+            if use_tags:
+                tags.extend(t for t, k in zip(batch[tag_column], keep.tolist()) if k)
+        scores = np.concatenate(scores) if scores else np.zeros((0, 2, 2))
+        if len(scores) == 0:
+            raise EvaluationInputError(
+                f"No {self.name} row of {self.data!r} could be scored (no rows, or no decodable images)."
+            )
+        metrics = winoground_metrics(scores, tags=tags if use_tags else None)
+        return BenchmarkResult(
+            metrics, num_items=total, num_scored=len(scores), skipped_images=skipped, details={"scores": scores}
+        )
+
+
+class TripletDataBenchmark(WinogroundBenchmark):
+    """TripletData as an evaluation set: each triplet (x, y, x', y') scored Winoground-style, with
+    caption_0 = caption, image_0 = image, caption_1 = negative caption, image_1 = negative image."""
+
+    name = "tripletdata"
+    required = readers.TRIPLETDATA_COLUMNS
+    optional = (schema.NEGATIVE_KIND,)
+    image_columns = (schema.IMAGE, schema.NEGATIVE_IMAGE)
+    pair_columns = readers.TRIPLETDATA_COLUMNS
+    default_tag_column = schema.NEGATIVE_KIND
+
+
+class SimilarityBenchmark(_PairOfPairs):
+    """Cosine similarity between each positive and negative image, and between each positive and negative caption.
+
+    Reads TripletData (image vs negative_image, caption vs negative_caption) or a Winoground-style dataset
+    (image_0 vs image_1, caption_0 vs caption_1). The per-item values are in ``details`` for histograms.
+    """
+
+    name = "similarity"
+    image_columns = (schema.IMAGE, schema.NEGATIVE_IMAGE, schema.IMAGE_0, schema.IMAGE_1)
+
+    def __init__(self, data, options=None):
+        Benchmark.__init__(self, data, options)
+        self.dataset, self.split = readers.open_dataset(
+            data, split=self.options.split, streaming=self.options.streaming, what="similarity data"
+        )
+        present = readers.dataset_columns(self.dataset)
+        if all(c in present for c in readers.TRIPLETDATA_COLUMNS):
+            self.pair_columns = readers.TRIPLETDATA_COLUMNS
+        elif all(c in present for c in readers.WINOGROUND_COLUMNS):
+            self.pair_columns = readers.WINOGROUND_COLUMNS
+        else:
+            readers.require_columns(self.dataset, readers.TRIPLETDATA_COLUMNS, self.name, str(data))
+        self.columns = present
+        self.dataset = readers.undecoded_images(self.dataset, [c for c in self.image_columns if c in present])
+
+    def run(self, encoder: CLIPEncoder) -> BenchmarkResult:
+        image_similarity, text_similarity, total, skipped = [], [], 0, {}
+        for _, keep, (u0, u1, v0, v1), sources, ok in self._scores(encoder):
+            total += len(keep)
+            _skipped(encoder, sources, ok, skipped)
+            image_similarity.append((u0 * u1).sum(-1)[keep].numpy())
+            text_similarity.append((v0 * v1).sum(-1)[keep].numpy())
+        image_similarity = np.concatenate(image_similarity) if image_similarity else np.zeros(0)
+        text_similarity = np.concatenate(text_similarity) if text_similarity else np.zeros(0)
+        if image_similarity.size == 0:
+            raise EvaluationInputError(f"No row of {self.data!r} could be scored (no rows, or no decodable images).")
+        metrics = {**similarity_summary(image_similarity, "image_similarity"),
+                   **similarity_summary(text_similarity, "text_similarity")}
+        return BenchmarkResult(
+            metrics,
+            num_items=total,
+            num_scored=int(image_similarity.size),
+            skipped_images=skipped,
+            details={"image_similarity": image_similarity, "text_similarity": text_similarity},
+            notes=["similarity: cosine similarity of each positive/negative image pair and caption pair."],
+        )
+
+
+# Retrieval ------------------------------------------------------------------------------------------------------
+
+
+class RetrievalBenchmark(Benchmark):
+    """Zero-shot image-text retrieval recall@k with several captions per image (CLIP_benchmark's semantics).
+
+    Data: a dataset with ``image`` and ``captions`` (list of strings), or a Karpathy-split JSON file (COCO /
+    Flickr30k; ``--images`` is its image folder, ``--split`` its split, default test).
+    """
+
+    name = "retrieval"
+
+    def __init__(self, data, options=None):
+        super().__init__(data, options)
+        self.karpathy = str(data).endswith(".json")
+        if self.karpathy:
+            rows = readers.load_karpathy_split(data, self.options.images, self.options.split)
+            if self.options.max_items:
+                rows = rows[: self.options.max_items]
+            self.rows = rows
+        else:
+            self.dataset, self.split = readers.open_dataset(
+                data, split=self.options.split, streaming=self.options.streaming, what="retrieval data"
+            )
+            readers.require_columns(self.dataset, readers.RETRIEVAL_COLUMNS, self.name, str(data))
+            self.dataset = readers.undecoded_images(self.dataset, [schema.IMAGE])
+
+    def _row_chunks(self, chunk_size: int):
+        """Yield ``(sources, captions per row)`` chunks."""
+        if self.karpathy:
+            for start in range(0, len(self.rows), chunk_size):
+                chunk = self.rows[start : start + chunk_size]
+                yield [image_source_from_file(p) for p, _ in chunk], [c for _, c in chunk]
+        else:
+            for start, batch in _chunks(self.dataset, chunk_size, self.options.max_items):
+                sources = [
+                    image_source_from_value(v, f"row {start + j}, column {schema.IMAGE}")
+                    for j, v in enumerate(batch[schema.IMAGE])
+                ]
+                yield sources, [list(c) for c in batch[schema.CAPTIONS]]
+
+    def run(self, encoder: CLIPEncoder) -> BenchmarkResult:
+        image_rows, text_rows, owners, total, skipped = [], [], [], 0, {}
+        total_rows = len(self.rows) if self.karpathy else _length(self.dataset, self.options.max_items)
+        with tqdm(total=total_rows, desc=self.name, unit="image", disable=not encoder.progress) as bar:
+            for sources, captions in self._row_chunks(max(1, encoder.batch_size * 4)):
+                total += len(sources)
+                images, ok = encoder.encode_images(sources, progress=False)
+                _skipped(encoder, sources, ok, skipped)
+                flat = [c for row_captions, good in zip(captions, ok.tolist()) if good for c in row_captions]
+                texts = encoder.encode_texts(flat, progress=False)
+                for row, (row_captions, good) in enumerate(zip(captions, ok.tolist())):
+                    if good:
+                        owners.extend([len(image_rows)] * len(row_captions))
+                        image_rows.append(images[row])
+                text_rows.append(texts)
+                bar.update(len(sources))
+        if not image_rows:
+            raise EvaluationInputError(f"No image of {self.data!r} could be scored (no rows, or none decodable).")
+        image_matrix = torch.stack(image_rows)
+        text_matrix = torch.cat(text_rows)
+        if text_matrix.shape[0] == 0:
+            raise EvaluationInputError(f"The retrieval data {self.data!r} has no captions.")
+        scores = (image_matrix @ text_matrix.T).numpy()
+        metrics = retrieval_recall(scores, owners, ks=self.options.ks)
+        return BenchmarkResult(metrics, num_items=total, num_scored=len(image_rows), skipped_images=skipped)
+
+
+# Zero-shot classification ---------------------------------------------------------------------------------------
+
+
+class ZeroShotBenchmark(_DatasetBenchmark):
+    """Zero-shot classification with prompt ensembling: top-1, top-5 and mean per-class recall.
+
+    Data: an image-classification dataset (an ``Image`` column and a ``ClassLabel`` column whose names are the class
+    names; underscores read as spaces) or a folder of class sub-folders ``<class name>/<image>``.
+    """
+
+    name = "zeroshot"
+
+    def __init__(self, data, options=None):
+        Benchmark.__init__(self, data, options)
+        self.dataset, self.split = readers.open_dataset(
+            data, split=self.options.split, streaming=self.options.streaming, what="zeroshot data"
+        )
+        self.image_column, self.label_column, self.class_names = readers.classification_columns(self.dataset, str(data))
+        self.templates = validate_templates(self.options.templates or OPENAI_IMAGENET_TEMPLATES)
+        self.dataset = readers.undecoded_images(self.dataset, [self.image_column])
+
+    def class_embeddings(self, encoder: CLIPEncoder) -> torch.Tensor:
+        """The classifier: per class, the mean of its normalised prompt embeddings, renormalised.
+
+        Returns:
+            Tensor of shape `(num_classes, embedding_dim)`.
+        """
+        prompts = [p for name in self.class_names for p in class_prompts(name, self.templates)]
+        embeddings = encoder.encode_texts(prompts, desc="Class prompts")
+        embeddings = embeddings.view(len(self.class_names), len(self.templates), -1).mean(dim=1)
+        return embeddings / embeddings.norm(dim=-1, keepdim=True)
+
+    def run(self, encoder: CLIPEncoder) -> BenchmarkResult:
+        classifier = self.class_embeddings(encoder)
+        ranks, labels, total, skipped = [], [], 0, {}
+        with self._progress(encoder) as bar:
+            for start, batch in _chunks(self.dataset, self._chunk_size(encoder), self.options.max_items):
+                sources = [
+                    image_source_from_value(v, f"row {start + j}, column {self.image_column}")
+                    for j, v in enumerate(batch[self.image_column])
+                ]
+                total += len(sources)
+                images, ok = encoder.encode_images(sources, progress=False)
+                _skipped(encoder, sources, ok, skipped)
+                targets = np.asarray(batch[self.label_column])[ok.numpy()]
+                logits = 100.0 * images[ok] @ classifier.T
+                ranks.append(rank_of_targets(logits.numpy(), targets))
+                labels.append(targets)
+                bar.update(len(sources))
+        if not labels or sum(len(x) for x in labels) == 0:
+            raise EvaluationInputError(f"No image of {self.data!r} could be scored (no rows, or none decodable).")
+        ranks, labels = np.concatenate(ranks), np.concatenate(labels)
+        metrics = zero_shot_metrics_from_ranks(ranks, labels, ks=(1, 5))
+        return BenchmarkResult(
+            metrics,
+            num_items=total,
+            num_scored=len(labels),
+            skipped_images=skipped,
+            notes=[f"zeroshot: {len(self.class_names)} classes x {len(self.templates)} prompt templates."],
+        )
+
+
+BENCHMARKS: dict[str, type[Benchmark]] = {
+    "sugarcrepe": SugarCrepeBenchmark,
+    "winoground": WinogroundBenchmark,
+    "tripletdata": TripletDataBenchmark,
+    "retrieval": RetrievalBenchmark,
+    "zeroshot": ZeroShotBenchmark,
+    "similarity": SimilarityBenchmark,
+}
+"""Every benchmark by the name the CLI and reports use."""
+
+
+WORLD_LAYOUT: dict[str, str] = {
+    "sugarcrepe": "sugarcrepe",
+    "winoground": "winoground",
+    "retrieval": "retrieval",
+    "tripletdata": "test",
+    "similarity": "test",
+}
+"""Where each benchmark's data sits in a folder written by ``tripletclip data world`` (TripletData-based benchmarks use
+the held-out ``test`` triplets)."""
+
+
+def world_benchmarks(world_dir: str | Path, names: Sequence[str] | None = None) -> dict[str, Path]:
+    """``{benchmark: data path}`` for the built-in world in ``world_dir``, ready for :func:`evaluate_model`.
+
+    Args:
+        world_dir: a folder written by ``tripletclip data world --out DIR``.
+        names: the benchmarks wanted (default: every benchmark of :data:`WORLD_LAYOUT` whose folder exists).
+    """
+    world_dir = Path(world_dir)
+    if not world_dir.is_dir():
+        raise EvaluationInputError(f"The world folder {world_dir} does not exist; create it with "
+                                   f"`tripletclip data world --out {world_dir}`.")
+    if names is None:
+        found = {name: world_dir / sub for name, sub in WORLD_LAYOUT.items() if (world_dir / sub).is_dir()}
+        if not found:
+            raise EvaluationInputError(
+                f"{world_dir} holds none of the world's benchmark folders "
+                f"({', '.join(sorted(set(WORLD_LAYOUT.values())))}); "
+                f"create it with `tripletclip data world --out {world_dir}`."
+            )
+        return found
+    paths = {}
+    for name in names:
+        if name not in WORLD_LAYOUT:
+            raise EvaluationInputError(
+                f"The world has no data for the {name} benchmark; it has {', '.join(WORLD_LAYOUT)}. Give --data for it."
+            )
+        path = world_dir / WORLD_LAYOUT[name]
+        if not path.is_dir():
+            raise EvaluationInputError(f"{path} does not exist: {world_dir} is not a complete world.")
+        paths[name] = path
+    return paths
+
+
+def load_benchmark(name: str, data: str | Path, options: BenchmarkOptions | None = None) -> Benchmark:
+    """Read and check the data of benchmark ``name`` (nothing is encoded yet)."""
+    if name not in BENCHMARKS:
+        raise EvaluationInputError(f"Unknown benchmark {name!r}. Choose one of: {', '.join(BENCHMARKS)}.")
+    return BENCHMARKS[name](data, options)
+
+
+def run_benchmarks(encoder: CLIPEncoder, benchmarks: Mapping[str, Benchmark]) -> dict[str, BenchmarkResult]:
+    """Run each benchmark with one shared encoder (an image or caption used by several is encoded once)."""
+    results = {}
+    for name, benchmark in benchmarks.items():
+        result = benchmark.run(encoder)
+        logger.info(result.summary(name))
+        results[name] = result
+    return results
+
+
+def evaluate_model(
+    model,
+    processor,
+    benchmarks: Mapping[str, str | Path],
+    *,
+    images: str | Path | Mapping[str, str | Path] | None = None,
+    split: str | None = None,
+    streaming: bool = False,
+    max_items: int | None = None,
+    templates: Sequence[str] | None = None,
+    batch_size: int = 64,
+    num_workers: int | None = None,
+    progress: bool = True,
+) -> dict[str, dict[str, float]]:
+    """Evaluate a CLIP-like model on benchmarks; the trainer's entry point.
+
+    Args:
+        model: a `TripletCLIPModel`, `CLIPModel` or any model with ``get_text_features`` / ``get_image_features``
+            (unwrapped: not a DDP wrapper). It is put in eval mode and its previous mode restored afterwards.
+        processor: its processor.
+        benchmarks: ``{benchmark name: data path}``, names from :data:`BENCHMARKS`. SugarCrepe's images default to
+            ``<path>/images`` (the built-in world's layout).
+        images: image folder for SugarCrepe / Karpathy-split retrieval, or ``{benchmark: folder}``.
+        split, streaming, max_items, templates: see :class:`BenchmarkOptions`.
+        batch_size, num_workers, progress: see :class:`CLIPEncoder`.
+
+    Returns:
+        ``{benchmark: {metric: value}}``, fractions in [0, 1].
+
+    Example:
+        >>> benchmarks = {"sugarcrepe": "world/sugarcrepe", "winoground": "world/winoground"}
+        >>> results = evaluate_model(model, processor, benchmarks)  # doctest: +SKIP
+        >>> results["sugarcrepe"]["overall"]  # doctest: +SKIP
+    """
+    results = evaluate_model_detailed(
+        model,
+        processor,
+        benchmarks,
+        images=images,
+        split=split,
+        streaming=streaming,
+        max_items=max_items,
+        templates=templates,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        progress=progress,
+    )
+    return {name: result.metrics for name, result in results.items()}
+
+
+def evaluate_model_detailed(
+    model,
+    processor,
+    benchmarks: Mapping[str, str | Path],
+    *,
+    images=None,
+    split=None,
+    streaming=False,
+    max_items=None,
+    templates=None,
+    batch_size=64,
+    num_workers=None,
+    progress=True,
+) -> dict[str, BenchmarkResult]:
+    """As :func:`evaluate_model`, returning full :class:`BenchmarkResult` objects (counts, skipped images, details)."""
+    loaded = prepare_benchmarks(benchmarks, images=images, split=split, streaming=streaming,
+                                max_items=max_items, templates=templates)
+    encoder = CLIPEncoder(model, processor, batch_size=batch_size, num_workers=num_workers, progress=progress)
+    was_training = model.training
+    model.eval()
+    try:
+        return run_benchmarks(encoder, loaded)
+    finally:
+        model.train(was_training)
+
+
+def prepare_benchmarks(
+    benchmarks: Mapping[str, str | Path],
+    *,
+    images=None,
+    split=None,
+    streaming=False,
+    max_items=None,
+    templates=None,
+) -> dict[str, Benchmark]:
+    """Read and check every benchmark's data before any model runs; see :func:`evaluate_model` for the arguments."""
+    unknown = [name for name in benchmarks if name not in BENCHMARKS]
+    if unknown:
+        raise EvaluationInputError(f"Unknown benchmark(s) {unknown}. Choose from: {', '.join(BENCHMARKS)}.")
+    loaded = {}
+    for name, path in benchmarks.items():
+        folder = images.get(name) if isinstance(images, Mapping) else images
+        options = BenchmarkOptions(
+            images=folder, split=split, streaming=streaming, max_items=max_items, templates=templates
+        )
+        loaded[name] = load_benchmark(name, path, options)
+    return loaded

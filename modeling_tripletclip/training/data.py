@@ -1,0 +1,192 @@
+"""Training batches from any TripletData source, identical in size on every process, resumable to the row.
+
+The cross-process loss gathers embeddings from every process, so every process must contribute exactly the same
+number of triplets each step. A corrupt row (undecodable image, empty caption, missing negative) therefore cannot
+just shrink a batch: it is counted (by reason) and replaced by the next row of the same process's sequence.
+
+Each process reads its own deterministic sequence of rows:
+
+- map-style datasets: a seeded permutation per epoch, cut into global batches of `train_batch_size`; process
+  ``r`` takes slice ``r`` of every global batch, so two processes see exactly the rows one process with the doubled
+  batch would see, in the same places of the gathered batch;
+- streaming datasets (Hub ids, WebDataset shards): `datasets.distributed.split_dataset_by_node`, read in order.
+
+Worker processes decode rows in round-robin order, so the main process receives them in sequence order whatever
+the number of workers, and the position of the next row is all that a checkpoint needs to resume exactly.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+TEXT_KEYS = ("input_ids", "attention_mask", "negative_input_ids", "negative_attention_mask")
+
+
+@dataclass
+class StreamPosition:
+    """Where a process's row sequence stands: the epoch and the index of the next row within it."""
+
+    epoch: int = 0
+    index: int = 0
+
+    def to_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "index": self.index}
+
+
+@dataclass
+class DataStats:
+    """Rows used and rows skipped (by reason) on this process."""
+
+    rows: int = 0
+    skipped: Counter = field(default_factory=Counter)
+
+    @property
+    def skipped_total(self) -> int:
+        return sum(self.skipped.values())
+
+
+def rank_sequence(num_rows: int, epoch: int, seed: int, rank: int, num_processes: int, per_process: int) -> np.ndarray:
+    """The row indices process ``rank`` reads in ``epoch``: slice ``rank`` of each global batch of a seeded
+    permutation (the incomplete last global batch is dropped)."""
+    order = np.random.default_rng([seed, epoch]).permutation(num_rows)
+    global_batch = per_process * num_processes
+    usable = (num_rows // global_batch) * global_batch
+    return order[:usable].reshape(-1, num_processes, per_process)[:, rank, :].reshape(-1)
+
+
+class _RowStream(IterableDataset):
+    """Yields ``(epoch, index, processed_row_or_None, skip_reason)`` in sequence order from ``start``."""
+
+    def __init__(self, dataset, collator, *, streaming, seed, rank, num_processes, per_process, start: StreamPosition):
+        self.dataset = dataset
+        self.collator = collator
+        self.streaming = streaming
+        self.seed, self.rank, self.num_processes, self.per_process = seed, rank, num_processes, per_process
+        self.start = start
+
+    def _rows(self) -> Iterator[tuple[int, int, dict]]:
+        epoch, index = self.start.epoch, self.start.index
+        while True:
+            if self.streaming:
+                self.dataset.set_epoch(epoch)
+                rows = enumerate(self.dataset)
+                rows = itertools.islice(rows, index, None)
+            else:
+                sequence = rank_sequence(
+                    len(self.dataset), epoch, self.seed, self.rank, self.num_processes, self.per_process
+                )
+                if len(sequence) == 0:
+                    raise ValueError(
+                        f"The dataset has {len(self.dataset)} rows, fewer than one global batch of "
+                        f"{self.per_process * self.num_processes}: lower --train_batch_size or use more data."
+                    )
+                rows = ((i, self.dataset[int(sequence[i])]) for i in range(index, len(sequence)))
+            produced = False
+            for i, row in rows:
+                produced = True
+                yield epoch, i, row
+            if not produced and index == 0:
+                raise ValueError("This process's share of the dataset is empty: use more data or fewer processes.")
+            epoch, index = epoch + 1, 0
+
+    def __iter__(self):
+        worker = get_worker_info()
+        workers, worker_id = (worker.num_workers, worker.id) if worker else (1, 0)
+        for n, (epoch, index, row) in enumerate(self._rows()):
+            if n % workers != worker_id:
+                continue
+            before = Counter(self.collator.skipped)
+            batch = self.collator([row])
+            reasons = Counter(self.collator.skipped) - before
+            if _batch_size(batch) == 0:
+                yield epoch, index, None, (next(iter(reasons)) if reasons else "unusable row")
+            else:
+                yield epoch, index, batch, None
+
+
+def _batch_size(batch) -> int:
+    if not batch or "pixel_values" not in batch:
+        return 0
+    return int(batch["pixel_values"].shape[0])
+
+
+def stack_rows(rows: list[dict[str, torch.Tensor]], pad_token_id: int) -> dict[str, torch.Tensor]:
+    """Concatenate single-row batches; token tensors are right-padded to the longest row."""
+    out: dict[str, torch.Tensor] = {}
+    for key in rows[0]:
+        tensors = [row[key] for row in rows]
+        if key in TEXT_KEYS and len({t.shape[-1] for t in tensors}) > 1:
+            length = max(t.shape[-1] for t in tensors)
+            pad = 0 if "attention_mask" in key else pad_token_id
+            tensors = [torch.nn.functional.pad(t, (0, length - t.shape[-1]), value=pad) for t in tensors]
+        out[key] = torch.cat(tensors)
+    return out
+
+
+class TripletBatches:
+    """An endless iterator of full per-process batches, with its position and skip counts.
+
+    ``dataset`` is a map-style `datasets.Dataset` or (``streaming=True``) an `IterableDataset` already split for
+    this process. ``collator`` is a `dataset_builders.collator.TripletCollator` (callable on a list of rows,
+    counting skipped rows in ``collator.skipped``).
+    """
+
+    def __init__(
+        self,
+        dataset,
+        collator,
+        *,
+        per_process_batch_size: int,
+        seed: int,
+        rank: int = 0,
+        num_processes: int = 1,
+        streaming: bool = False,
+        num_workers: int = 0,
+        pad_token_id: int = 0,
+        start: StreamPosition | None = None,
+    ):
+        self.position = start or StreamPosition()
+        self.stats = DataStats()
+        self.batch_size = per_process_batch_size
+        self.pad_token_id = pad_token_id
+        stream = _RowStream(
+            dataset,
+            collator,
+            streaming=streaming,
+            seed=seed,
+            rank=rank,
+            num_processes=num_processes,
+            per_process=per_process_batch_size,
+            start=self.position,
+        )
+        self._loader = iter(
+            DataLoader(
+                stream,
+                batch_size=None,
+                num_workers=num_workers,
+                persistent_workers=num_workers > 0,
+                prefetch_factor=4 if num_workers > 0 else None,
+            )
+        )
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> dict[str, torch.Tensor]:
+        rows = []
+        while len(rows) < self.batch_size:
+            epoch, index, row, reason = next(self._loader)
+            self.position = StreamPosition(epoch, index + 1)
+            if row is None:
+                self.stats.skipped[reason] += 1
+                continue
+            rows.append(row)
+        self.stats.rows += len(rows)
+        return stack_rows(rows, self.pad_token_id)

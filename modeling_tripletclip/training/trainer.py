@@ -1,0 +1,468 @@
+"""The TripletCLIP trainer: one readable Accelerate loop, from a 2-core laptop to many GPUs.
+
+`train(config)` reads top to bottom in the order things happen: accelerator -> output folder -> data -> model ->
+optimizer -> `accelerator.prepare` -> resume -> (evaluate the untrained model) -> loop (`accumulate`, `backward`,
+`sync_gradients`, clamp the temperature, log, checkpoint, evaluate) -> save the model, its card and its results.
+
+Launch it with `accelerate launch train_accelerate.py [flags]`: mixed precision, the number of processes and
+machines, DeepSpeed/FSDP come from `accelerate config` / `accelerate launch` flags. The cross-process part of the
+loss (an all-gather with gradient) lives in the model's loss, so nothing here changes with the number of processes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DataLoaderConfiguration, set_seed
+from tqdm.auto import tqdm
+
+from . import checkpoints as ckpt
+from .config import TrainingConfig
+from .data import StreamPosition, TripletBatches
+from .optim import clamp_logit_scale, create_optimizer, create_scheduler
+from .sources import TrainingData, load_training_data
+from .tracking import METRICS_FILE, plot_loss_curve, trackers_for
+
+logger = logging.getLogger("tripletclip.train")
+
+UNTRAINED = "untrained"
+EVAL_RESULTS = "eval_results.json"
+
+
+@dataclass
+class TrainingResult:
+    output_dir: Path
+    steps: int
+    eval_results: dict = field(default_factory=dict)
+    skipped: dict = field(default_factory=dict)
+    wall_time: float = 0.0
+
+
+def train(config: TrainingConfig) -> TrainingResult:
+    config.validate()
+    started = time.time()
+    output_dir = Path(config.output_dir)
+
+    # ------------------------------------------------------------------ accelerator
+    accelerator = Accelerator(
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        log_with=trackers_for(config.report_to, output_dir, output_dir.name),
+        project_dir=str(output_dir),
+        # The batch is global (split across processes): the scheduler steps once per optimizer step.
+        dataloader_config=DataLoaderConfiguration(split_batches=True),
+    )
+    config.validate_world_size(accelerator.num_processes)
+    _setup_logging(accelerator)
+    if accelerator.is_main_process:
+        _prepare_output_dir(config, output_dir)
+    accelerator.wait_for_everyone()
+
+    # ------------------------------------------------------------------ data
+    with accelerator.main_process_first():
+        data: TrainingData = load_training_data(config, accelerator.process_index, accelerator.num_processes)
+    data.check_objective(config)
+
+    # ------------------------------------------------------------------ model
+    set_seed(config.seed)
+    model, processor, base_model = _create_model(config, data)
+    eval_model = model  # the module itself: evaluation and logging never go through the DDP wrapper
+
+    optimizer = create_optimizer(model, config)
+    scheduler = create_scheduler(optimizer, config)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+
+    # ------------------------------------------------------------------ resume
+    step, position, skipped, baseline = 0, StreamPosition(), {}, None
+    if config.resume_from_checkpoint:
+        step, position, skipped, baseline = _resume(accelerator, config, output_dir)
+
+    from dataset_builders.collator import TripletCollator, defer_image_decoding
+
+    per_process = config.train_batch_size // accelerator.num_processes
+    # Images are decoded by the collator, which skips and counts a corrupt one; only the negatives the objective
+    # uses are decoded at all.
+    collator = TripletCollator(
+        processor,
+        negative_captions=config.needs_negative_captions,
+        negative_images=config.needs_negative_images,
+    )
+    batches = TripletBatches(
+        defer_image_decoding(data.dataset),
+        collator,
+        per_process_batch_size=per_process,
+        seed=config.seed,
+        rank=accelerator.process_index,
+        num_processes=accelerator.num_processes,
+        streaming=data.streaming,
+        num_workers=config.dataloader_num_workers,
+        pad_token_id=processor.tokenizer.pad_token_id or 0,
+        start=position,
+    )
+    batches.stats.skipped.update(skipped.get(str(accelerator.process_index), {}))
+
+    # ------------------------------------------------------------------ the untrained model, for comparison
+    if accelerator.is_main_process:
+        accelerator.init_trackers("tripletclip", config={k: str(v) for k, v in config.to_dict().items()})
+    if baseline is None and config.eval_before_training and data.benchmarks:
+        baseline = _evaluate(accelerator, eval_model, processor, data.benchmarks, step=0, label="untrained model")
+
+    # ------------------------------------------------------------------ the loop
+    logger.info(
+        "Training %s (%s loss) for %d steps: %d triplets per step on %d process(es)%s; %s",
+        config.model_source, config.loss_type, config.max_train_steps,
+        config.train_batch_size * config.gradient_accumulation_steps, accelerator.num_processes,
+        f" x {config.gradient_accumulation_steps} accumulation" if config.gradient_accumulation_steps > 1 else "",
+        data.description,
+    )
+    progress = tqdm(
+        total=config.max_train_steps, initial=step, desc="training", disable=not accelerator.is_local_main_process
+    )
+    window = _Window()
+    results = {}
+    model.train()
+    while step < config.max_train_steps:
+        with accelerator.accumulate(model):
+            batch = _model_inputs(next(batches), config, accelerator.device)
+            output = model(**batch, return_loss=True)
+            accelerator.backward(output.loss)
+            if accelerator.sync_gradients:
+                if config.save_first_step_gradients and step == 0:
+                    _save_gradients(accelerator, model, config.save_first_step_gradients)
+                if config.max_grad_norm > 0:
+                    accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+        window.add(output, per_process)
+        if not accelerator.sync_gradients:
+            continue
+
+        # ---- one optimizer step done
+        step += 1
+        clamp_logit_scale(model, config.logit_scale_max)
+        progress.update(1)
+        if step % config.logging_steps == 0 or step == config.max_train_steps:
+            logs = window.flush(accelerator, batches.stats, scheduler, eval_model)
+            progress.set_postfix(loss=f"{logs['train/loss']:.3f}", scale=f"{logs['train/logit_scale']:.1f}")
+            accelerator.log(logs, step=step)
+        if step % config.checkpointing_steps == 0 and step < config.max_train_steps:
+            _checkpoint(accelerator, config, output_dir, step, batches, baseline)
+        if config.eval_steps and step % config.eval_steps == 0 and step < config.max_train_steps and data.benchmarks:
+            _evaluate(accelerator, eval_model, processor, data.benchmarks, step=step, label=f"step {step}")
+            model.train()
+    progress.close()
+
+    # ------------------------------------------------------------------ final model, evaluation, card
+    accelerator.wait_for_everyone()
+    _checkpoint(accelerator, config, output_dir, step, batches, baseline)
+    if data.benchmarks:
+        results = _evaluate(accelerator, eval_model, processor, data.benchmarks, step=step, label="trained model")
+    skipped_all = _gather_skips(accelerator, batches.stats)
+    if accelerator.is_main_process:
+        report = {}
+        if baseline:
+            report[UNTRAINED] = baseline
+        if results:
+            report[config.output_dir] = results
+        _save_final(accelerator, config, model, processor, base_model, output_dir, report, data)
+        if report:
+            print(_comparison_table(report, config.output_dir))
+        if skipped_all:
+            logger.info("Skipped rows (counted, not used): %s", dict(skipped_all))
+    accelerator.end_training()
+    wall = time.time() - started
+    if accelerator.is_main_process:
+        logger.info("Done in %.0f s. Model, card and results in %s", wall, output_dir)
+    return TrainingResult(output_dir, step, {config.output_dir: results}, dict(skipped_all), wall)
+
+
+# ====================================================================================================== helpers
+
+
+def _setup_logging(accelerator: Accelerator) -> None:
+    level = logging.INFO if accelerator.is_main_process else logging.WARNING
+    logging.basicConfig(level=level, format="%(message)s")
+    logger.setLevel(level)
+    import datasets
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    datasets.logging.set_verbosity_error()
+
+
+def _prepare_output_dir(config: TrainingConfig, output_dir: Path) -> None:
+    """Refuse to mix two runs in one folder; record this run's configuration."""
+    saved = output_dir / ckpt.CONFIG_FILE
+    if saved.is_file() and not config.resume_from_checkpoint:
+        from .config import load_saved_config
+
+        try:
+            previous = load_saved_config(saved)
+            same = previous.run_identity() == config.run_identity()
+        except Exception:  # an unreadable or older file: treat as another run
+            same = False
+        if not config.overwrite_output_dir:
+            if same:
+                raise ValueError(
+                    f"{output_dir} already holds this run. Continue it with --resume_from_checkpoint latest, or "
+                    f"start over with --overwrite_output_dir."
+                )
+            raise ValueError(
+                f"{output_dir} holds a run with another configuration ({saved}). Choose another --output_dir, or "
+                f"replace it with --overwrite_output_dir."
+            )
+        for old in ckpt.list_checkpoints(output_dir):
+            shutil.rmtree(old)
+        (output_dir / METRICS_FILE).unlink(missing_ok=True)
+    if config.resume_from_checkpoint and saved.is_file():
+        from .config import load_saved_config
+
+        previous = load_saved_config(saved)
+        if previous.run_identity() != config.run_identity():
+            changed = sorted(k for k, v in config.run_identity().items() if previous.run_identity().get(k) != v)
+            raise ValueError(
+                f"Cannot resume: the run in {output_dir} was made with other settings ({', '.join(changed)} differ). "
+                f"Resume with the same settings, or start a new run in another --output_dir."
+            )
+    output_dir.mkdir(parents=True, exist_ok=True)
+    ckpt.clean_partial_checkpoints(output_dir)
+    config.save(saved)
+
+
+def _create_model(config: TrainingConfig, data: TrainingData):
+    """The model and processor to train, with freezing, LoRA and gradient checkpointing applied."""
+    from ..modeling_tripletclip import TripletCLIPModel
+    from ..presets import create_model_and_processor
+
+    base_model = None
+    if config.model_name_or_path:
+        from transformers import AutoProcessor
+
+        model = TripletCLIPModel.from_pretrained(config.model_name_or_path)
+        model.config.loss_type = config.loss_type
+        processor = AutoProcessor.from_pretrained(config.model_name_or_path)
+        base_model = config.model_name_or_path
+    else:
+        tokenizer = None
+        if config.tokenizer_name:
+            from transformers import CLIPTokenizer
+
+            tokenizer = CLIPTokenizer.from_pretrained(config.tokenizer_name)
+        model, processor = create_model_and_processor(
+            config.preset or "tiny",
+            corpus=None if tokenizer is not None else data.caption_corpus(),
+            tokenizer=tokenizer,
+            loss_type=config.loss_type,
+        )
+    model.config.local_loss = config.local_loss
+
+    if config.freeze != "none":
+        tower = (model.vision_model, model.visual_projection) if config.freeze == "vision" else (
+            model.text_model, model.text_projection)
+        for module in tower:
+            module.requires_grad_(False)
+    if config.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    if config.lora:
+        from peft import LoraConfig, get_peft_model
+
+        lora = LoraConfig(
+            r=config.lora_r,
+            lora_alpha=config.lora_alpha,
+            lora_dropout=config.lora_dropout,
+            target_modules=[name.strip() for name in config.lora_target_modules.split(",") if name.strip()],
+        )
+        model = get_peft_model(model, lora)
+    return model, processor, base_model
+
+
+def _model_inputs(batch: dict, config: TrainingConfig, device) -> dict:
+    """Only the inputs the objective uses: NegCLIP never encodes negative images, CLIP no negatives at all."""
+    keys = ["input_ids", "attention_mask", "pixel_values"]
+    if config.needs_negative_captions:
+        keys += ["negative_input_ids", "negative_attention_mask"]
+    if config.needs_negative_images:
+        keys += ["negative_pixel_values"]
+    return {key: batch[key].to(device, non_blocking=True) for key in keys if key in batch}
+
+
+class _Window:
+    """Running sums of the logged values between two logging steps."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self):
+        self.sums: dict[str, float] = {}
+        self.count = 0
+        self.samples = 0
+        self.started = time.time()
+
+    def add(self, output, samples: int):
+        self.count += 1
+        self.samples += samples
+        values = {"train/loss": output.loss.detach()}
+        for name, value in (output.loss_parts or {}).items():
+            values[f"train/loss_{name}"] = value.detach()
+        for name, value in values.items():
+            self.sums[name] = self.sums.get(name, 0.0) + float(value)
+
+    def flush(self, accelerator, stats, scheduler, model) -> dict:
+        elapsed = max(time.time() - self.started, 1e-9)
+        logs = {name: total / max(self.count, 1) for name, total in self.sums.items()}
+        logs["train/logit_scale"] = float(_logit_scale(model).exp())
+        logs["train/learning_rate"] = scheduler.get_last_lr()[0]
+        logs["train/samples_per_second"] = self.samples * accelerator.num_processes / elapsed
+        logs["train/skipped_rows"] = stats.skipped_total
+        self.reset()
+        return logs
+
+
+def _logit_scale(model) -> torch.Tensor:
+    for name, parameter in model.named_parameters():
+        if name.endswith("logit_scale"):
+            return parameter.detach().float()
+    raise AttributeError("model has no logit_scale")
+
+
+def _evaluate(accelerator, model, processor, benchmarks: dict, step: int, label: str) -> dict:
+    """Evaluate on the main process (the others wait); log and return `{benchmark: {metric: value}}`."""
+    results = {}
+    if accelerator.is_main_process:
+        from ..evaluation import evaluate_model
+
+        base = _base_model(model)
+        was_training = base.training
+        base.eval()
+        logger.info("Evaluating the %s on %s", label, ", ".join(benchmarks))
+        results = evaluate_model(base, processor, benchmarks)
+        if was_training:
+            base.train()
+        accelerator.log(
+            {f"eval/{bench}/{metric}": value for bench, metrics in results.items() for metric, value in metrics.items()
+             if isinstance(value, (int, float))},
+            step=step,
+        )
+    accelerator.wait_for_everyone()
+    return results
+
+
+def _base_model(model):
+    """The TripletCLIPModel inside a peft wrapper, or the model itself."""
+    get_base = getattr(model, "get_base_model", None)
+    return get_base() if callable(get_base) else model
+
+
+def _checkpoint(accelerator, config, output_dir, step, batches: TripletBatches, baseline) -> None:
+    rank_state = {"position": batches.position.to_dict(), "skipped": dict(batches.stats.skipped)}
+    shared = {"baseline_eval": baseline, "num_processes": accelerator.num_processes}
+    path = ckpt.save_checkpoint(
+        accelerator, output_dir, step, rank_state, shared, config=config, total_limit=config.checkpoints_total_limit
+    )
+    logger.debug("Saved %s", path)
+
+
+def _resume(accelerator, config, output_dir):
+    candidates = ckpt.resolve_checkpoint(output_dir, config.resume_from_checkpoint)
+    if not candidates:
+        logger.warning("No checkpoint in %s to resume from: starting from step 0.", output_dir)
+        return 0, StreamPosition(), {}, None
+    errors = []
+    for path in candidates:
+        try:
+            shared, rank_state = ckpt.load_checkpoint(accelerator, path)
+        except Exception as error:  # a corrupt checkpoint: fall back to the one before
+            errors.append(f"{path.name}: {error}")
+            logger.warning("Checkpoint %s cannot be loaded (%s); trying the previous one.", path, error)
+            continue
+        if shared.get("num_processes", accelerator.num_processes) != accelerator.num_processes:
+            raise ValueError(
+                f"{path} was saved with {shared['num_processes']} processes; resume with the same number "
+                f"(accelerate launch --num_processes {shared['num_processes']})."
+            )
+        logger.info("Resumed from %s (step %d)", path, shared["step"])
+        position = StreamPosition(**rank_state["position"])
+        skipped = {str(accelerator.process_index): rank_state.get("skipped", {})}
+        return shared["step"], position, skipped, shared.get("baseline_eval")
+    raise ValueError("No checkpoint could be loaded:\n  " + "\n  ".join(errors))
+
+
+def _save_gradients(accelerator, model, path) -> None:
+    if accelerator.is_main_process:
+        from safetensors.torch import save_file
+
+        grads = {name: p.grad.detach().float().cpu().contiguous() for name, p in
+                 accelerator.unwrap_model(model).named_parameters() if p.grad is not None}
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        save_file(grads, str(path))
+    accelerator.wait_for_everyone()
+
+
+def _gather_skips(accelerator, stats) -> dict:
+    """Skip counts summed over processes."""
+    from accelerate.utils import gather_object
+
+    merged: dict[str, int] = {}
+    for counts in gather_object([dict(stats.skipped)]):
+        for reason, count in counts.items():
+            merged[reason] = merged.get(reason, 0) + count
+    return merged
+
+
+def _save_final(accelerator, config, model, processor, base_model, output_dir: Path, report: dict, data) -> None:
+    """The final model (safetensors, remote code, processor), its card, its results and the loss curve."""
+    unwrapped = accelerator.unwrap_model(model)
+    merged = None
+    if config.lora:
+        unwrapped.save_pretrained(output_dir / "lora_adapter")  # the adapters alone
+        merged = unwrapped.merge_and_unload()
+        merged.save_pretrained(output_dir)
+    else:
+        unwrapped.save_pretrained(output_dir)
+    processor.save_pretrained(output_dir)
+    (output_dir / EVAL_RESULTS).write_text(json.dumps(report, indent=2))
+    png = plot_loss_curve(output_dir / METRICS_FILE, output_dir / "loss_curve.png",
+                          title=f"{config.loss_type} loss, {config.model_source}")
+    from ..hub.cards import render_model_card
+
+    saved = merged if config.lora else unwrapped
+    card = render_model_card(
+        training_config=config.to_dict(),
+        datasets=[config.dataset if not config.is_world else data.name],
+        eval_report=report,
+        base_model=base_model,
+        repo_id=config.hub_model_id or str(output_dir),
+        model_config=saved.config,
+        model_key=config.output_dir if report else None,
+        model_name=config.hub_model_id or output_dir.name,
+        num_parameters=sum(p.numel() for p in saved.parameters()),
+        loss_curve=png.name if png else None,
+    )
+    card.save(output_dir / "README.md")
+    if png:
+        logger.info("Loss curve: %s", png)
+
+
+def _comparison_table(report: dict, trained_key: str) -> str:
+    """A Markdown table: one row per benchmark metric, the untrained and trained model side by side."""
+    models = [m for m in (UNTRAINED, trained_key) if m in report]
+    rows = []
+    for bench in report[models[-1]]:
+        for metric, value in report[models[-1]][bench].items():
+            if not isinstance(value, (int, float)):
+                continue
+            cells = []
+            for m in models:
+                v = report.get(m, {}).get(bench, {}).get(metric)
+                cells.append(f"{v:.3f}" if isinstance(v, (int, float)) else "")
+            rows.append(f"| {bench} | {metric} | " + " | ".join(cells) + " |")
+    header = "| benchmark | metric | " + " | ".join(m if m != trained_key else "trained" for m in models) + " |"
+    return "\n".join([header, "|" + "---|" * (len(models) + 2), *rows])
