@@ -44,7 +44,6 @@ DEFAULT_ROWS_PER_SHARD = 1000
 SHARD_PATTERN = re.compile(r"^(?P<split>[\w.]+?)-(?P<index>\d{5})-of-(?P<total>\d{5})\.parquet$")
 _UMASK = os.umask(0)
 os.umask(_UMASK)
-_TEMPLATE = Path(__file__).resolve().parent.parent / "model_cards" / "dataset_card.md"
 
 
 class NotTripletDataError(ValueError):
@@ -405,16 +404,17 @@ def write_dataset_card(
         save_sample_grid(render_sample_grid(table.to_pylist(), image_columns, text_columns), out_dir / SAMPLE_GRID_NAME)
         grid_name = SAMPLE_GRID_NAME
 
-    template = Path(template_path or _TEMPLATE)
-    if not template.is_file():
-        if template_path is not None:
+    if template_path is None:
+        from model_cards import template_path as find_template
+
+        template = find_template("dataset_card.md")
+    else:
+        template = Path(template_path)
+        if not template.is_file():
             raise FileNotFoundError(f"Dataset card template {template} not found.")
-        # An installation without the repository's model_cards/ folder: huggingface_hub's own template.
-        logger.warning("Dataset card template %s not found; using huggingface_hub's default template.", template)
-        template = None
     card = DatasetCard.from_template(
         card_data,
-        template_path=None if template is None else str(template),
+        template_path=str(template),
         pretty_name=pretty_name,
         description=description,
         repo_id=repo_id,

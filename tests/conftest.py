@@ -14,6 +14,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import torch  # noqa: E402
+
+# The tests' models are microscopic: one thread avoids the intra-op overhead that dominates them (and contention
+# when the machine is busy). Subprocesses the tests start set their own threads.
+torch.set_num_threads(1)
+
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 if not SHARED.is_dir():  # a clone elsewhere: shared/ may sit inside the checkout
     SHARED = Path(__file__).resolve().parents[1] / "shared"
@@ -41,7 +47,7 @@ TINY_OVERRIDES = {
         "intermediate_size": 64,
         "num_hidden_layers": 2,
         "num_attention_heads": 2,
-        "max_position_embeddings": 32,
+        "max_position_embeddings": 64,
     },
     "vision_config": {
         "image_size": 32,

@@ -62,8 +62,14 @@ def t2i_flags(models) -> list[str]:
     return ["--t2i", str(models["sd"]), "--image-size", "32", "--num-inference-steps", "2"]
 
 
+def load_fresh(folder: Path) -> datasets.Dataset:
+    """``load_dataset(folder)``, bypassing datasets' cache: for a folder whose card declares dataset_info, the cache key
+    is the card's name, features and sizes, not the files, so another folder of equal sizes can be served instead."""
+    return datasets.load_dataset(str(folder), split="train", download_mode="force_redownload")
+
+
 def rows_by_id(out: Path) -> dict[str, dict]:
-    dataset = datasets.load_dataset(str(out), split="train")
+    dataset = load_fresh(out)
     rows = {row["id"]: row for row in dataset}
     assert len(rows) == len(dataset), "duplicate ids"
     return rows
@@ -111,7 +117,7 @@ def test_synthesize_end_to_end_with_images_rules_and_clip_filter(models, photo_f
         assert row["clip_score"] == pytest.approx(score, abs=1e-5)
 
     best = sorted(rows, key=lambda i: -rows[i]["clip_score"])[:2]
-    filtered = datasets.load_dataset(str(out / "filtered"), split="train")
+    filtered = load_fresh(out / "filtered")
     assert sorted(filtered["id"]) == sorted(best)
 
     # ... and the trainer's collator and model train on it
@@ -121,7 +127,7 @@ def test_synthesize_end_to_end_with_images_rules_and_clip_filter(models, photo_f
 
     model, processor = tiny_model_and_processor
     collator = TripletCollator(processor)
-    batch = collator(list(defer_image_decoding(datasets.load_dataset(str(out), split="train"))))
+    batch = collator(list(defer_image_decoding(load_fresh(out))))
     assert batch["negative_pixel_values"].shape[0] == 5 and not collator.skipped
     model.train()
     loss = model(**batch, return_loss=True).loss
@@ -254,6 +260,8 @@ def test_a_failing_row_is_recorded_and_retried_on_rerun(models, tmp_path, monkey
 
 
 def assert_same_rows(rows: dict[str, dict], expected: dict[str, dict], exact_images: bool = True) -> None:
+    """Every row exactly once, with the same texts, ids, kinds and seeds, and the same pictures (bit for bit, or up
+    to the rounding of another batch size)."""
     assert sorted(rows) == sorted(expected)
     for row_id, row in expected.items():
         other = rows[row_id]

@@ -224,3 +224,19 @@ def test_output_dir_holding_another_run_and_corrupt_checkpoint_fallback(tiny_wor
         train_main(base_flags(tiny_world, tiny_checkpoint, out, max_train_steps=4, resume_from_checkpoint="latest"))
     assert "checkpoint-4 cannot be loaded" in caplog.text
     assert "Resumed from" in caplog.text and "checkpoint-2" in caplog.text
+
+
+def test_streams_official_webdataset_shards_and_counts_bad_samples(tmp_path, tiny_checkpoint):
+    from test_data_webdataset import make_official_shards
+
+    shards, good = make_official_shards(tmp_path / "shards", num_shards=2, per_shard=6, bad=True)
+    out = tmp_path / "wds-run"
+    train_main(["--dataset", ",".join(str(s) for s in shards), "--model_name_or_path", str(tiny_checkpoint),
+                "--output_dir", str(out), "--train_batch_size", "4", "--max_train_steps", "2",
+                "--logging_steps", "1", "--report_to", "jsonl", "--eval_benchmarks", ""])
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    logged = [r for r in records if "train/loss" in r]
+    # Shard 0 holds a corrupt image, a sample without a negative image and an empty caption, all within the first
+    # rows read: counted and replaced, so every batch still had 4 triplets.
+    assert logged[-1]["train/skipped_rows"] == 3
+    assert (out / "model.safetensors").is_file()

@@ -136,7 +136,9 @@ def filter_tripletdata(source: str | Path, out_dir: str | Path, top_k: int | Non
     from ..hub_layout import load_tripletdata, write_tripletdata
     from ..schema import IMAGE_COLUMNS
 
-    dataset = load_tripletdata(source)
+    # A card that declares dataset_info makes datasets' cache key ignore the files themselves (two folders of the same
+    # name, features and sizes share one cache entry), so read the shards afresh.
+    dataset = load_tripletdata(source, download_mode="force_redownload")
     if column not in dataset.column_names:
         raise ValueError(
             f"{source} has no {column!r} column to filter on (columns: {dataset.column_names}). Score it first, "

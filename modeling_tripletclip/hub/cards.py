@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping, Sequence
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -42,20 +41,10 @@ _TASK = "zero-shot-image-classification"
 
 
 def template_path(name: str) -> Path:
-    """Path of the card template ``name`` (e.g. ``"model_card.md"``), in the checkout or the installed package."""
-    checkout = Path(__file__).resolve().parents[2] / "model_cards" / name
-    if checkout.is_file():
-        return checkout
-    try:
-        installed = resources.files("model_cards") / name
-        if installed.is_file():
-            return Path(str(installed))
-    except ModuleNotFoundError:
-        pass
-    raise FileNotFoundError(
-        f"The card template {name!r} was not found in {checkout.parent} nor in the installed `model_cards` package. "
-        f"Reinstall tripletclip (`pip install -e .` from a checkout), or pass template_path=... explicitly."
-    )
+    """Path of the card template ``name`` (e.g. ``"model_card.md"``); see the `model_cards` package."""
+    from model_cards import template_path as find
+
+    return find(name)
 
 
 # ------------------------------------------------------------------------------------------------ evaluation reports
@@ -110,15 +99,32 @@ def _numbers(results: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, fl
     return clean
 
 
-def eval_results_from_report(results: Mapping[str, Mapping[str, float]], model_name: str) -> list[EvalResult]:
+# The built-in world's benchmarks have the official formats but are not the official datasets: a card must never
+# report them under the names of SugarCrepe or Winoground.
+WORLD_CARD_DATASETS = {
+    "sugarcrepe": ("SugarCrepe-format held-out set of the TripletCLIP procedural world", "tripletclip-world"),
+    "winoground": ("Winoground-format held-out set of the TripletCLIP procedural world", "tripletclip-world"),
+    "tripletdata": ("Held-out TripletData of the TripletCLIP procedural world", "tripletclip-world"),
+    "retrieval": ("Retrieval set of the TripletCLIP procedural world", "tripletclip-world"),
+}
+
+
+def eval_results_from_report(
+    results: Mapping[str, Mapping[str, float]], model_name: str, world: bool = False
+) -> list[EvalResult]:
     """The `EvalResult`s (the card's ``model-index``) of one model's ``{benchmark: {metric: value}}``.
 
     Delegates to the evaluation package's `eval_results_for_card`, which knows each benchmark's dataset and metric
-    names, so that the trainer and the push command describe results identically.
+    names, so that the trainer and the push command describe results identically. ``world``: the results come from
+    the built-in world's benchmarks, named as such.
     """
     from modeling_tripletclip.evaluation import eval_results_for_card
 
-    return list(eval_results_for_card(dict(results)))
+    if not world:
+        return list(eval_results_for_card(dict(results)))
+    names = {bench: name for bench, (name, _) in WORLD_CARD_DATASETS.items()}
+    types = {bench: kind for bench, (_, kind) in WORLD_CARD_DATASETS.items()}
+    return list(eval_results_for_card(dict(results), dataset_names=names, dataset_types=types))
 
 
 # ------------------------------------------------------------------------------------------------ model card
@@ -182,7 +188,10 @@ def render_model_card(
         model_key = model_name
     model_name = model_name or Path(repo_id).name or "TripletCLIP"
     key, report = split_report(eval_report, model_key)
-    eval_results = eval_results_from_report(report[key], model_name) if key is not None and report[key] else None
+    world = training_config.get("dataset") == "world"
+    eval_results = (
+        eval_results_from_report(report[key], model_name, world=world) if key is not None and report[key] else None
+    )
 
     card_data = ModelCardData(
         license=license,

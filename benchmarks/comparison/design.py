@@ -1,0 +1,166 @@
+"""The design of the comparison: the world, the model, the objectives, and the runs that are compared.
+
+Every objective trains the same model (same architecture, same random initial weights for a given seed), on the
+same world, with the same optimizer, schedule, batch of B triplets and number of optimizer steps: the paper's
+protocol. Objectives that use negative images (TripletCLIP, LaCLIP+HN, negative images only) encode 2B images per
+step, CLIP and NegCLIP only B; so CLIP and NegCLIP are also trained with a batch of 2B pairs for the same number of
+steps ("matched images seen"). The doubled batch, rather than doubled steps, keeps the optimizer updates and the
+learning-rate schedule identical and gives the same width of softmax (2B candidates per image) and about the same
+encoder work per step as TripletCLIP, so the second comparison matches data *and* compute.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+#: The objectives compared, by `TripletCLIPConfig.loss_type`, with the paper's names.
+METHODS: dict[str, str] = {
+    "clip": "CLIP",
+    "clip_hn": "LaCLIP+HN",
+    "negclip": "NegCLIP",
+    "tripletclip": "TripletCLIP",
+    "negative_images": "Neg. images only",
+}
+#: Objectives that encode a negative image for every triplet, i.e. 2B images per step.
+USES_NEGATIVE_IMAGES = ("tripletclip", "clip_hn", "negative_images")
+#: Objectives also trained with a doubled batch, to match the images seen per step.
+DOUBLED_BATCH_METHODS = ("clip", "negclip")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run: an objective, a seed and a batch size (``batch_multiplier`` x the comparison's B)."""
+
+    loss_type: str
+    seed: int
+    batch_multiplier: int = 1
+
+    @property
+    def config_name(self) -> str:
+        """The compared configuration, e.g. ``tripletclip`` or ``clip@2B``."""
+        return self.loss_type if self.batch_multiplier == 1 else f"{self.loss_type}@{self.batch_multiplier}B"
+
+    @property
+    def run_name(self) -> str:
+        return f"{self.config_name.replace('@', '-')}-seed{self.seed}"
+
+
+def config_label(config_name: str) -> str:
+    """A reader's name for a configuration: ``clip@2B`` -> ``CLIP (2B batch)``."""
+    method, _, batch = config_name.partition("@")
+    label = METHODS.get(method, method)
+    return f"{label} ({batch} batch)" if batch else label
+
+
+@dataclass
+class ComparisonSettings:
+    """Everything that determines the comparison. ``full()`` and ``smoke()`` are the two shipped settings.
+
+    The world options are `dataset_builders.world.WorldConfig` fields; the model is the ``tiny`` preset with the
+    overrides below (the same architecture for every objective).
+    """
+
+    name: str = "full"
+    # ---- world (identical for every run)
+    world_seed: int = 0
+    world_num_train: int = 20_000
+    world_options: dict[str, Any] = field(default_factory=dict)
+    # ---- model: the tiny preset with these overrides
+    image_size: int = 64
+    patch_size: int = 16
+    width: int = 96
+    layers: int = 2
+    heads: int = 3
+    # ---- optimisation (the trainer's defaults, i.e. the paper's AdamW settings, unless stated)
+    batch_size: int = 32
+    max_train_steps: int = 600
+    learning_rate: float = 5e-4
+    lr_warmup_steps: int = 50
+    # ---- runs
+    seeds: tuple[int, ...] = (0, 1, 2)
+    methods: tuple[str, ...] = tuple(METHODS)
+    doubled_batch_methods: tuple[str, ...] = DOUBLED_BATCH_METHODS
+    eval_benchmarks: tuple[str, ...] = ("sugarcrepe", "winoground", "retrieval", "tripletdata")
+
+    @classmethod
+    def full(cls) -> ComparisonSettings:
+        return cls()
+
+    @classmethod
+    def smoke(cls) -> ComparisonSettings:
+        """A microscopic version of the full design (every objective, both comparisons, 3 seeds) for a quick check
+        that the whole pipeline runs; its numbers mean nothing."""
+        return cls(
+            name="smoke",
+            world_num_train=400,
+            world_options={"num_test": 48, "sugarcrepe_per_kind": 12, "num_winoground": 28, "num_retrieval": 24,
+                           "captions_per_image": 3},
+            width=32, layers=1, heads=2,
+            batch_size=16, max_train_steps=10, lr_warmup_steps=2,
+        )
+
+    def validate(self) -> None:
+        problems = []
+        unknown = [m for m in (*self.methods, *self.doubled_batch_methods) if m not in METHODS]
+        if unknown:
+            problems.append(f"unknown method(s) {unknown}; choose from {', '.join(METHODS)}")
+        if len(set(self.seeds)) < 2:
+            problems.append(f"at least 2 distinct seeds are needed for a spread, got {list(self.seeds)}")
+        if self.image_size % self.patch_size:
+            problems.append(f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}")
+        if self.width % self.heads:
+            problems.append(f"width {self.width} is not divisible by heads {self.heads}")
+        for name in ("batch_size", "max_train_steps", "width", "layers", "world_num_train"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.world_num_train < 2 * self.batch_size:
+            problems.append(f"world_num_train {self.world_num_train} is below one doubled batch ({2 * self.batch_size})")
+        if problems:
+            raise ValueError("Invalid comparison settings:\n  - " + "\n  - ".join(problems))
+
+    def runs(self) -> list[RunSpec]:
+        """Every run, in the order they are trained: TripletCLIP and the main baselines first, so that an
+        interrupted comparison (resumable) already holds the central comparisons; all seeds of a configuration
+        together."""
+        specs = [RunSpec(m, s) for m in self.methods for s in self.seeds]
+        specs += [RunSpec(m, s, 2) for m in self.doubled_batch_methods for s in self.seeds]
+        priority = ("tripletclip", "clip", "clip@2B", "negclip", "clip_hn", "negative_images", "negclip@2B")
+
+        def rank(run: RunSpec) -> tuple[int, int]:
+            name = run.config_name
+            return (priority.index(name) if name in priority else len(priority), self.seeds.index(run.seed))
+
+        return sorted(specs, key=rank)
+
+    def relative_cost(self, run: RunSpec) -> float:
+        """Encoder work per step relative to CLIP at batch B (an image and a caption cost about the same here)."""
+        images = 2 if run.loss_type in USES_NEGATIVE_IMAGES else 1
+        captions = 1 if run.loss_type in ("clip", "negative_images") else 2
+        return run.batch_multiplier * (images + captions) / 2
+
+    def images_per_step(self, run: RunSpec) -> int:
+        return self.batch_size * run.batch_multiplier * (2 if run.loss_type in USES_NEGATIVE_IMAGES else 1)
+
+    def model_overrides(self) -> dict[str, Any]:
+        """`create_model_and_processor("tiny", ...)` overrides: the same two towers for every objective."""
+        tower = {"hidden_size": self.width, "intermediate_size": 4 * self.width, "num_hidden_layers": self.layers,
+                 "num_attention_heads": self.heads, "projection_dim": self.width}
+        return {
+            "projection_dim": self.width,
+            "vision_config": {**tower, "image_size": self.image_size, "patch_size": self.patch_size},
+            "text_config": dict(tower),
+        }
+
+    def world_config(self) -> dict[str, Any]:
+        return {"seed": self.world_seed, "num_train": self.world_num_train, "image_size": self.image_size,
+                **self.world_options}
+
+    def to_dict(self) -> dict[str, Any]:
+        values = dataclasses.asdict(self)
+        values["seeds"] = list(self.seeds)
+        values["methods"] = list(self.methods)
+        values["doubled_batch_methods"] = list(self.doubled_batch_methods)
+        values["eval_benchmarks"] = list(self.eval_benchmarks)
+        return values

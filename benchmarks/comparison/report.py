@@ -1,0 +1,335 @@
+"""Turning run records into the comparison's outputs: statistics over seeds, a JSON file, Markdown tables, the
+comparison plot and the similarity-distribution plot."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .design import ComparisonSettings, config_label
+from .stats import paired_difference, summarise, verdict
+
+#: The table's measures: (benchmark, metric, label, higher is better).
+MEASURES: tuple[tuple[str, str, str, bool], ...] = (
+    ("sugarcrepe", "replace_obj", "SugarCrepe replace-obj", True),
+    ("sugarcrepe", "replace_att", "SugarCrepe replace-att", True),
+    ("sugarcrepe", "replace_rel", "SugarCrepe replace-rel", True),
+    ("sugarcrepe", "swap_obj", "SugarCrepe swap-obj", True),
+    ("sugarcrepe", "swap_att", "SugarCrepe swap-att", True),
+    ("sugarcrepe", "add_obj", "SugarCrepe add-obj", True),
+    ("sugarcrepe", "add_att", "SugarCrepe add-att", True),
+    ("sugarcrepe", "replace", "SugarCrepe replace (avg)", True),
+    ("sugarcrepe", "swap", "SugarCrepe swap (avg)", True),
+    ("sugarcrepe", "add", "SugarCrepe add (avg)", True),
+    ("sugarcrepe", "overall", "SugarCrepe overall (mean of 7)", True),
+    ("winoground", "text", "Winoground text", True),
+    ("winoground", "image", "Winoground image", True),
+    ("winoground", "group", "Winoground group", True),
+    ("tripletdata", "group", "Test triplets group (Winoground-style)", True),
+    ("retrieval", "image_retrieval_recall@1", "Retrieval T->I R@1", True),
+    ("retrieval", "image_retrieval_recall@5", "Retrieval T->I R@5", True),
+    ("retrieval", "text_retrieval_recall@1", "Retrieval I->T R@1", True),
+    ("retrieval", "text_retrieval_recall@5", "Retrieval I->T R@5", True),
+    ("similarity", "image_similarity_mean", "cos(image, negative image), mean", False),
+    ("similarity", "text_similarity_mean", "cos(caption, negative caption), mean", False),
+)
+REFERENCE = "tripletclip"
+
+
+def measure_key(benchmark: str, metric: str) -> str:
+    return f"{benchmark}/{metric}"
+
+
+def aggregate(records: Sequence[Mapping[str, Any]], reference: str = REFERENCE) -> dict[str, Any]:
+    """Per configuration and measure: the values over seeds with mean, std and 95% t-interval; and per measure the
+    paired difference ``reference - configuration`` (same seed: same initial weights and data order)."""
+    by_config: dict[str, dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
+    for record in records:
+        seed = record["run"]["seed"]
+        for benchmark, metric, _, _ in MEASURES:
+            value = record["metrics"].get(benchmark, {}).get(metric)
+            if isinstance(value, (int, float)):
+                by_config[record["config_name"]][measure_key(benchmark, metric)][seed] = float(value)
+    summary = {
+        config: {key: {**summarise([v for _, v in sorted(per_seed.items())]), "seeds": sorted(per_seed)}
+                 for key, per_seed in measures.items()}
+        for config, measures in by_config.items()
+    }
+    differences: dict[str, dict[str, Any]] = {}
+    if reference in by_config:
+        for config, measures in by_config.items():
+            if config == reference:
+                continue
+            differences[config] = {}
+            for key, per_seed in measures.items():
+                ref = by_config[reference].get(key)
+                if ref and set(ref) & set(per_seed):
+                    diff = paired_difference(ref, per_seed)
+                    differences[config][key] = {**diff, "verdict": verdict(diff)}
+    return {"summary": summary, "differences_vs_" + reference: differences}
+
+
+def config_order(settings: ComparisonSettings) -> list[str]:
+    """Configurations in reading order: the matched-steps ones, then the doubled-batch ones."""
+    names = list(settings.methods)
+    names += [f"{m}@2B" for m in settings.doubled_batch_methods]
+    return names
+
+
+def _cell(stat: Mapping[str, Any] | None, digits: int = 3) -> str:
+    if not stat:
+        return ""
+    std = stat["std"]
+    return f"{stat['mean']:.{digits}f} ± {std:.{digits}f}" if not math.isnan(std) else f"{stat['mean']:.{digits}f}"
+
+
+def _diff_cell(diff: Mapping[str, Any] | None, better_high: bool) -> str:
+    if not diff:
+        return ""
+    mark = {"higher": "▲" if better_high else "▼", "lower": "▼" if better_high else "▲", "unclear": ""}[diff["verdict"]]
+    # ▲: the reference is better on this measure with 95% confidence; ▼: worse.
+    if math.isnan(diff["ci95_half_width"]):
+        return f"{diff['mean']:+.3f}"
+    return f"{diff['mean']:+.3f} [{diff['ci95_low']:+.3f}, {diff['ci95_high']:+.3f}]{mark}"
+
+
+def markdown_tables(aggregated: Mapping[str, Any], settings: ComparisonSettings,
+                    reference: str = REFERENCE) -> str:
+    """The results table (mean ± std over seeds, 95% interval in the JSON) and the paired-difference table."""
+    configs = [c for c in config_order(settings) if c in aggregated["summary"]]
+    summary = aggregated["summary"]
+    lines = ["| measure | " + " | ".join(config_label(c) for c in configs) + " |",
+             "|---|" + "---|" * len(configs)]
+    for benchmark, metric, label, higher in MEASURES:
+        key = measure_key(benchmark, metric)
+        if not any(key in summary[c] for c in configs):
+            continue
+        arrow = "↑" if higher else "↓"
+        lines.append(f"| {label} {arrow} | " + " | ".join(_cell(summary[c].get(key)) for c in configs) + " |")
+    differences = aggregated.get(f"differences_vs_{reference}", {})
+    others = [c for c in configs if c in differences]
+    if others:
+        lines += ["", f"{config_label(reference)} minus each configuration, paired by seed: mean difference "
+                      "[95% t-interval over seeds]; ▲ TripletCLIP better, ▼ worse, with 95% confidence "
+                      "(for the similarity rows lower is better).", "",
+                  "| measure | " + " | ".join(config_label(c) for c in others) + " |",
+                  "|---|" + "---|" * len(others)]
+        for benchmark, metric, label, higher in MEASURES:
+            key = measure_key(benchmark, metric)
+            if not any(key in differences[c] for c in others):
+                continue
+            lines.append(f"| {label} | " + " | ".join(_diff_cell(differences[c].get(key), higher) for c in others)
+                         + " |")
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------------------- plots
+
+_COLOURS = {"clip": "#7f7f7f", "clip_hn": "#1f77b4", "negclip": "#ff7f0e", "tripletclip": "#d62728",
+            "negative_images": "#2ca02c"}
+_PANELS = (
+    ("SugarCrepe accuracy (held-out compositions)", "sugarcrepe",
+     ("replace_obj", "replace_att", "replace_rel", "swap_obj", "swap_att", "add_obj", "add_att", "overall")),
+    ("Winoground-style (held-out)", "winoground", ("text", "image", "group")),
+    ("Retrieval recall (held-out)", "retrieval",
+     ("image_retrieval_recall@1", "image_retrieval_recall@5", "text_retrieval_recall@1", "text_retrieval_recall@5")),
+    ("Similarity to the hard negative (lower is better)", "similarity", ("image_similarity_mean", "text_similarity_mean")),
+)
+_SHORT = {"image_retrieval_recall@1": "T→I R@1", "image_retrieval_recall@5": "T→I R@5",
+          "text_retrieval_recall@1": "I→T R@1", "text_retrieval_recall@5": "I→T R@5",
+          "image_similarity_mean": "images", "text_similarity_mean": "captions"}
+
+
+def plot_comparison(aggregated: Mapping[str, Any], settings: ComparisonSettings, path: str | Path,
+                    title: str = "") -> Path:
+    """Grouped bars (mean over seeds, 95% t-interval as error bar, each seed as a dot) per measure and configuration;
+    the doubled-batch (matched images seen) configurations are hatched."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    summary = aggregated["summary"]
+    configs = [c for c in config_order(settings) if c in summary]
+    figure, axes = plt.subplots(2, 2, figsize=(16, 9), constrained_layout=True,
+                                gridspec_kw={"width_ratios": [2.2, 1.3]})
+    width = 0.8 / max(len(configs), 1)
+    for axis, (panel_title, benchmark, metrics) in zip(axes.flat, _PANELS):
+        for i, config in enumerate(configs):
+            method = config.partition("@")[0]
+            for j, metric in enumerate(metrics):
+                stat = summary[config].get(measure_key(benchmark, metric))
+                if not stat:
+                    continue
+                x = j + (i - (len(configs) - 1) / 2) * width
+                error = None if math.isnan(stat["ci95_half_width"]) else [[stat["ci95_half_width"]]] * 2
+                axis.bar(x, stat["mean"], width * 0.92, color=_COLOURS.get(method, "#9467bd"),
+                         hatch="//" if "@" in config else None, edgecolor="white" if "@" not in config else "black",
+                         linewidth=0.4, yerr=error, capsize=1.5, error_kw={"linewidth": 0.8})
+                axis.scatter([x] * len(stat["values"]), stat["values"], s=5, color="black", zorder=3)
+        axis.set_xticks(range(len(metrics)))
+        axis.set_xticklabels([_SHORT.get(m, m.replace("_", "-")) for m in metrics], fontsize=9)
+        axis.set_title(panel_title)
+        axis.grid(axis="y", alpha=0.3)
+        if benchmark == "sugarcrepe":
+            axis.axhline(0.5, color="black", linewidth=0.6, linestyle=":")
+            axis.set_ylim(0.3, 1.0)
+        if benchmark == "similarity":  # the differences are small next to the values: zoom on them
+            values = [v for c in configs for m in metrics
+                      for v in summary[c].get(measure_key(benchmark, m), {}).get("values", [])]
+            if values:
+                low, high = min(values), max(values)
+                pad = max(0.01, 0.15 * (high - low))
+                axis.set_ylim(max(-1.0, low - pad), min(1.0, high + pad))
+        if benchmark == "winoground":
+            axis.axhline(0.25, color="black", linewidth=0.6, linestyle=":")  # chance of text / image scores
+    handles = [Patch(facecolor=_COLOURS.get(c.partition("@")[0], "#9467bd"), hatch="//" if "@" in c else None,
+                     edgecolor="black" if "@" in c else "white", label=config_label(c)) for c in configs]
+    figure.legend(handles=handles, loc="outside lower center", ncol=len(configs), fontsize=9)
+    figure.suptitle(title or "TripletCLIP vs baselines in the procedural world: mean over seeds, 95% t-interval, "
+                             "dots = seeds")
+    return _save(figure, path)
+
+
+def plot_similarity_distributions(values: Mapping[str, Mapping[str, np.ndarray]], path: str | Path) -> Path:
+    """The paper's similarity figure: for each modality, the distribution over the held-out test triplets of the
+    cosine similarity between each positive and its hard negative, one curve per objective (seeds pooled)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(13, 4.6), constrained_layout=True)
+    panels = (("image_similarity", "Images: cos(image, negative image)"),
+              ("text_similarity", "Captions: cos(caption, negative caption)"))
+    for axis, (key, title) in zip(axes, panels):
+        present = [np.asarray(v[key]) for v in values.values() if key in v and len(v[key])]
+        if not present:
+            axis.set_visible(False)
+            continue
+        low = float(min(v.min() for v in present))
+        high = float(max(v.max() for v in present))
+        edges = np.linspace(low - 0.01, min(1.0, high + 0.01), 50)
+        for config, per_modality in values.items():
+            v = np.asarray(per_modality.get(key, []))
+            if not len(v):
+                continue
+            colour = _COLOURS.get(config.partition("@")[0], "#9467bd")
+            axis.hist(v, bins=edges, histtype="step", linewidth=1.8, color=colour, density=True,
+                      linestyle="--" if "@" in config else "-", label=f"{config_label(config)} (mean {v.mean():.3f})")
+            axis.axvline(v.mean(), color=colour, linewidth=0.8, linestyle=":")
+        axis.set_title(title)
+        axis.set_xlabel("cosine similarity (lower: the model tells the pair apart)")
+        axis.set_ylabel("density")
+        axis.legend(fontsize=8, loc="upper left")
+    figure.suptitle("Similarity of each held-out positive to its hard negative, per modality (all seeds pooled)")
+    return _save(figure, path)
+
+
+def _save(figure, path: str | Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    figure.savefig(tmp, dpi=110)
+    plt.close(figure)
+    os.replace(tmp, path)
+    return path
+
+
+def pooled_similarities(records: Sequence[Mapping[str, Any]], run_dirs: Mapping[str, Path],
+                        configs: Sequence[str]) -> dict[str, dict[str, np.ndarray]]:
+    """``{configuration: {"image_similarity": values, "text_similarity": values}}`` pooled over seeds."""
+    from .runner import SIMILARITY_FILE
+
+    pooled: dict[str, dict[str, list[np.ndarray]]] = defaultdict(lambda: defaultdict(list))
+    for record in records:
+        if record["config_name"] not in configs:
+            continue
+        with np.load(Path(run_dirs[record["run_name"]]) / SIMILARITY_FILE) as data:
+            for key in data.files:
+                pooled[record["config_name"]][key].append(data[key])
+    return {config: {k: np.concatenate(v) for k, v in pooled[config].items()} for config in configs if config in pooled}
+
+
+def write_json(path: str | Path, value: Any) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(value, indent=2, allow_nan=True))
+    os.replace(tmp, path)
+    return path
+
+
+def write_outputs(settings: ComparisonSettings, records: Sequence[Mapping[str, Any]], work_dir: str | Path,
+                  output_dir: str | Path, *, wall_seconds: float, machine: Mapping[str, Any]) -> str:
+    """Write ``comparison.json``, ``comparison.md``, ``comparison.png`` and ``similarity.png`` into ``output_dir``;
+    return the Markdown text (heading, settings, tables)."""
+    from .design import RunSpec
+
+    output_dir = Path(output_dir)
+    aggregated = aggregate(records)
+    configs = [c for c in config_order(settings) if c in aggregated["summary"]]
+    from .runner import training_wall_time
+
+    run_seconds = sum(r.get("seconds", 0.0) for r in records)
+    ledger = training_wall_time(Path(work_dir), settings)
+    header = (
+        f"# The paper's comparison in miniature ({settings.name} settings)\n\n"
+        f"{len(records)} runs; wall time to train and evaluate them all: {ledger['seconds'] / 60:.1f} min "
+        f"({ledger['invocations']} invocation(s) of the command) on {machine.get('cpu_count')} CPU cores with "
+        f"{machine.get('jobs')} runs at a time, one thread each (the runs' own times sum to "
+        f"{run_seconds / 60:.1f} min). World: {settings.world_num_train} training triplets at "
+        f"{settings.image_size} px, seed {settings.world_seed}; model: the tiny preset with ViT patch "
+        f"{settings.patch_size}, width {settings.width}, {settings.layers} layers per tower; batch "
+        f"{settings.batch_size} triplets (2B = {2 * settings.batch_size} pairs for the doubled-batch runs), "
+        f"{settings.max_train_steps} optimizer steps, AdamW lr {settings.learning_rate}, warmup "
+        f"{settings.lr_warmup_steps} then cosine; seeds {list(settings.seeds)} (a seed fixes the initial weights and "
+        f"the data order, shared by every objective). Evaluated on held-out compositions only. Cells: mean ± sample "
+        f"std over seeds; 95% t-intervals in comparison.json.\n\n"
+    )
+    expected = len(settings.runs())
+    if len(records) < expected:
+        missing = sorted({r.config_name for r in settings.runs()} - set(configs))
+        header = header.replace(
+            f"{len(records)} runs;",
+            f"**Partial results: {len(records)} of {expected} runs finished**"
+            + (f" (no run yet of {', '.join(config_label(c) for c in missing)})" if missing else "") + ";", 1)
+    table = header + markdown_tables(aggregated, settings)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    md = output_dir / "comparison.md"
+    tmp = md.with_name(f".{md.name}.tmp")
+    tmp.write_text(table)
+    os.replace(tmp, md)
+
+    def spec(config: str) -> RunSpec:
+        method, _, batch = config.partition("@")
+        return RunSpec(method, settings.seeds[0], int(batch[:-1]) if batch else 1)
+
+    write_json(output_dir / "comparison.json", {
+        "settings": settings.to_dict(),
+        "wall_time_seconds": round(ledger["seconds"], 1),
+        "wall_time_invocations": ledger["invocations"],
+        "this_invocation_seconds": round(wall_seconds, 1),
+        "sum_of_run_seconds": round(run_seconds, 1),
+        "machine": dict(machine),
+        "configurations": {c: {"label": config_label(c), "batch_size": settings.batch_size * spec(c).batch_multiplier,
+                               "images_per_step": settings.images_per_step(spec(c)),
+                               "images_seen": settings.images_per_step(spec(c)) * settings.max_train_steps}
+                           for c in configs},
+        **aggregated,
+        "runs": list(records),
+    })
+    plot_comparison(aggregated, settings, output_dir / "comparison.png")
+    run_dirs = {r["run_name"]: Path(work_dir) / "runs" / r["run_name"] for r in records}
+    plot_similarity_distributions(pooled_similarities(records, run_dirs, configs), output_dir / "similarity.png")
+    return table

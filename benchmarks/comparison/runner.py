@@ -1,0 +1,236 @@
+"""Running the comparison: the world, one random initial model per seed, one training run per (objective, seed,
+batch), each through the shipped trainer (`modeling_tripletclip.training.train`), then the held-out evaluation.
+
+Runs are independent processes (one thread each), several at a time, and each leaves ``result.json`` (written
+atomically) in its own folder: an interrupted comparison, rerun with the same settings, redoes only the runs that
+have no result.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from .design import ComparisonSettings, RunSpec
+
+logger = logging.getLogger("tripletclip.compare")
+
+RESULT_FILE = "result.json"
+SIMILARITY_FILE = "similarity.npz"
+INVOCATIONS_FILE = "invocations.jsonl"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _atomic_write_json(path: Path, value: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(value, indent=2))
+    os.replace(tmp, path)
+
+
+def prepare_world(settings: ComparisonSettings, work_dir: Path, progress: bool = True) -> Path:
+    """Generate (or reuse: same configuration, same bytes) the world every run trains and is evaluated on."""
+    from dataset_builders.world import generate_world
+
+    config = settings.world_config()
+    world_dir = work_dir / f"world-n{config['num_train']}-seed{config['seed']}"
+    generate_world(world_dir, num_train=config["num_train"], seed=config["seed"], image_size=config["image_size"],
+                   progress=progress, overwrite=True,
+                   **{k: v for k, v in config.items() if k not in ("num_train", "seed", "image_size")})
+    return world_dir
+
+
+def prepare_initial_model(settings: ComparisonSettings, world_dir: Path, seed: int, work_dir: Path) -> Path:
+    """Save the random initial weights of ``seed`` (and the processor): every objective starts from them.
+
+    The tokenizer is trained on the world's training captions and negative captions (deterministic, so equal for
+    every seed).
+    """
+    import torch
+
+    from dataset_builders.hub_layout import load_tripletdata
+    from modeling_tripletclip.presets import create_model_and_processor
+
+    path = work_dir / "initial-models" / f"seed{seed}"
+    stamp = path / "comparison_model.json"
+    wanted = {"seed": seed, "model": settings.model_overrides()}
+    if stamp.is_file() and json.loads(stamp.read_text()) == wanted:
+        return path
+    dataset = load_tripletdata(world_dir / "train", split="train").select_columns(["caption", "negative_caption"])
+    corpus = [text for row in dataset for text in (row["caption"], row["negative_caption"]) if text]
+    torch.manual_seed(seed)
+    model, processor = create_model_and_processor("tiny", corpus=corpus, **settings.model_overrides())
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path)
+    processor.save_pretrained(path)
+    _atomic_write_json(stamp, wanted)
+    return path
+
+
+def training_config(settings: ComparisonSettings, run: RunSpec, world_dir: Path, initial_model: Path,
+                    output_dir: Path):
+    """The trainer configuration of one run: only the objective and the batch differ between objectives."""
+    from modeling_tripletclip.training import TrainingConfig
+
+    return TrainingConfig(
+        output_dir=str(output_dir),
+        overwrite_output_dir=True,  # a folder without result.json holds an unfinished run: start it again
+        seed=run.seed,
+        model_name_or_path=str(initial_model),
+        loss_type=run.loss_type,
+        dataset="world",
+        world_dir=str(world_dir),
+        world_num_train=settings.world_num_train,
+        train_batch_size=settings.batch_size * run.batch_multiplier,
+        max_train_steps=settings.max_train_steps,
+        learning_rate=settings.learning_rate,
+        lr_warmup_steps=settings.lr_warmup_steps,
+        checkpointing_steps=settings.max_train_steps,
+        checkpoints_total_limit=1,
+        logging_steps=max(1, min(25, settings.max_train_steps // 4)),
+        report_to="jsonl",
+        eval_benchmarks=",".join(b for b in settings.eval_benchmarks if b not in ("tripletdata", "similarity")),
+        eval_before_training=False,
+    )
+
+
+def run_one(settings: ComparisonSettings, run: RunSpec, world_dir: Path, initial_model: Path, run_dir: Path) -> dict:
+    """Train one run with the shipped trainer, evaluate it on the held-out test triplets (TripletData benchmark and
+    similarity analysis, sharing one encoding pass), and write ``result.json`` and ``similarity.npz``."""
+    import numpy as np
+
+    from modeling_tripletclip.evaluation import evaluate_model_detailed, load_model_and_processor
+    from modeling_tripletclip.training import train
+
+    started = time.time()
+    config = training_config(settings, run, world_dir, initial_model, run_dir)
+    result = train(config)
+    train_seconds = time.time() - started
+    metrics: dict[str, dict[str, float]] = dict(next(iter(result.eval_results.values())) or {})
+
+    model, processor = load_model_and_processor(str(run_dir))
+    test = {name: world_dir / "test" for name in ("tripletdata", "similarity")
+            if name in settings.eval_benchmarks or name == "similarity"}
+    detailed = evaluate_model_detailed(model, processor, test, progress=False)
+    for name, outcome in detailed.items():
+        metrics[name] = outcome.metrics
+    np.savez(run_dir / SIMILARITY_FILE, **detailed["similarity"].details)
+
+    images = settings.images_per_step(run)
+    record = {
+        "run": asdict(run),
+        "run_name": run.run_name,
+        "config_name": run.config_name,
+        "metrics": metrics,
+        "steps": result.steps,
+        "batch_size": config.train_batch_size,
+        "images_per_step": images,
+        "images_seen": images * result.steps,
+        "train_seconds": round(train_seconds, 1),
+        "seconds": round(time.time() - started, 1),
+        "skipped_rows": result.skipped,
+        "settings": settings.to_dict(),
+    }
+    _atomic_write_json(run_dir / RESULT_FILE, record)
+    return record
+
+
+def load_result(run_dir: Path, settings: ComparisonSettings) -> dict | None:
+    """A finished run's record, or None when the run is missing, unfinished or made with other settings."""
+    path = run_dir / RESULT_FILE
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None
+    return record if record.get("settings") == settings.to_dict() else None
+
+
+def finished_runs(settings: ComparisonSettings, work_dir: Path) -> list[dict]:
+    """The records of the runs of ``settings`` already finished in ``work_dir``, in training order."""
+    records = (load_result(Path(work_dir) / "runs" / run.run_name, settings) for run in settings.runs())
+    return [record for record in records if record is not None]
+
+
+def _worker_command(settings: ComparisonSettings, run: RunSpec, world_dir: Path, initial_model: Path,
+                    run_dir: Path) -> list[str]:
+    payload = json.dumps({"settings": settings.to_dict(), "run": asdict(run), "world_dir": str(world_dir),
+                          "initial_model": str(initial_model), "run_dir": str(run_dir)})
+    return [sys.executable, "-m", "benchmarks.comparison.worker", payload]
+
+
+def run_all(settings: ComparisonSettings, work_dir: Path, jobs: int = 2, progress: bool = True) -> list[dict]:
+    """Every run of ``settings`` (finished ones are reused), ``jobs`` at a time, each in its own one-thread process
+    (``jobs=0``: one after another in this process). Returns the run records in the order of ``settings.runs()``."""
+    from tqdm.auto import tqdm
+
+    settings.validate()
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    world_dir = prepare_world(settings, work_dir, progress=progress)
+    initial = {seed: prepare_initial_model(settings, world_dir, seed, work_dir) for seed in settings.seeds}
+    runs = settings.runs()
+    run_dirs = {run: work_dir / "runs" / run.run_name for run in runs}
+    records = {run: load_result(run_dirs[run], settings) for run in runs}
+    todo = [run for run in runs if records[run] is None]
+    if len(todo) < len(runs):
+        logger.info("Reusing %d finished run(s) from %s", len(runs) - len(todo), work_dir / "runs")
+
+    started = time.time()
+    bar = tqdm(total=len(runs), initial=len(runs) - len(todo), desc="comparison runs", disable=not progress)
+    if jobs <= 0:
+        for run in todo:
+            run_dirs[run].mkdir(parents=True, exist_ok=True)
+            records[run] = run_one(settings, run, world_dir, initial[run.seed], run_dirs[run])
+            bar.update(1)
+    else:
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
+               "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+
+        def launch(run: RunSpec) -> RunSpec:
+            run_dirs[run].mkdir(parents=True, exist_ok=True)
+            log = run_dirs[run] / "train.log"
+            with log.open("w") as handle:
+                code = subprocess.call(_worker_command(settings, run, world_dir, initial[run.seed], run_dirs[run]),
+                                       stdout=handle, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=env)
+            if code != 0:
+                tail = "".join(log.read_text(errors="replace").splitlines(keepends=True)[-15:])
+                raise RuntimeError(f"Run {run.run_name} failed (exit code {code}); its log is {log}:\n{tail}")
+            return run
+
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            futures = [pool.submit(launch, run) for run in todo]
+            for future in as_completed(futures):
+                run = future.result()
+                records[run] = load_result(run_dirs[run], settings)
+                bar.set_postfix_str(run.run_name)
+                bar.update(1)
+    bar.close()
+    if todo:
+        with (work_dir / INVOCATIONS_FILE).open("a") as handle:
+            handle.write(json.dumps({"finished": time.time(), "seconds": round(time.time() - started, 1),
+                                     "runs_trained": len(todo), "jobs": jobs, "settings": settings.to_dict()}) + "\n")
+    return [records[run] for run in runs]
+
+
+def training_wall_time(work_dir: Path, settings: ComparisonSettings) -> dict[str, float | int]:
+    """Wall time spent training this comparison's runs, summed over the invocations that trained any (an
+    interrupted comparison that was resumed counts both parts), from ``invocations.jsonl`` in ``work_dir``."""
+    path = Path(work_dir) / INVOCATIONS_FILE
+    seconds, runs, invocations = 0.0, 0, 0
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            entry = json.loads(line)
+            if entry.get("settings") == settings.to_dict():
+                seconds += entry["seconds"]
+                runs += entry["runs_trained"]
+                invocations += 1
+    return {"seconds": seconds, "runs_trained": runs, "invocations": invocations}

@@ -1,0 +1,61 @@
+"""Statistics over seeds, as small pure functions: mean, standard deviation, t-based confidence intervals, and
+paired differences (runs of two methods that share a seed share their initial weights and data order).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+#: Two-sided 95% quantiles of Student's t distribution, t_{0.975, df}, for df = 1..30.
+_T975 = (
+    12.7062, 4.3027, 3.1824, 2.7764, 2.5706, 2.4469, 2.3646, 2.3060, 2.2622, 2.2281,
+    2.2010, 2.1788, 2.1604, 2.1448, 2.1314, 2.1199, 2.1098, 2.1009, 2.0930, 2.0860,
+    2.0796, 2.0739, 2.0687, 2.0639, 2.0595, 2.0555, 2.0518, 2.0484, 2.0452, 2.0423,
+)
+
+
+def t_quantile_975(df: int) -> float:
+    """t_{0.975, df}: the multiplier of the standard error in a two-sided 95% confidence interval."""
+    if df < 1:
+        raise ValueError(f"A t interval needs at least 2 values (df >= 1), got df={df}.")
+    return _T975[df - 1] if df <= len(_T975) else 1.96
+
+
+def summarise(values: Sequence[float]) -> dict[str, float | int | list[float]]:
+    """Mean, sample standard deviation (ddof=1), and the t-based 95% confidence interval of the mean.
+
+    With a single value the spread and the interval are undefined and reported as NaN.
+    """
+    values = [float(v) for v in values]
+    n = len(values)
+    if n == 0:
+        raise ValueError("Cannot summarise zero values.")
+    mean = sum(values) / n
+    if n == 1:
+        std = half = math.nan
+    else:
+        std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+        half = t_quantile_975(n - 1) * std / math.sqrt(n)
+    return {"n": n, "mean": mean, "std": std, "ci95_low": mean - half, "ci95_high": mean + half,
+            "ci95_half_width": half, "values": values}
+
+
+def paired_difference(a: Mapping[int, float], b: Mapping[int, float]) -> dict[str, float | int | list[float]]:
+    """Summary of ``a[seed] - b[seed]`` over the seeds both have (see :func:`summarise`)."""
+    seeds = sorted(set(a) & set(b))
+    if not seeds:
+        raise ValueError("The two sets of runs share no seed; a paired difference needs common seeds.")
+    return {**summarise([a[s] - b[s] for s in seeds]), "seeds": seeds}
+
+
+def verdict(difference: Mapping[str, float]) -> str:
+    """``"higher"`` / ``"lower"`` when the 95% interval of a difference excludes 0, else ``"unclear"``."""
+    low, high = difference["ci95_low"], difference["ci95_high"]
+    if math.isnan(low) or math.isnan(high):
+        return "unclear"
+    if low > 0:
+        return "higher"
+    if high < 0:
+        return "lower"
+    return "unclear"

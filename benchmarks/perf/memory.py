@@ -1,0 +1,247 @@
+"""Peak memory of a training step per triplet, with and without gradient checkpointing (CPU: one process per setting).
+
+Each setting runs in a fresh Python process, so that nothing another measurement allocated (and the allocator kept)
+hides or inflates its peak. The process builds the model and the trainer's AdamW optimizer, takes one warm-up step
+on a single triplet (gradients and optimizer state now exist and are kept), resets the kernel's peak-RSS counter
+(``/proc/self/clear_refs``), takes one step on B triplets, and reads the peak (``VmHWM``). Reported:
+
+- **step memory per triplet**: (peak during the step - resident memory before it) / B: activations and temporaries,
+  everything that grows with the batch;
+- **peak RSS**: the whole process at that peak (weights, gradients, optimizer state, runtime, step);
+- **saved for backward**: bytes of the tensors autograd keeps between forward and backward (a figure that does not
+  depend on the allocator), per triplet;
+- the same step memory of `transformers.CLIPModel` on 2B pairs (goal: TripletCLIP uses at most 1.05 times as much).
+
+Inputs are random tensors of the training batch's shapes (images at the preset's size, captions of a fixed token
+length), which is all memory depends on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from .timing import Figure, Goal
+
+GOAL_VS_CLIP = Goal("<=", 1.05)
+SECTION = "Memory"
+MIB = 2**20
+
+
+@dataclass
+class MemorySetting:
+    preset: str
+    batch_size: int
+    gradient_checkpointing: bool
+    text_length: int = 32
+
+    @property
+    def key(self) -> str:
+        return f"{self.preset}-B{self.batch_size}-{'ckpt' if self.gradient_checkpointing else 'nockpt'}"
+
+    @property
+    def title(self) -> str:
+        return f"{self.preset}, B={self.batch_size}, grad. ckpt {'on' if self.gradient_checkpointing else 'off'}"
+
+
+# ----------------------------------------------------------------------------------------------- in the worker
+
+
+def _status_kib(field: str) -> int | None:
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _reset_peak() -> bool:
+    """Reset the kernel's peak-RSS counter to the current RSS (Linux >= 4.0)."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as handle:
+            handle.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_kib() -> int:
+    hwm = _status_kib("VmHWM")
+    return hwm if hwm is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def _inputs(config, batch: int, text_length: int, generator):
+    import torch
+
+    vision, text = config.vision_config, config.text_config
+    size = vision.image_size if isinstance(vision.image_size, int) else vision.image_size[0]
+    low = max(text.bos_token_id, text.eos_token_id, text.pad_token_id) + 1
+
+    def captions():
+        ids = torch.randint(low, text.vocab_size, (batch, text_length), generator=generator)
+        ids[:, 0], ids[:, -1] = text.bos_token_id, text.eos_token_id
+        return ids, torch.ones_like(ids)
+
+    ids, mask = captions()
+    negative_ids, negative_mask = captions()
+    return {
+        "pixel_values": torch.randn(batch, 3, size, size, generator=generator),
+        "negative_pixel_values": torch.randn(batch, 3, size, size, generator=generator),
+        "input_ids": ids,
+        "attention_mask": mask,
+        "negative_input_ids": negative_ids,
+        "negative_attention_mask": negative_mask,
+    }
+
+
+def _as_pairs(batch: dict) -> dict:
+    import torch
+
+    return {
+        "pixel_values": torch.cat([batch["pixel_values"], batch["negative_pixel_values"]]),
+        "input_ids": torch.cat([batch["input_ids"], batch["negative_input_ids"]]),
+        "attention_mask": torch.cat([batch["attention_mask"], batch["negative_attention_mask"]]),
+    }
+
+
+def worker(preset: str, batch_size: int, gradient_checkpointing: bool, model_kind: str, text_length: int) -> dict:
+    import torch
+    from transformers import CLIPModel
+
+    from modeling_tripletclip.modeling_tripletclip import TripletCLIPModel
+    from modeling_tripletclip.presets import preset_config
+
+    from .fixtures import clip_config
+    from .train_step import _optimizer
+
+    torch.manual_seed(0)
+    # Special token ids inside every preset's vocabulary (no tokenizer is needed for random token ids).
+    config = preset_config(preset, text_config={"bos_token_id": 0, "eos_token_id": 1, "pad_token_id": 1})
+    model = TripletCLIPModel(config) if model_kind == "tripletclip" else CLIPModel(clip_config(config))
+    if gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    model.train()
+    optimizer = _optimizer(model)
+    generator = torch.Generator().manual_seed(0)
+    batch = _inputs(config, batch_size, text_length, generator)
+    if model_kind == "clip":
+        batch = _as_pairs(batch)
+
+    saved = {"bytes": 0, "seen": set()}
+
+    def pack(tensor):
+        storage = tensor.untyped_storage()
+        key = storage.data_ptr()
+        if key not in saved["seen"]:
+            saved["seen"].add(key)
+            saved["bytes"] += storage.nbytes()
+        return tensor
+
+    def step(inputs, count_saved=False):
+        optimizer.zero_grad(set_to_none=False)  # gradients stay allocated: a fixed cost, not a per-triplet one
+        if count_saved:
+            with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+                loss = model(**inputs, return_loss=True).loss
+        else:
+            loss = model(**inputs, return_loss=True).loss
+        loss.backward()
+        optimizer.step()
+
+    rows = 1 if model_kind == "tripletclip" else 2
+    step({key: value[:rows] for key, value in batch.items()})  # warm-up: gradients and optimizer state now exist
+    before_kib = _status_kib("VmRSS") or 0
+    reset = _reset_peak()
+    if not reset:
+        before_kib = max(before_kib, _peak_kib())  # cannot reset: only growth above the earlier peak is visible
+    step(batch, count_saved=True)
+    peak_kib = _peak_kib()
+    parameters = sum(p.numel() for p in model.parameters())
+    return {
+        "preset": preset,
+        "model": model_kind,
+        "batch_size": batch_size,
+        "gradient_checkpointing": gradient_checkpointing,
+        "text_length": text_length,
+        "parameters": parameters,
+        "rss_before_step_mib": before_kib * 1024 / MIB,
+        "peak_rss_mib": peak_kib * 1024 / MIB,
+        "step_mib": (peak_kib - before_kib) * 1024 / MIB,
+        "step_mib_per_triplet": (peak_kib - before_kib) * 1024 / MIB / batch_size,
+        "saved_for_backward_mib": saved["bytes"] / MIB,
+        "saved_for_backward_mib_per_triplet": saved["bytes"] / MIB / batch_size,
+        "peak_counter_reset": reset,
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+# ----------------------------------------------------------------------------------------------- orchestration
+
+
+def run_worker(setting: MemorySetting, model_kind: str, threads: int | None, timeout: float = 600) -> dict:
+    command = [sys.executable, "-m", "benchmarks.perf.memory", "--worker", "--preset", setting.preset,
+               "--batch-size", str(setting.batch_size), "--model", model_kind, "--text-length", str(setting.text_length)]
+    if setting.gradient_checkpointing:
+        command.append("--gradient-checkpointing")
+    env = dict(os.environ)
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env,
+                          cwd=Path(__file__).resolve().parents[2])
+    if done.returncode != 0:
+        raise RuntimeError(f"Memory measurement {setting.title} ({model_kind}) failed:\n{done.stderr[-4000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def measure(setting: MemorySetting, threads: int | None, with_clip: bool = True) -> list[Figure]:
+    ours = run_worker(setting, "tripletclip", threads)
+    figures = [
+        Figure(
+            id=f"memory/{setting.key}/per_triplet",
+            section=SECTION,
+            label=f"TripletCLIP step memory per triplet (MiB): {setting.title}",
+            value=ours["step_mib_per_triplet"],
+            unit="MiB/triplet",
+            detail=ours,
+        )
+    ]
+    if with_clip:
+        clip = run_worker(setting, "clip", threads)
+        figures.append(
+            Figure(
+                id=f"memory/{setting.key}/vs_clip",
+                section=SECTION,
+                label=f"TripletCLIP step memory (B triplets) / CLIPModel (2B pairs): {setting.title}",
+                value=ours["step_mib"] / clip["step_mib"] if clip["step_mib"] > 0 else None,
+                goal=GOAL_VS_CLIP,
+                detail={"tripletclip": ours, "clip": clip,
+                        "saved_for_backward_ratio": ours["saved_for_backward_mib"] / clip["saved_for_backward_mib"]},
+            )
+        )
+    return figures
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description="Worker of the memory measurement (started by benchmarks.perf.run)")
+    parser.add_argument("--worker", action="store_true", required=True)
+    parser.add_argument("--preset", required=True)
+    parser.add_argument("--batch-size", type=int, required=True)
+    parser.add_argument("--model", choices=("tripletclip", "clip"), required=True)
+    parser.add_argument("--gradient-checkpointing", action="store_true")
+    parser.add_argument("--text-length", type=int, default=32)
+    args = parser.parse_args(argv)
+    report = worker(args.preset, args.batch_size, args.gradient_checkpointing, args.model, args.text_length)
+    print(json.dumps(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,178 @@
+"""Timing in one process: interleaved repetitions of a candidate and its baseline, paired ratios, medians, spread.
+
+On a shared machine the load drifts while a benchmark runs. Timing the candidate and the baseline alternately
+(in ABBA order, so neither always runs first) and dividing each candidate time by the baseline time of the same
+round cancels most of that drift; the median of those paired ratios is the reported figure and their inter-quartile
+range its spread.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+
+def interleaved(
+    functions: Mapping[str, Callable[[], object]],
+    repeats: int,
+    warmup: int = 1,
+    sync: Callable[[], None] | None = None,
+) -> dict[str, list[float]]:
+    """Wall time (s) of each function, ``repeats`` times, in alternating order after ``warmup`` untimed calls each.
+
+    ``sync`` (e.g. `torch.cuda.synchronize`) runs before each clock read, so asynchronous devices are timed fully.
+    """
+    names = list(functions)
+    sync = sync or (lambda: None)
+    for _ in range(warmup):
+        for name in names:
+            functions[name]()
+    sync()
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for round_ in range(repeats):
+        for name in names if round_ % 2 == 0 else reversed(names):
+            sync()
+            start = time.perf_counter()
+            functions[name]()
+            sync()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def quantile(values: list[float], q: float) -> float:
+    """Linear-interpolation quantile of ``values`` (q in [0, 1])."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    position = q * (len(ordered) - 1)
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+@dataclass
+class Ratio:
+    """Paired ratios ``candidate[i] / baseline[i]`` of one interleaved measurement."""
+
+    candidate: list[float]
+    baseline: list[float]
+
+    @property
+    def ratios(self) -> list[float]:
+        return [c / b for c, b in zip(self.candidate, self.baseline)]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.ratios)
+
+    def summary(self) -> dict:
+        ratios = self.ratios
+        return {
+            "ratio": self.median,
+            "ratio_q1": quantile(ratios, 0.25),
+            "ratio_q3": quantile(ratios, 0.75),
+            "ratio_min": min(ratios),
+            "ratio_max": max(ratios),
+            "repeats": len(ratios),
+            "candidate_median_s": statistics.median(self.candidate),
+            "baseline_median_s": statistics.median(self.baseline),
+        }
+
+
+@dataclass(frozen=True)
+class Goal:
+    """A target for a figure: ``value <= limit`` or ``value >= limit``."""
+
+    op: str
+    limit: float
+
+    def met(self, value: float) -> bool:
+        return value <= self.limit if self.op == "<=" else value >= self.limit
+
+    def __str__(self) -> str:
+        return f"{'≤' if self.op == '<=' else '≥'} {self.limit:g}"
+
+
+@dataclass
+class Figure:
+    """One reported number: what it is, its value and spread, its goal (if any) and whether it is met."""
+
+    id: str
+    section: str
+    label: str
+    value: float | None
+    unit: str = "ratio"
+    goal: Goal | None = None
+    spread: tuple[float, float] | None = None
+    detail: dict = field(default_factory=dict)
+    profile: str | None = None
+    note: str = ""
+
+    @property
+    def met(self) -> bool | None:
+        if self.goal is None or self.value is None:
+            return None
+        return self.goal.met(self.value)
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "section": self.section,
+            "label": self.label,
+            "value": self.value,
+            "unit": self.unit,
+            "goal": str(self.goal) if self.goal else None,
+            "goal_op": self.goal.op if self.goal else None,
+            "goal_limit": self.goal.limit if self.goal else None,
+            "met": self.met,
+            "spread": list(self.spread) if self.spread else None,
+            "profile": self.profile,
+            "note": self.note,
+            "detail": self.detail,
+        }
+
+
+def ratio_figure(id: str, section: str, label: str, ratio: Ratio, goal: Goal | None = None, **detail) -> Figure:
+    """A :class:`Figure` from paired timings: the median ratio, its inter-quartile range, the raw medians."""
+    summary = ratio.summary()
+    return Figure(
+        id=id,
+        section=section,
+        label=label,
+        value=summary["ratio"],
+        goal=goal,
+        spread=(summary["ratio_q1"], summary["ratio_q3"]),
+        detail={**summary, **detail},
+    )
+
+
+def load_average() -> list[float]:
+    """The 1, 5 and 15-minute load averages (other jobs on a shared machine slow every timing)."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return []
+
+
+def environment(device: str = "cpu") -> dict:
+    """What the figures were measured on."""
+    import torch
+    import transformers
+
+    info = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "device": device,
+    }
+    if device.startswith("cuda") and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info

@@ -1,0 +1,226 @@
+"""Training step time: TripletCLIP on B triplets vs `transformers.CLIPModel` on 2B pairs, and vs two passes per tower.
+
+One step is ``zero_grad`` + forward + loss + backward + AdamW step (the trainer's optimizer: AdamW with open_clip's
+parameter groups), on one collated batch of the built-in world:
+
+- **tripletclip**: ``TripletCLIPModel(input_ids, pixel_values, negative_*, return_loss=True)``: one vision pass over
+  ``[x; x']`` and one text pass over ``[y; y']``, then the TripletCLIP loss;
+- **clip**: ``transformers.CLIPModel`` with the same weights on the 2B pairs ``([x; x'], [y; y'])``, CLIP loss: the
+  encoders do exactly the same work, so the ratio shows what the TripletCLIP objective and our model code cost;
+- **two_pass**: the official TripletCLIP code's approach, rebuilt on our model: four encoder calls (positives, then
+  negatives, per tower) and the same TripletCLIP loss.
+
+The three are timed alternately in one process; ratios are the medians of per-round ratios.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+
+from .timing import Figure, Goal, Ratio, interleaved, ratio_figure
+
+GOAL_VS_CLIP = Goal("<=", 1.05)
+# Same encoder work as the official two-pass approach, fused into one pass per tower: never slower, within noise.
+GOAL_VS_TWO_PASS = Goal("<=", 1.05)
+SECTION = "Training step"
+
+
+@dataclass
+class StepSetting:
+    preset: str
+    batch_size: int
+    gradient_checkpointing: bool
+    repeats: int
+    warmup: int = 1
+    device: str = "cpu"
+    precision: str = "fp32"  # "bf16": autocast around forward and loss
+
+    @property
+    def key(self) -> str:
+        ckpt = "ckpt" if self.gradient_checkpointing else "nockpt"
+        return f"{self.preset}-B{self.batch_size}-{ckpt}-{self.device.split(':')[0]}-{self.precision}"
+
+    @property
+    def title(self) -> str:
+        ckpt = "grad. ckpt on" if self.gradient_checkpointing else "grad. ckpt off"
+        return f"{self.preset}, B={self.batch_size}, {ckpt}, {self.device}, {self.precision}"
+
+
+def _optimizer(model: torch.nn.Module) -> torch.optim.Optimizer:
+    from modeling_tripletclip.training.config import TrainingConfig
+    from modeling_tripletclip.training.optim import create_optimizer
+
+    return create_optimizer(model, TrainingConfig())
+
+
+def _normalised(embeds: torch.Tensor) -> torch.Tensor:
+    return embeds / embeds.norm(p=2, dim=-1, keepdim=True)
+
+
+class StepFunctions:
+    """The three training steps on one batch. ``model`` (TripletCLIP) serves both the one-pass and the two-pass
+    step with one optimizer; ``clip`` has its own."""
+
+    def __init__(self, model, clip, batch: dict, device: str, precision: str):
+        self.device = torch.device(device)
+        self.model = model.to(self.device).train()
+        self.clip = clip.to(self.device).train()
+        self.batch = {key: value.to(self.device) for key, value in batch.items()}
+        self.optimizer = _optimizer(self.model)
+        self.clip_optimizer = _optimizer(self.clip)
+        self.precision = precision
+        b = self.batch
+        # The 2B pairs of the CLIP baseline: the collator pads real and negative captions to one length.
+        self.pairs = {
+            "input_ids": torch.cat([b["input_ids"], b["negative_input_ids"]]),
+            "attention_mask": torch.cat([b["attention_mask"], b["negative_attention_mask"]]),
+            "pixel_values": torch.cat([b["pixel_values"], b["negative_pixel_values"]]),
+        }
+
+    def _autocast(self):
+        if self.precision == "bf16":
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _finish(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
+        loss.backward()
+        optimizer.step()
+
+    def tripletclip(self) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        with self._autocast():
+            loss = self.model(**self.batch, return_loss=True, loss_type="tripletclip").loss
+        self._finish(loss, self.optimizer)
+
+    def clip_pairs(self) -> None:
+        self.clip_optimizer.zero_grad(set_to_none=True)
+        with self._autocast():
+            loss = self.clip(**self.pairs, return_loss=True).loss
+        self._finish(loss, self.clip_optimizer)
+
+    def two_pass(self) -> None:
+        from modeling_tripletclip.losses import compute_loss
+
+        m, b = self.model, self.batch
+        self.optimizer.zero_grad(set_to_none=True)
+        with self._autocast():
+            image = _normalised(m.get_image_features(pixel_values=b["pixel_values"]).pooler_output)
+            negative_image = _normalised(m.get_image_features(pixel_values=b["negative_pixel_values"]).pooler_output)
+            text = _normalised(
+                m.get_text_features(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).pooler_output
+            )
+            negative_text = _normalised(
+                m.get_text_features(
+                    input_ids=b["negative_input_ids"], attention_mask=b["negative_attention_mask"]
+                ).pooler_output
+            )
+            loss = compute_loss("tripletclip", m.logit_scale.exp(), image, text, negative_image, negative_text)["loss"]
+        self._finish(loss, self.optimizer)
+
+    def sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def as_dict(self) -> dict:
+        return {"tripletclip": self.tripletclip, "clip": self.clip_pairs, "two_pass": self.two_pass}
+
+
+def build(setting: StepSetting, tokenizer, rows: list[dict]) -> StepFunctions:
+    from .fixtures import collate, twin_models
+
+    model, clip, processor = twin_models(setting.preset, tokenizer)
+    if setting.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+        clip.gradient_checkpointing_enable()
+    batch = collate(processor, rows, setting.batch_size)
+    return StepFunctions(model, clip, batch, setting.device, setting.precision)
+
+
+def measure(setting: StepSetting, tokenizer, rows: list[dict], profile_dir=None) -> list[Figure]:
+    """Time the three steps for one setting; returns the two ratio figures (vs CLIP, vs two passes)."""
+    steps = build(setting, tokenizer, rows)
+    times = interleaved(steps.as_dict(), repeats=setting.repeats, warmup=setting.warmup, sync=steps.sync)
+    b = setting.batch_size
+    common = {
+        "setting": setting.title,
+        "triplets_per_s": b / _median(times["tripletclip"]),
+        "tripletclip_median_s": _median(times["tripletclip"]),
+        "clip_median_s": _median(times["clip"]),
+        "two_pass_median_s": _median(times["two_pass"]),
+        "tripletclip_samples_per_s": 2 * b / _median(times["tripletclip"]),
+        "clip_samples_per_s": 2 * b / _median(times["clip"]),
+        "two_pass_samples_per_s": 2 * b / _median(times["two_pass"]),
+    }
+    if steps.device.type == "cuda":
+        common.update(_cuda_peaks(steps))
+    figures = [
+        ratio_figure(
+            f"train_step/{setting.key}/vs_clip",
+            SECTION,
+            f"TripletCLIP step (B triplets) / CLIPModel step (2B pairs): {setting.title}",
+            Ratio(times["tripletclip"], times["clip"]),
+            GOAL_VS_CLIP,
+            **common,
+        ),
+        ratio_figure(
+            f"train_step/{setting.key}/vs_two_pass",
+            SECTION,
+            f"TripletCLIP step (one pass per tower) / two passes per tower (official approach): {setting.title}",
+            Ratio(times["tripletclip"], times["two_pass"]),
+            GOAL_VS_TWO_PASS,
+            **common,
+        ),
+    ]
+    if profile_dir is not None and any(f.met is False for f in figures):
+        path = profile_steps(steps, profile_dir, setting)
+        for figure in figures:
+            if figure.met is False:
+                figure.profile = str(path)
+    del steps
+    return figures
+
+
+def _median(values: list[float]) -> float:
+    import statistics
+
+    return statistics.median(values)
+
+
+def _cuda_peaks(steps: StepFunctions) -> dict:
+    """Peak GPU memory of one step of each kind (GiB), above what the models and optimizers already hold."""
+    out = {}
+    for name, function in steps.as_dict().items():
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        function()
+        torch.cuda.synchronize()
+        out[f"{name}_peak_step_gib"] = (torch.cuda.max_memory_allocated() - before) / 2**30
+    return out
+
+
+def profile_steps(steps: StepFunctions, out_dir, setting: StepSetting, row_limit: int = 25):
+    """`torch.profiler` tables (top operators by self time) of one step of each kind, in one text file."""
+    from pathlib import Path
+
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU]
+    if steps.device.type == "cuda":
+        activities.append(ProfilerActivity.CUDA)
+    sort_by = "self_cuda_time_total" if steps.device.type == "cuda" else "self_cpu_time_total"
+    path = Path(out_dir) / f"perf_profile_train_step_{setting.key}.txt"
+    sections = [f"torch.profiler, one step of each kind, {setting.title}; top {row_limit} operators by self time.\n"]
+    for name, function in steps.as_dict().items():
+        function()  # warm
+        steps.sync()
+        with profile(activities=activities) as prof:
+            function()
+            steps.sync()
+        sections.append(f"\n===== {name} =====\n")
+        sections.append(prof.key_averages().table(sort_by=sort_by, row_limit=row_limit))
+    path.write_text("".join(sections), encoding="utf-8")
+    return path

@@ -1,0 +1,153 @@
+"""The comparison benchmark (benchmarks/compare.py): statistics against independent computations, and a microscopic
+comparison through the real trainer that checks the outputs' structure (never which objective wins)."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:  # `benchmarks/` is a folder of scripts at the repository root, not installed
+    sys.path.insert(0, str(REPO_ROOT))
+
+from benchmarks.comparison import ComparisonSettings  # noqa: E402, RunSpec, paired_difference, summarise, t_quantile_975, verdict
+from benchmarks.comparison.report import MEASURES  # noqa: E402, aggregate, markdown_tables, write_outputs
+from benchmarks.comparison.runner import RESULT_FILE  # noqa: E402, SIMILARITY_FILE, run_all, training_wall_time
+
+# ------------------------------------------------------------------------------------------------ statistics
+
+
+def test_summarise_matches_statistics_module():
+    values = [0.61, 0.70, 0.66, 0.58]
+    s = summarise(values)
+    assert s["n"] == 4
+    assert s["mean"] == pytest.approx(statistics.mean(values))
+    assert s["std"] == pytest.approx(statistics.stdev(values))
+    half = 3.1824 * statistics.stdev(values) / math.sqrt(4)  # t_{0.975, 3}
+    assert s["ci95_low"] == pytest.approx(s["mean"] - half)
+    assert s["ci95_high"] == pytest.approx(s["mean"] + half)
+
+
+def test_t_quantiles_and_single_value():
+    assert t_quantile_975(2) == pytest.approx(4.3027, abs=1e-4)
+    assert t_quantile_975(100) == pytest.approx(1.96)
+    with pytest.raises(ValueError, match="at least 2 values"):
+        t_quantile_975(0)
+    single = summarise([0.5])
+    assert single["mean"] == 0.5 and math.isnan(single["std"]) and math.isnan(single["ci95_low"])
+
+
+def test_paired_difference_uses_common_seeds_and_verdicts():
+    a = {0: 0.9, 1: 0.8, 2: 0.85, 3: 0.1}
+    b = {0: 0.7, 1: 0.65, 2: 0.7}
+    d = paired_difference(a, b)
+    assert d["seeds"] == [0, 1, 2]
+    assert d["values"] == pytest.approx([0.2, 0.15, 0.15])
+    assert d["mean"] == pytest.approx(np.mean([0.2, 0.15, 0.15]))
+    assert verdict(d) == "higher"
+    assert verdict(paired_difference(b, a)) == "lower"
+    assert verdict(paired_difference({0: 0.5, 1: 0.6}, {0: 0.6, 1: 0.5})) == "unclear"
+    with pytest.raises(ValueError, match="share no seed"):
+        paired_difference({0: 1.0}, {1: 1.0})
+
+
+def test_design_runs_and_matched_images():
+    settings = ComparisonSettings.full()
+    settings.validate()
+    runs = settings.runs()
+    assert len(runs) == len(settings.seeds) * (5 + 2)
+    assert {r.config_name for r in runs} == {"clip", "clip_hn", "negclip", "tripletclip", "negative_images",
+                                             "clip@2B", "negclip@2B"}
+    # The doubled-batch baselines see as many images per step as TripletCLIP.
+    b = settings.batch_size
+    assert settings.images_per_step(RunSpec("tripletclip", 0)) == 2 * b
+    assert settings.images_per_step(RunSpec("clip", 0)) == b
+    assert settings.images_per_step(RunSpec("clip", 0, 2)) == settings.images_per_step(RunSpec("tripletclip", 0))
+    with pytest.raises(ValueError, match="unknown method"):
+        ComparisonSettings(methods=("clip", "siglip")).validate()
+    with pytest.raises(ValueError, match="2 distinct seeds"):
+        ComparisonSettings(seeds=(0,)).validate()
+
+
+def test_aggregate_and_tables_from_hand_made_records():
+    def record(config, seed, overall):
+        method, _, batch = config.partition("@")
+        return {"run": {"loss_type": method, "seed": seed, "batch_multiplier": 2 if batch else 1},
+                "config_name": config, "metrics": {"sugarcrepe": {"overall": overall}}}
+
+    records = [record("tripletclip", 0, 0.8), record("tripletclip", 1, 0.7),
+               record("clip", 0, 0.6), record("clip", 1, 0.65), record("clip@2B", 0, 0.7), record("clip@2B", 1, 0.7)]
+    aggregated = aggregate(records)
+    overall = aggregated["summary"]["clip"]["sugarcrepe/overall"]
+    assert overall["mean"] == pytest.approx(0.625) and overall["values"] == [0.6, 0.65]
+    diff = aggregated["differences_vs_tripletclip"]["clip@2B"]["sugarcrepe/overall"]
+    assert diff["values"] == pytest.approx([0.1, 0.0])
+    settings = ComparisonSettings(methods=("clip", "tripletclip"), doubled_batch_methods=("clip",), seeds=(0, 1))
+    table = markdown_tables(aggregated, settings)
+    assert "| SugarCrepe overall (mean of 7) ↑ | 0.625 ± 0.035 | 0.750 ± 0.071 | 0.700 ± 0.000 |" in table
+    assert "CLIP (2B batch)" in table and "TripletCLIP minus each configuration" in table
+
+
+# ------------------------------------------------------------------------------------ microscopic comparison
+
+
+def test_microscopic_comparison_end_to_end(tmp_path):
+    """Two objectives, one doubled-batch baseline, two seeds, three steps each, through the shipped trainer."""
+    settings = ComparisonSettings(
+        name="test",
+        world_num_train=48,
+        world_options={"num_test": 12, "sugarcrepe_per_kind": 3, "num_winoground": 7, "num_retrieval": 6,
+                       "captions_per_image": 2},
+        width=16, layers=1, heads=2, batch_size=4, max_train_steps=3, lr_warmup_steps=1,
+        seeds=(0, 1), methods=("clip", "tripletclip"), doubled_batch_methods=("clip",),
+    )
+    work = tmp_path / "work"
+    records = run_all(settings, work, jobs=0, progress=False)
+    assert len(records) == 6
+    assert sorted(r["run_name"] for r in records) == sorted(
+        f"{c}-seed{s}" for c in ("clip", "tripletclip", "clip-2B") for s in (0, 1))
+    for record in records:
+        assert record["steps"] == 3
+        metrics = record["metrics"]
+        assert set(metrics) == {"sugarcrepe", "winoground", "retrieval", "tripletdata", "similarity"}
+        for benchmark, metric, _, _ in MEASURES:
+            value = metrics[benchmark][metric]
+            assert (-1.0 if benchmark == "similarity" else 0.0) <= value <= 1.0, (benchmark, metric, value)
+        expected_images = 4 * (2 if record["config_name"] == "clip@2B" else 1) * (
+            2 if record["config_name"] == "tripletclip" else 1)
+        assert record["images_per_step"] == expected_images
+        run_dir = work / "runs" / record["run_name"]
+        assert (run_dir / "eval_results.json").is_file() and (run_dir / "model.safetensors").is_file()
+        with np.load(run_dir / SIMILARITY_FILE) as similarity:
+            assert similarity["image_similarity"].shape == similarity["text_similarity"].shape == (12,)
+    # Every objective of a seed starts from the same saved initial weights.
+    assert len(list((work / "initial-models").iterdir())) == 2
+
+    # A second invocation reuses every finished run instead of training again.
+    stamps = {r["run_name"]: (work / "runs" / r["run_name"] / RESULT_FILE).stat().st_mtime_ns for r in records}
+    again = run_all(settings, work, jobs=0, progress=False)
+    assert [r["run_name"] for r in again] == [r["run_name"] for r in records]
+    assert stamps == {r["run_name"]: (work / "runs" / r["run_name"] / RESULT_FILE).stat().st_mtime_ns for r in again}
+    ledger = training_wall_time(work, settings)
+    assert ledger["invocations"] == 1 and ledger["runs_trained"] == 6 and ledger["seconds"] > 0
+
+    out = tmp_path / "results"
+    table = write_outputs(settings, records, work, out, wall_seconds=1.0, machine={"cpu_count": 2, "jobs": 0})
+    for name in ("comparison.json", "comparison.md", "comparison.png", "similarity.png"):
+        assert (out / name).stat().st_size > 0
+    assert (out / "comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report = json.loads((out / "comparison.json").read_text())
+    assert set(report["summary"]) == {"clip", "tripletclip", "clip@2B"}
+    overall = report["summary"]["tripletclip"]["sugarcrepe/overall"]
+    assert overall["n"] == 2 and overall["ci95_low"] <= overall["mean"] <= overall["ci95_high"]
+    assert set(report["differences_vs_tripletclip"]) == {"clip", "clip@2B"}
+    assert report["configurations"]["clip@2B"]["images_per_step"] == report["configurations"]["tripletclip"][
+        "images_per_step"]
+    assert len(report["runs"]) == 6
+    assert "Winoground group" in table and (out / "comparison.md").read_text() == table
