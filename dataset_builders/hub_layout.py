@@ -46,6 +46,10 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+LOCAL_CACHE_DIR = ".cache"
+"""Where `load_hub_dataset` keeps the Arrow cache of a local Hub-layout folder (inside the folder)."""
+
+
 class NotTripletDataError(ValueError):
     """Raised when a folder or Hub dataset does not hold TripletData (or the layout a reader expects)."""
 
@@ -218,6 +222,8 @@ def write_dataset(
         raise ValueError(f"Split name {split!r} must use letters, digits, '_' or '.' only (e.g. 'train', 'test').")
     out_dir = Path(out_dir)
     data_dir = out_dir / DATA_DIR
+    # The folder's own Arrow cache (see `load_hub_dataset`) describes the old shards: drop it.
+    shutil.rmtree(out_dir / LOCAL_CACHE_DIR, ignore_errors=True)
     staging = data_dir / f".staging-{split}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
@@ -507,6 +513,11 @@ def load_hub_dataset(
     local = Path(path_or_repo_id).expanduser()
     _check_local_folder(local, str(path_or_repo_id))
     source = str(local) if local.exists() else str(path_or_repo_id)
+    if local.is_dir() and not streaming and "cache_dir" not in load_kwargs and os.access(local, os.W_OK):
+        # datasets keys the Arrow cache of a local folder on its card's metadata and the folder's name, not on the
+        # shards' contents, so two different folders with equal names and sizes would share one cache entry.
+        # A cache inside the folder belongs to that folder alone (and is dropped whenever the folder is rewritten).
+        load_kwargs["cache_dir"] = str(local / LOCAL_CACHE_DIR)
     dataset = datasets.load_dataset(source, split=split, streaming=streaming, **load_kwargs)
     features = dataset.features
     if features is None:  # a stream whose card declares no features: look at the first row

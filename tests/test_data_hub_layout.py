@@ -161,3 +161,26 @@ def test_rows_with_undeclared_columns_are_refused(tmp_path):
     rows[0]["colour"] = "red"
     with pytest.raises(ValueError, match=r"\['colour'\] are not part of the TripletData schema"):
         write_tripletdata(rows, tmp_path, progress=False)
+
+
+def test_two_folders_with_equal_names_and_sizes_never_share_a_cache(tmp_path):
+    """datasets keys a local folder's Arrow cache on the card metadata and the folder name only; two different
+    datasets of equal size in folders of the same name must still each load their own rows."""
+    from PIL import Image as PILImage
+
+    from dataset_builders.hub_layout import load_tripletdata, write_tripletdata
+
+    def rows(red):
+        for i in range(3):
+            yield {"image": PILImage.new("RGB", (8, 8), (red, 0, 0)), "caption": f"a square of red {red:03d} {i}",
+                   "negative_image": PILImage.new("RGB", (8, 8), (0, 0, 0)), "negative_caption": f"no square {i}"}
+
+    write_tripletdata(rows(200), tmp_path / "one" / "data", progress=False)
+    first = load_tripletdata(tmp_path / "one" / "data")
+    write_tripletdata(rows(201), tmp_path / "two" / "data", progress=False)
+    second = load_tripletdata(tmp_path / "two" / "data")
+    assert first[0]["caption"] == "a square of red 200 0"
+    assert second[0]["caption"] == "a square of red 201 0"
+    # rewriting a folder drops its cache: the new rows are read
+    write_tripletdata(rows(202), tmp_path / "one" / "data", progress=False)
+    assert load_tripletdata(tmp_path / "one" / "data")[0]["caption"] == "a square of red 202 0"

@@ -8,8 +8,8 @@ on a single triplet (gradients and optimizer state now exist and are kept), rese
 - **step memory per triplet**: (peak during the step - resident memory before it) / B: activations and temporaries,
   everything that grows with the batch;
 - **peak RSS**: the whole process at that peak (weights, gradients, optimizer state, runtime, step);
-- **saved for backward**: bytes of the tensors autograd keeps between forward and backward (a figure that does not
-  depend on the allocator), per triplet;
+- **saved for backward**: bytes of the tensors (other than parameters) autograd keeps between forward and backward,
+  a figure that does not depend on the allocator, per triplet;
 - the same step memory of `transformers.CLIPModel` on 2B pairs (goal: TripletCLIP uses at most 1.05 times as much).
 
 Inputs are random tensors of the training batch's shapes (images at the preset's size, captions of a fixed token
@@ -113,7 +113,8 @@ def _as_pairs(batch: dict) -> dict:
     }
 
 
-def worker(preset: str, batch_size: int, gradient_checkpointing: bool, model_kind: str, text_length: int) -> dict:
+def worker(preset: str, batch_size: int, gradient_checkpointing: bool, model_kind: str, text_length: int,
+           profile: bool = False) -> dict:
     import torch
     from transformers import CLIPModel
 
@@ -136,7 +137,8 @@ def worker(preset: str, batch_size: int, gradient_checkpointing: bool, model_kin
     if model_kind == "clip":
         batch = _as_pairs(batch)
 
-    saved = {"bytes": 0, "seen": set()}
+    # Parameters are saved for backward too (e.g. by every linear layer); they are not activations.
+    saved = {"bytes": 0, "seen": {p.untyped_storage().data_ptr() for p in model.parameters()}}
 
     def pack(tensor):
         storage = tensor.untyped_storage()
@@ -165,7 +167,16 @@ def worker(preset: str, batch_size: int, gradient_checkpointing: bool, model_kin
     step(batch, count_saved=True)
     peak_kib = _peak_kib()
     parameters = sum(p.numel() for p in model.parameters())
+    table = None
+    if profile:  # after the measurement: the profiler's own allocations must not count
+        from torch.profiler import ProfilerActivity
+        from torch.profiler import profile as torch_profile
+
+        with torch_profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            step(batch)
+        table = prof.key_averages().table(sort_by="self_cpu_memory_usage", row_limit=25)
     return {
+        "profile_table": table,
         "preset": preset,
         "model": model_kind,
         "batch_size": batch_size,
@@ -186,11 +197,14 @@ def worker(preset: str, batch_size: int, gradient_checkpointing: bool, model_kin
 # ----------------------------------------------------------------------------------------------- orchestration
 
 
-def run_worker(setting: MemorySetting, model_kind: str, threads: int | None, timeout: float = 600) -> dict:
+def run_worker(setting: MemorySetting, model_kind: str, threads: int | None, timeout: float = 600,
+               profile: bool = False) -> dict:
     command = [sys.executable, "-m", "benchmarks.perf.memory", "--worker", "--preset", setting.preset,
                "--batch-size", str(setting.batch_size), "--model", model_kind, "--text-length", str(setting.text_length)]
     if setting.gradient_checkpointing:
         command.append("--gradient-checkpointing")
+    if profile:
+        command.append("--profile")
     env = dict(os.environ)
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
@@ -198,10 +212,13 @@ def run_worker(setting: MemorySetting, model_kind: str, threads: int | None, tim
                           cwd=Path(__file__).resolve().parents[2])
     if done.returncode != 0:
         raise RuntimeError(f"Memory measurement {setting.title} ({model_kind}) failed:\n{done.stderr[-4000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    if not profile:
+        report.pop("profile_table", None)
+    return report
 
 
-def measure(setting: MemorySetting, threads: int | None, with_clip: bool = True) -> list[Figure]:
+def measure(setting: MemorySetting, threads: int | None, with_clip: bool = True, profile_dir=None) -> list[Figure]:
     ours = run_worker(setting, "tripletclip", threads)
     figures = [
         Figure(
@@ -226,7 +243,23 @@ def measure(setting: MemorySetting, threads: int | None, with_clip: bool = True)
                         "saved_for_backward_ratio": ours["saved_for_backward_mib"] / clip["saved_for_backward_mib"]},
             )
         )
+        if profile_dir is not None and figures[-1].met is False:
+            figures[-1].profile = str(profile_memory(setting, threads, Path(profile_dir)))
     return figures
+
+
+def profile_memory(setting: MemorySetting, threads: int | None, out_dir: Path) -> Path:
+    """`torch.profiler` memory tables (operators by memory they allocate) of one step of each model."""
+    path = out_dir / f"perf_profile_memory_{setting.key}.txt"
+    parts = [f"torch.profiler (profile_memory=True), one step, {setting.title}; top operators by self CPU memory.\n"]
+    for kind in ("tripletclip", "clip"):
+        report = run_worker(setting, kind, threads, profile=True)
+        parts.append(f"\n===== {kind}: step {report['step_mib']:.1f} MiB above the resident "
+                     f"{report['rss_before_step_mib']:.1f} MiB; saved for backward "
+                     f"{report['saved_for_backward_mib']:.1f} MiB =====\n")
+        parts.append(report["profile_table"] or "")
+    path.write_text("".join(parts), encoding="utf-8")
+    return path
 
 
 def main(argv=None) -> int:
@@ -237,8 +270,10 @@ def main(argv=None) -> int:
     parser.add_argument("--model", choices=("tripletclip", "clip"), required=True)
     parser.add_argument("--gradient-checkpointing", action="store_true")
     parser.add_argument("--text-length", type=int, default=32)
+    parser.add_argument("--profile", action="store_true", help="also return a torch.profiler memory table")
     args = parser.parse_args(argv)
-    report = worker(args.preset, args.batch_size, args.gradient_checkpointing, args.model, args.text_length)
+    report = worker(args.preset, args.batch_size, args.gradient_checkpointing, args.model, args.text_length,
+                    args.profile)
     print(json.dumps(report))
     return 0
 

@@ -21,19 +21,26 @@ def interleaved(
     repeats: int,
     warmup: int = 1,
     sync: Callable[[], None] | None = None,
+    max_seconds: float | None = None,
+    min_repeats: int = 2,
 ) -> dict[str, list[float]]:
     """Wall time (s) of each function, ``repeats`` times, in alternating order after ``warmup`` untimed calls each.
 
     ``sync`` (e.g. `torch.cuda.synchronize`) runs before each clock read, so asynchronous devices are timed fully.
+    With ``max_seconds``, no new round starts once that much time has passed (after at least ``min_repeats``
+    rounds), so a loaded machine gets fewer repetitions instead of a longer run.
     """
     names = list(functions)
     sync = sync or (lambda: None)
+    started = time.perf_counter()
     for _ in range(warmup):
         for name in names:
             functions[name]()
     sync()
     times: dict[str, list[float]] = {name: [] for name in names}
     for round_ in range(repeats):
+        if max_seconds is not None and round_ >= min_repeats and time.perf_counter() - started > max_seconds:
+            break
         for name in names if round_ % 2 == 0 else reversed(names):
             sync()
             start = time.perf_counter()

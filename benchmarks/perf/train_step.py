@@ -37,6 +37,7 @@ class StepSetting:
     warmup: int = 1
     device: str = "cpu"
     precision: str = "fp32"  # "bf16": autocast around forward and loss
+    max_seconds: float | None = None  # stop adding repetitions after this long (at least two are taken)
 
     @property
     def key(self) -> str:
@@ -142,7 +143,8 @@ def build(setting: StepSetting, tokenizer, rows: list[dict]) -> StepFunctions:
 def measure(setting: StepSetting, tokenizer, rows: list[dict], profile_dir=None) -> list[Figure]:
     """Time the three steps for one setting; returns the two ratio figures (vs CLIP, vs two passes)."""
     steps = build(setting, tokenizer, rows)
-    times = interleaved(steps.as_dict(), repeats=setting.repeats, warmup=setting.warmup, sync=steps.sync)
+    times = interleaved(steps.as_dict(), repeats=setting.repeats, warmup=setting.warmup, sync=steps.sync,
+                        max_seconds=setting.max_seconds)
     b = setting.batch_size
     common = {
         "setting": setting.title,
@@ -174,6 +176,8 @@ def measure(setting: StepSetting, tokenizer, rows: list[dict], profile_dir=None)
             **common,
         ),
     ]
+    if steps.device.type == "cuda":
+        figures += _cuda_memory_figures(setting, common)
     if profile_dir is not None and any(f.met is False for f in figures):
         path = profile_steps(steps, profile_dir, setting)
         for figure in figures:
@@ -181,6 +185,21 @@ def measure(setting: StepSetting, tokenizer, rows: list[dict], profile_dir=None)
                 figure.profile = str(path)
     del steps
     return figures
+
+
+def _cuda_memory_figures(setting: StepSetting, detail: dict) -> list[Figure]:
+    from .memory import GOAL_VS_CLIP
+    from .memory import SECTION as MEMORY
+
+    ours, clip = detail["tripletclip_peak_step_gib"], detail["clip_peak_step_gib"]
+    return [
+        Figure(f"memory/{setting.key}/gpu_per_triplet", MEMORY,
+               f"TripletCLIP step GPU memory per triplet (MiB): {setting.title}",
+               ours * 1024 / setting.batch_size, unit="MiB/triplet", detail=detail),
+        Figure(f"memory/{setting.key}/gpu_vs_clip", MEMORY,
+               f"TripletCLIP step GPU memory (B triplets) / CLIPModel (2B pairs): {setting.title}",
+               ours / clip if clip > 0 else None, goal=GOAL_VS_CLIP, detail=detail),
+    ]
 
 
 def _median(values: list[float]) -> float:

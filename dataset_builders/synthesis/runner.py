@@ -784,6 +784,8 @@ def _card_details(config: SynthesisConfig, report: SynthesisReport) -> str:
     if config.clip_model:
         lines.append(f"- `clip_score`: (s(x, y) + s(x', y')) / 2 under `{config.clip_model}`.")
     if report.vqa:
+        mean = report.vqa["mean_yes"]
         lines.append(f"- `vqa_score`: share of \"yes\" to {config.num_questions} LLM-written questions answered by "
-                     f"`{config.vqa_model}` on the negative image; mean {report.vqa['mean_yes']}.")
+                     f"`{config.vqa_model}` on the negative image; mean {'n/a' if mean is None else f'{mean:.3f}'} "
+                     f"over {report.vqa['scored']} scored rows ({report.vqa['unscored']} without a valid question).")
     return "\n".join(lines)

@@ -1,0 +1,235 @@
+"""Writing the suite's results: JSON, a Markdown table per section (each figure beside its goal), a PNG, and the
+"Performance suite" section of ``benchmarks/README.md``."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+SECTIONS = ("Training step", "Data pipeline", "Evaluation", "Memory")
+README_HEADING = "## Performance suite"
+
+
+def _atomic_write(path: Path, text: str | bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    if isinstance(text, bytes):
+        tmp.write_bytes(text)
+    else:
+        tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_json(results: dict, path: Path) -> None:
+    _atomic_write(path, json.dumps(results, indent=2, default=str) + "\n")
+
+
+def _value(figure: dict) -> str:
+    value = figure["value"]
+    if value is None:
+        return "n/a"
+    if figure["unit"] == "MiB/triplet":
+        return f"{value:.1f} MiB"
+    return f"{value:.3f}" if figure["unit"] == "fraction" else f"{value:.2f}"
+
+
+def _spread(figure: dict) -> str:
+    spread = figure.get("spread")
+    if not spread:
+        return ""
+    if figure["unit"] == "fraction":
+        return f"{spread[0]:.3f}–{spread[1]:.3f}"
+    return f"{spread[0]:.2f}–{spread[1]:.2f}"
+
+
+def _met(figure: dict, link_profiles: bool, base: Path | None) -> str:
+    if figure["met"] is None:
+        return "—"
+    if figure["met"]:
+        return "yes"
+    profile = figure.get("profile")
+    if profile:
+        name = Path(profile).name
+        target = os.path.relpath(profile, base) if (link_profiles and base is not None) else name
+        return f"**no** ([profile]({target}))" if link_profiles else f"**no** (profile: `{name}`)"
+    return "**no**"
+
+
+def figures_table(figures: list[dict], section: str, link_profiles: bool = True, base: Path | None = None) -> str:
+    rows = [f for f in figures if f["section"] == section]
+    if not rows:
+        return ""
+    lines = ["| figure | value | spread (IQR) | goal | met |", "|---|---|---|---|---|"]
+    for f in rows:
+        label = f["label"] + (f" ({f['note']})" if f.get("note") else "")
+        lines.append(f"| {label} | {_value(f)} | {_spread(f)} | {f['goal'] or '—'} | "
+                     f"{_met(f, link_profiles, base)} |")
+    return "\n".join(lines)
+
+
+def header_lines(results: dict) -> list[str]:
+    env = results["environment"]
+    load = results["load_average"]
+    device = env.get("gpu") or f"CPU ({env['cpu_count']} cores, {env['processor']})"
+    lines = [
+        f"- Measured {results['finished']} on {device}; torch {env['torch']}, transformers {env['transformers']}, "
+        f"{env['torch_threads']} torch thread(s); mode: {results['mode']}; suite wall time "
+        f"{results['wall_time_s']:.0f} s.",
+        f"- Load average (1/5/15 min) at the start {load['start']}, at the end {load['end']}: the machine is shared, "
+        f"so only ratios of candidate and baseline timed alternately in one process are reported (median of "
+        f"per-round ratios; spread = inter-quartile range of those ratios).",
+    ]
+    if results["device"] == "cpu":
+        lines.append("- GPU figures (ViT-B/32, bf16, B = 256) were **not measured** in this run: no GPU was available. "
+                     "`python -m benchmarks.perf.run --device cuda` measures them.")
+    return lines
+
+
+def markdown(results: dict, base: Path | None = None, link_profiles: bool = True, heading_level: int = 1) -> str:
+    h = "#" * heading_level
+    parts = [f"{h} Performance suite results", "", *header_lines(results), ""]
+    for section in SECTIONS:
+        table = figures_table(results["figures"], section, link_profiles, base)
+        if table:
+            parts += [f"{h}# {section}", "", table, ""]
+    if results["device"].startswith("cuda"):
+        parts += [f"{h}# Absolute GPU throughput ({results['environment'].get('gpu', 'GPU')})", "",
+                  gpu_throughput_table(results["figures"]), ""]
+    missed = [f for f in results["figures"] if f["met"] is False]
+    if missed:
+        parts += [f"{h}# Goals missed", ""]
+        parts += [f"- {f['label']}: {_value(f)} (goal {f['goal']})"
+                  + (f"; profile `{Path(f['profile']).name}`" if f.get("profile") else "") for f in missed]
+        parts.append("")
+    return "\n".join(parts)
+
+
+def gpu_throughput_table(figures: list[dict]) -> str:
+    lines = ["| setting | TripletCLIP samples/s | CLIPModel samples/s | two passes samples/s |", "|---|---|---|---|"]
+    for f in figures:
+        if f["id"].endswith("/vs_clip") and f["section"] == "Training step":
+            d = f["detail"]
+            lines.append(f"| {d['setting']} | {d['tripletclip_samples_per_s']:.0f} | {d['clip_samples_per_s']:.0f} | "
+                         f"{d['two_pass_samples_per_s']:.0f} |")
+    return "\n".join(lines)
+
+
+def plot(results: dict, path: Path) -> Path | None:
+    """Ratios with their spread and goals (left), step memory per triplet (right)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ratios = [f for f in results["figures"] if f["unit"] in ("ratio", "fraction") and f["value"] is not None]
+    memory = [f for f in results["figures"] if f["unit"] == "MiB/triplet" and f["value"] is not None]
+    if not ratios and not memory:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(15, max(4, 0.42 * len(ratios) + 1.5)),
+                             gridspec_kw={"width_ratios": [3, 1.3]})
+    ax = axes[0]
+    labels = [_short(f) for f in ratios]
+    y = list(range(len(ratios)))[::-1]
+    for yi, f in zip(y, ratios):
+        colour = {True: "#2a9d8f", False: "#e76f51", None: "#8d99ae"}[f["met"]]
+        ax.barh(yi, f["value"], color=colour, alpha=0.85)
+        if f.get("spread"):
+            low, high = f["spread"]
+            ax.plot([low, high], [yi, yi], color="black", linewidth=1.5)
+        if f.get("goal_limit") is not None:
+            ax.plot([f["goal_limit"]] * 2, [yi - 0.4, yi + 0.4], color="black", linestyle="--", linewidth=1)
+        ax.text(f["value"], yi, f"  {f['value']:.2f}", va="center", fontsize=8)
+    ax.set_yticks(y)
+    ax.set_yticklabels(labels, fontsize=8)
+    ax.set_xlabel("ratio (bar: median; black line: inter-quartile range; dashed: goal)")
+    ax.set_title("Candidate / baseline, timed alternately in one process (green: goal met, red: missed)", fontsize=10)
+    ax = axes[1]
+    if memory:
+        names = [_short(f) for f in memory]
+        ym = list(range(len(memory)))[::-1]
+        ax.barh(ym, [f["value"] for f in memory], color="#457b9d")
+        for yi, f in zip(ym, memory):
+            ax.text(f["value"], yi, f"  {f['value']:.1f}", va="center", fontsize=8)
+        ax.set_yticks(ym)
+        ax.set_yticklabels(names, fontsize=8)
+        ax.set_xscale("log")
+        ax.set_xlabel("MiB per triplet (log scale)")
+        ax.set_title("Training-step memory per triplet", fontsize=10)
+    else:
+        ax.axis("off")
+    env = results["environment"]
+    fig.suptitle(f"tripletclip performance suite ({results['mode']}, {env.get('gpu') or 'CPU'}, "
+                 f"{env['torch_threads']} thread(s), load {results['load_average']['start']})", fontsize=11)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def _short(figure: dict) -> str:
+    parts = figure["id"].split("/")
+    return " ".join(parts[1:]).replace("-cpu-fp32", "").replace("-", " ")
+
+
+# ------------------------------------------------------------------------------------------------- README
+
+
+README_INTRO = """\
+{heading}
+
+One command measures how fast TripletCLIP trains, loads data and evaluates, each figure as a **ratio** between our
+code and a baseline timed alternately in the same process (the median of per-round ratios; the spread is their
+inter-quartile range), so that other jobs on a shared machine slow both alike:
+
+```bash
+python -m benchmarks.perf.run            # about 10 minutes on 2 CPU cores
+python -m benchmarks.perf.run --quick    # under a minute: a smoke check, smaller settings
+python -m benchmarks.perf.run --device cuda   # on a GPU: ViT-B/32, bf16 autocast, B = 256
+```
+
+It writes `benchmarks/results/perf.json` (every figure with its raw timings and the machine's load),
+`benchmarks/results/perf.md` (the tables below), `benchmarks/results/perf.png`, and, for each figure that misses its
+goal, the profile that shows why (`benchmarks/results/perf_profile_*.txt`). CPU measurements use one torch thread by
+default (`--threads`): with other jobs on the cores, several OpenMP threads wait on each other at every operator and
+the timings become several times slower and noisier.
+
+What each figure means:
+
+- **Training step** (goal ≤ 1.05): one `TripletCLIPModel` step (forward, TripletCLIP loss, backward, AdamW) on B
+  triplets divided by one `transformers.CLIPModel` step with the same weights on the 2B pairs `([x; x'], [y; y'])`:
+  the encoders do the same work, so this is the cost of our model code and objective. Also divided by the official
+  code's approach rebuilt on our model: two forward passes per tower (positives, then negatives), same loss.
+  With gradient checkpointing off and on; the tiny preset at B = 64 and a ViT-B/32 at a small B on CPU.
+- **Data pipeline** (goal ≥ 0.8): triplets per second of one worker through `TripletCollator` (decode two PNG images,
+  process them, tokenise two captions), and through the trainer's own batch stream (`TripletBatches`, which calls
+  the collator one row at a time so that a bad row is skipped without losing its batch), divided by the rate of
+  plain PIL decode + resize of the same images. And the fraction of the training loop's wall time spent inside
+  `next(batches)` during a short real run of the default configuration (0 workers; our target ≤ 0.10).
+- **Evaluation** (goal ≤ 1.1): `evaluate_model` on the real SugarCrepe annotations (7,511 items, 1,560 images,
+  stand-in images under the COCO file names) divided by the time a `CLIPEncoder` takes to encode just the unique
+  images and captions.
+- **Memory**: the memory a training step adds per triplet (peak RSS during the step minus the resident model,
+  gradients and optimizer state, divided by B; one fresh process per setting), and its ratio to `CLIPModel` on 2B
+  pairs (goal ≤ 1.05), with gradient checkpointing off and on.
+"""
+
+
+def readme_section(results: dict, readme_dir: Path) -> str:
+    body = markdown(results, base=readme_dir, link_profiles=True, heading_level=3)
+    body = body.replace("### Performance suite results", "### Latest results", 1)
+    return README_INTRO.format(heading=README_HEADING) + "\n" + body.rstrip() + "\n"
+
+
+def update_readme(readme: Path, results: dict) -> None:
+    """Replace (or append) the "## Performance suite" section of ``readme``; other sections are kept as they are."""
+    section = readme_section(results, readme.parent)
+    text = readme.read_text(encoding="utf-8") if readme.exists() else "# Benchmarks\n"
+    pattern = re.compile(rf"^{re.escape(README_HEADING)}\s*$.*?(?=^## (?!#)|\Z)", re.DOTALL | re.MULTILINE)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: section + "\n", text, count=1)
+    else:
+        text = text.rstrip() + "\n\n" + section
+    _atomic_write(readme, text.rstrip() + "\n")

@@ -1,0 +1,315 @@
+"""Run the performance suite: ``python -m benchmarks.perf.run [--quick] [--device cuda]``.
+
+Prints one line per figure as it is measured, then the tables; writes ``perf.json``, ``perf.md`` and ``perf.png``
+(``perf-quick.*`` with ``--quick``) to ``benchmarks/results/``, a profile for every figure that misses its goal, and
+(full runs) the results table of the "Performance suite" section of ``benchmarks/README.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a file: make the repository root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    __package__ = "benchmarks.perf"
+
+REPO = Path(__file__).resolve().parents[2]
+RESULTS = REPO / "benchmarks" / "results"
+MEASUREMENTS = ("train_step", "data", "wait", "eval", "memory")
+
+
+@dataclass
+class Plan:
+    """The settings of one mode (full, quick, or GPU)."""
+
+    train_steps: list
+    data_rates: list  # (preset, rows, repeats)
+    wait_steps: int
+    wait_batch_size: int | None
+    eval_preset: str
+    eval_items_per_subset: int | None
+    eval_repeats: int
+    memory: list  # (MemorySetting, with_clip)
+
+
+def make_plan(quick: bool, device: str, vit_batch_size: int | None) -> Plan:
+    from .memory import MemorySetting
+    from .train_step import StepSetting
+
+    if device.startswith("cuda"):
+        vit = vit_batch_size or 256
+        return Plan(
+            train_steps=[
+                StepSetting("vit-b-32", vit, False, repeats=10, warmup=2, device=device, precision="bf16",
+                            max_seconds=120),
+                StepSetting("vit-b-32", vit, True, repeats=10, warmup=2, device=device, precision="bf16",
+                            max_seconds=120),
+                StepSetting("tiny", 64, False, repeats=20, warmup=2, device=device, max_seconds=30),
+            ],
+            data_rates=[("tiny", 256, 5), ("vit-b-32", 128, 3)],
+            wait_steps=30,
+            wait_batch_size=None,
+            eval_preset="vit-b-32",
+            eval_items_per_subset=None,
+            eval_repeats=3,
+            memory=[],  # measured on the GPU inside the training-step measurement
+        )
+    if quick:
+        return Plan(
+            train_steps=[StepSetting("tiny", 16, False, repeats=2), StepSetting("tiny", 16, True, repeats=2)],
+            data_rates=[("tiny", 64, 2)],
+            wait_steps=4,
+            wait_batch_size=16,
+            eval_preset="tiny",
+            eval_items_per_subset=30,
+            eval_repeats=1,
+            memory=[(MemorySetting("tiny", 16, False), True)],
+        )
+    vit = vit_batch_size or 4
+    return Plan(
+        train_steps=[
+            StepSetting("tiny", 64, False, repeats=8, max_seconds=60),
+            StepSetting("tiny", 64, True, repeats=6, max_seconds=50),
+            StepSetting("vit-b-32", vit, False, repeats=3, max_seconds=60),
+            StepSetting("vit-b-32", vit, True, repeats=3, max_seconds=60),
+        ],
+        data_rates=[("tiny", 256, 5), ("vit-b-32", 128, 3)],
+        wait_steps=10,
+        wait_batch_size=None,
+        eval_preset="tiny",
+        eval_items_per_subset=None,
+        eval_repeats=3,
+        memory=[
+            (MemorySetting("tiny", 64, False), True),
+            (MemorySetting("tiny", 64, True), True),
+            (MemorySetting("vit-b-32", vit, False), True),
+            (MemorySetting("vit-b-32", vit, True), False),
+        ],
+    )
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.perf.run",
+        description="TripletCLIP performance suite: training step, data pipeline, evaluation and memory, each as a "
+        "ratio against a baseline timed in the same process.",
+    )
+    parser.add_argument("--quick", action="store_true", help="small settings, under a minute: a smoke check")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N] (ViT-B/32, bf16, B=256)")
+    parser.add_argument("--only", default=",".join(MEASUREMENTS),
+                        help=f"comma-separated subset of: {', '.join(MEASUREMENTS)}")
+    parser.add_argument("--output-dir", default=str(RESULTS), help="where results go (default: benchmarks/results)")
+    parser.add_argument("--cache-dir", default=None,
+                        help="where the benchmark world and stand-in images are cached (default: $TRIPLETCLIP_CACHE "
+                        "or ~/.cache/tripletclip)")
+    parser.add_argument("--sugarcrepe", default=None,
+                        help="folder of the seven official SugarCrepe JSON files (default: ../shared/data/sugarcrepe)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: 1 on CPU, where other jobs share the cores; torch's own on GPU)")
+    parser.add_argument("--vit-batch-size", type=int, default=None,
+                        help="ViT-B/32 triplets per step (default: 4 on CPU, 256 on GPU)")
+    parser.add_argument("--no-readme", action="store_true", help="do not update benchmarks/README.md")
+    args = parser.parse_args(argv)
+    args.only = [m.strip() for m in args.only.split(",") if m.strip()]
+    unknown = sorted(set(args.only) - set(MEASUREMENTS))
+    if unknown:
+        parser.error(f"--only: unknown measurement(s) {', '.join(unknown)}; choose from {', '.join(MEASUREMENTS)}")
+    if not (args.device == "cpu" or args.device.startswith("cuda")):
+        parser.error(f"--device {args.device!r}: use cpu or cuda (cuda:N)")
+    if args.threads is not None and args.threads < 1:
+        parser.error("--threads must be at least 1")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import torch
+
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        print("--device cuda: no CUDA device is visible to torch here. Run on a GPU machine, or use --device cpu.",
+              file=sys.stderr)
+        return 2
+    threads = args.threads or (1 if args.device == "cpu" else None)
+    if threads:
+        torch.set_num_threads(threads)
+    import datasets
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    datasets.logging.set_verbosity_error()
+    datasets.disable_progress_bars()
+
+    from tqdm.auto import tqdm
+
+    from . import fixtures, report
+    from .timing import environment, load_average
+
+    started = time.time()
+    load_start = load_average()
+    out_dir = Path(args.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = "perf-quick" if args.quick else "perf"
+    for old in out_dir.glob("perf_profile_*.txt") if not args.quick else []:
+        old.unlink()  # profiles belong to the figures of the latest full run
+    profile_dir = out_dir if not args.quick else out_dir / "perf-quick-profiles"
+    profile_dir.mkdir(parents=True, exist_ok=True)
+    cache_dir = Path(args.cache_dir) if args.cache_dir else fixtures.default_cache_dir()
+    plan = make_plan(args.quick, args.device, args.vit_batch_size)
+    figures, loads = [], {}
+
+    tasks = _tasks(args, plan)
+    bar = tqdm(total=len(tasks), desc="performance suite", unit="measurement")
+    context: dict = {}
+
+    def log(figure):
+        goal = f" (goal {figure.goal}: {'met' if figure.met else 'MISSED'})" if figure.goal else ""
+        value = "n/a" if figure.value is None else f"{figure.value:.3f}"
+        tqdm.write(f"  {figure.id}: {value} {figure.unit}{goal}")
+
+    for name, function in tasks:
+        bar.set_postfix_str(f"{name} | load {load_average()[:1]}")
+        before = load_average()
+        new = function(args, plan, context, cache_dir, profile_dir, threads)
+        loads[name] = {"before": before, "after": load_average()}
+        for figure in new:
+            figure.detail.setdefault("load_average_before", before)
+            figure.detail.setdefault("load_average_after", loads[name]["after"])
+            log(figure)
+        figures.extend(new)
+        bar.update(1)
+    bar.close()
+
+    results = {
+        "suite": "tripletclip performance",
+        "mode": ("quick" if args.quick else "full") + ("" if args.device == "cpu" else f", {args.device}"),
+        "device": args.device,
+        "command": "python -m benchmarks.perf.run " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "finished": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "wall_time_s": time.time() - started,
+        "environment": environment(args.device),
+        "load_average": {"start": load_start, "end": load_average(), "per_measurement": loads},
+        "gpu_measured": args.device.startswith("cuda"),
+        "gpu_note": None if args.device.startswith("cuda") else
+        "GPU figures (ViT-B/32, bf16, B=256) were not measured: this run had no GPU. Run with --device cuda.",
+        "figures": [f.to_dict() for f in figures],
+    }
+    report.write_json(results, out_dir / f"{stem}.json")
+    png = report.plot(results, out_dir / f"{stem}.png")
+    text = report.markdown(results, base=out_dir)
+    if png:
+        text += f"\n![ratios and memory]({png.name})\n"
+    (out_dir / f"{stem}.md").write_text(text, encoding="utf-8")
+    if not args.quick and not args.no_readme and out_dir.resolve() == RESULTS.resolve():
+        report.update_readme(REPO / "benchmarks" / "README.md", results)
+    print()
+    print(report.markdown(results, base=out_dir, link_profiles=False))
+    print(f"Results: {out_dir / (stem + '.json')}, {out_dir / (stem + '.md')}" + (f", {png}" if png else ""))
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------ the tasks
+
+
+def _world(context, cache_dir, args):
+    from . import fixtures
+
+    if "world" not in context:
+        world = fixtures.benchmark_world(cache_dir, quick=args.quick)
+        context["world"] = world
+        context["rows"] = fixtures.load_world_rows(world, 256)
+    return context["rows"]
+
+
+def _tokenizer(context, preset, corpus):
+    from . import fixtures
+
+    key = f"tokenizer-{preset}"
+    if key not in context:
+        context[key] = fixtures.tokenizer_for(corpus, preset)
+    return context[key]
+
+
+def _tasks(args, plan: Plan):
+    tasks = []
+    if "train_step" in args.only:
+        for setting in plan.train_steps:
+            tasks.append((f"train step {setting.title}", _train_step_task(setting)))
+    if "data" in args.only:
+        for preset, rows, repeats in plan.data_rates:
+            tasks.append((f"data rates {preset}", _data_task(preset, rows, repeats)))
+    if "wait" in args.only:
+        tasks.append(("data wait in training", _wait_task))
+    if "eval" in args.only:
+        tasks.append(("evaluation", _eval_task))
+    if "memory" in args.only:
+        for setting, with_clip in plan.memory:
+            tasks.append((f"memory {setting.title}", _memory_task(setting, with_clip)))
+    return tasks
+
+
+def _train_step_task(setting):
+    def run(args, plan, context, cache_dir, profile_dir, threads):
+        from . import train_step
+
+        rows = _world(context, cache_dir, args)
+        tokenizer = _tokenizer(context, setting.preset, rows.corpus)
+        return train_step.measure(setting, tokenizer, rows.rows, profile_dir=profile_dir)
+
+    return run
+
+
+def _data_task(preset, num_rows, repeats):
+    def run(args, plan, context, cache_dir, profile_dir, threads):
+        from modeling_tripletclip.presets import PRESETS, build_processor
+
+        from . import data_pipeline
+
+        rows = _world(context, cache_dir, args)
+        tokenizer = _tokenizer(context, preset, rows.corpus)
+        processor = build_processor(tokenizer, PRESETS[preset]["vision_config"]["image_size"])
+        return data_pipeline.measure_rates(processor, rows.dataset, rows.rows[:num_rows], preset, batch_size=64
+                                           if num_rows >= 64 else num_rows, repeats=repeats, profile_dir=profile_dir)
+
+    return run
+
+
+def _wait_task(args, plan, context, cache_dir, profile_dir, threads):
+    from . import data_pipeline
+
+    _world(context, cache_dir, args)
+    if threads:
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+    return [data_pipeline.measure_wait(context["world"], plan.wait_steps, plan.wait_batch_size)]
+
+
+def _eval_task(args, plan, context, cache_dir, profile_dir, threads):
+    from . import evaluation_speed
+
+    annotations = Path(args.sugarcrepe) if args.sugarcrepe else evaluation_speed.default_annotations()
+    annotations, images = evaluation_speed.prepare(annotations, cache_dir / "perf-sugarcrepe",
+                                                   plan.eval_items_per_subset)
+    device = args.device if args.device.startswith("cuda") else "cpu"
+    return [evaluation_speed.measure(plan.eval_preset, annotations, images, plan.eval_repeats, device=device,
+                                     profile_dir=profile_dir)]
+
+
+def _memory_task(setting, with_clip):
+    def run(args, plan, context, cache_dir, profile_dir, threads):
+        from . import memory
+
+        return memory.measure(setting, threads, with_clip=with_clip, profile_dir=profile_dir)
+
+    return run
+
+
+if __name__ == "__main__":
+    sys.exit(main())
