@@ -46,7 +46,7 @@ def test_trainer_card_from_one_models_results_round_trips(tiny_model_and_process
     assert "lora_target_modules:\n- q_proj\n- v_proj" in card.text
     assert "| Objective | `negclip`: NegCLIP" in card.text
     assert "Vision encoder | ViT, 32 px images, patch 8, 2 layers of width 32" in card.text
-    assert "context (32 tokens)" in card.text
+    assert "context (64 tokens)" in card.text
 
 
 def test_trainer_report_with_the_untrained_baseline_picks_the_model_by_name():
@@ -104,5 +104,5 @@ def test_templates_are_found_in_the_checkout_and_as_package_data(monkeypatch, tm
     for name in ("model_card.md", "space_card.md", "dataset_card.md"):
         found = template_path(name)
         assert found.is_file() and found == checkout.parent / name
-    with pytest.raises(FileNotFoundError, match="card template 'nope.md' was not found"):
+    with pytest.raises(FileNotFoundError, match="No card template 'nope.md'"):
         template_path("nope.md")

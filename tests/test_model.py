@@ -168,7 +168,9 @@ def test_remote_code_loads_without_the_package(tiny_checkpoint, tiny_model_and_p
         [sys.executable, str(script), str(tiny_checkpoint), str(tmp_path / "out.pt"), str(tmp_path / "inputs.pt")],
         check=True,
         cwd=tmp_path,
-        env={**__import__("os").environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules")},
+        # One thread, as in this process (conftest), so the outputs are bit-identical.
+        env={**__import__("os").environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules"),
+             "OMP_NUM_THREADS": "1"},
     )
     result = torch.load(tmp_path / "out.pt", weights_only=True)
     with torch.no_grad():

@@ -89,7 +89,8 @@ def test_sigkill_then_resume(tiny_world, tiny_checkpoint, tmp_path):
     out = tmp_path / "killed"
     flags = base_flags(tiny_world, tiny_checkpoint, out, max_train_steps=40, checkpointing_steps=4,
                        train_batch_size=16, checkpoints_total_limit=2)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    # One thread, as in this process (conftest), so the killed run and the in-process runs are bit-comparable.
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen([sys.executable, str(REPO / "train_accelerate.py"), *flags], cwd=tmp_path, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 240
@@ -126,7 +127,10 @@ def test_two_processes_give_the_gradients_of_one_process_with_the_doubled_batch(
     g2, g1 = load_file(tmp_path / "g2.safetensors"), load_file(tmp_path / "g1.safetensors")
     assert g1.keys() == g2.keys() and len(g1) > 10
     for name in g1:
-        torch.testing.assert_close(g2[name], g1[name], rtol=1e-4, atol=1e-6, msg=name)
+        # Equal up to float32 rounding (the two runs sum in different orders): relative to each tensor's scale, with
+        # a floor for gradients that are zero in exact arithmetic (e.g. key biases, which softmax ignores).
+        scale = g1[name].abs().max().item()
+        torch.testing.assert_close(g2[name], g1[name], rtol=0, atol=1e-5 * scale + 1e-6, msg=name)
     assert any(g1[name].abs().sum() > 0 for name in g1)
 
 

@@ -191,6 +191,8 @@ def plot_comparison(aggregated: Mapping[str, Any], settings: ComparisonSettings,
                 axis.set_ylim(max(-1.0, low - pad), min(1.0, high + pad))
         if benchmark == "winoground":
             axis.axhline(0.25, color="black", linewidth=0.6, linestyle=":")  # chance of text / image scores
+        if benchmark in ("winoground", "retrieval"):  # fractions: wide intervals of few seeds are cut at [0, 1]
+            axis.set_ylim(0.0, min(1.0, axis.get_ylim()[1]))
     handles = [Patch(facecolor=_COLOURS.get(c.partition("@")[0], "#9467bd"), hatch="//" if "@" in c else None,
                      edgecolor="black" if "@" in c else "white", label=config_label(c)) for c in configs]
     figure.legend(handles=handles, loc="outside lower center", ncol=len(configs), fontsize=9)
@@ -215,19 +217,21 @@ def plot_similarity_distributions(values: Mapping[str, Mapping[str, np.ndarray]]
         if not present:
             axis.set_visible(False)
             continue
-        low = float(min(v.min() for v in present))
+        # The long left tails hold few pairs: the axis starts at the 1st percentile and the first bin collects
+        # everything below it, so that the bulk of each distribution is readable.
+        low = float(np.percentile(np.concatenate(present), 1))
         high = float(max(v.max() for v in present))
-        edges = np.linspace(low - 0.01, min(1.0, high + 0.01), 50)
+        edges = np.linspace(low, min(1.0, high + 0.005), 50)
         for config, per_modality in values.items():
             v = np.asarray(per_modality.get(key, []))
             if not len(v):
                 continue
             colour = _COLOURS.get(config.partition("@")[0], "#9467bd")
-            axis.hist(v, bins=edges, histtype="step", linewidth=1.8, color=colour, density=True,
+            axis.hist(np.clip(v, low, None), bins=edges, histtype="step", linewidth=1.8, color=colour, density=True,
                       linestyle="--" if "@" in config else "-", label=f"{config_label(config)} (mean {v.mean():.3f})")
             axis.axvline(v.mean(), color=colour, linewidth=0.8, linestyle=":")
         axis.set_title(title)
-        axis.set_xlabel("cosine similarity (lower: the model tells the pair apart)")
+        axis.set_xlabel(f"cosine similarity (lower: the model tells the pair apart; first bin: all values <= {low:.2f})")
         axis.set_ylabel("density")
         axis.legend(fontsize=8, loc="upper left")
     figure.suptitle("Similarity of each held-out positive to its hard negative, per modality (all seeds pooled)")

@@ -75,12 +75,13 @@ def measure_rates(processor, dataset, rows: list[dict], preset: str, batch_size:
         pil_decode_resize(rows[:n], size)
 
     functions = {"collator": collator_run, "batch_stream": stream_run, "pil": baseline_run}
-    times = interleaved(functions, repeats=repeats, warmup=1)
+    timings = interleaved(functions, repeats=repeats, warmup=1)
+    times = timings.wall
     figures = []
     for name, label in (("collator", "collator (batches of B rows)"),
                         ("batch_stream", "trainer's batch stream (TripletBatches, 0 workers)")):
         # rate ratio = baseline time / candidate time for the same triplets
-        ratio = Ratio(times["pil"], times[name])
+        ratio = Ratio.of(timings, "pil", name)
         figure = ratio_figure(
             f"data/{preset}/{name}_vs_pil",
             SECTION,

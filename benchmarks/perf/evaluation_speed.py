@@ -126,13 +126,13 @@ def measure(preset: str, annotations: Path, images: Path, repeats: int, device: 
         if device.startswith("cuda"):
             torch.cuda.synchronize()
 
-    times = interleaved({"evaluation": evaluation, "baseline": baseline}, repeats=repeats, warmup=1, sync=sync)
+    timings = interleaved({"evaluation": evaluation, "baseline": baseline}, repeats=repeats, warmup=0, sync=sync)
     figure = ratio_figure(
         f"eval/sugarcrepe/{preset}",
         SECTION,
         f"SugarCrepe evaluation ({len(items):,} items, {len(names):,} images) / encoding the unique images and "
         f"{len(captions):,} unique captions: {preset}, {device}",
-        Ratio(times["evaluation"], times["baseline"]),
+        Ratio.of(timings, "evaluation", "baseline"),
         GOAL,
         items=len(items),
         unique_images=len(names),

@@ -1,13 +1,14 @@
 """Peak memory of a training step per triplet, with and without gradient checkpointing (CPU: one process per setting).
 
-Each setting runs in a fresh Python process, so that nothing another measurement allocated (and the allocator kept)
-hides or inflates its peak. The process builds the model and the trainer's AdamW optimizer, takes one warm-up step
+Each setting and model runs in a fresh Python process (TripletCLIP's and CLIP's side by side), so that nothing
+another measurement allocated (and the allocator kept) hides or inflates its peak. The process builds the model and the trainer's AdamW optimizer, takes one warm-up step
 on a single triplet (gradients and optimizer state now exist and are kept), resets the kernel's peak-RSS counter
-(``/proc/self/clear_refs``), takes one step on B triplets, and reads the peak (``VmHWM``). Reported:
+(``/proc/self/clear_refs``), runs forward and backward on B triplets, reads the peak (``VmHWM``), then takes the
+optimizer step (its temporaries, a fixed cost of AdamW that does not grow with B, are reported apart). Reported:
 
-- **step memory per triplet**: (peak during the step - resident memory before it) / B: activations and temporaries,
-  everything that grows with the batch;
-- **peak RSS**: the whole process at that peak (weights, gradients, optimizer state, runtime, step);
+- **step memory per triplet**: (peak during forward and backward - resident memory before them) / B: activations
+  and temporaries, everything that grows with the batch;
+- **peak RSS**: the whole process at its peak (weights, gradients, optimizer state, runtime, the step);
 - **saved for backward**: bytes of the tensors (other than parameters) autograd keeps between forward and backward,
   a figure that does not depend on the allocator, per triplet;
 - the same step memory of `transformers.CLIPModel` on 2B pairs (goal: TripletCLIP uses at most 1.05 times as much).
@@ -148,7 +149,7 @@ def worker(preset: str, batch_size: int, gradient_checkpointing: bool, model_kin
             saved["bytes"] += storage.nbytes()
         return tensor
 
-    def step(inputs, count_saved=False):
+    def forward_backward(inputs, count_saved=False):
         optimizer.zero_grad(set_to_none=False)  # gradients stay allocated: a fixed cost, not a per-triplet one
         if count_saved:
             with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
@@ -156,16 +157,25 @@ def worker(preset: str, batch_size: int, gradient_checkpointing: bool, model_kin
         else:
             loss = model(**inputs, return_loss=True).loss
         loss.backward()
+
+    def step(inputs):
+        forward_backward(inputs)
         optimizer.step()
 
     rows = 1 if model_kind == "tripletclip" else 2
     step({key: value[:rows] for key, value in batch.items()})  # warm-up: gradients and optimizer state now exist
-    before_kib = _status_kib("VmRSS") or 0
+    resident_kib = _status_kib("VmRSS") or 0
     reset = _reset_peak()
-    if not reset:
-        before_kib = max(before_kib, _peak_kib())  # cannot reset: only growth above the earlier peak is visible
-    step(batch, count_saved=True)
+    before_kib = resident_kib if reset else max(resident_kib, _peak_kib())  # without a reset: growth above the peak
+    # Forward and backward on B triplets: what grows with the batch.
+    forward_backward(batch, count_saved=True)
     peak_kib = _peak_kib()
+    # The optimizer step's temporaries (AdamW works parameter by parameter): a fixed cost, reported apart.
+    after_backward_kib = _status_kib("VmRSS") or 0
+    if reset:
+        _reset_peak()
+    optimizer.step()
+    optimizer_peak_kib = _peak_kib()
     parameters = sum(p.numel() for p in model.parameters())
     table = None
     if profile:  # after the measurement: the profiler's own allocations must not count
@@ -173,7 +183,7 @@ def worker(preset: str, batch_size: int, gradient_checkpointing: bool, model_kin
         from torch.profiler import profile as torch_profile
 
         with torch_profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-            step(batch)
+            forward_backward(batch)
         table = prof.key_averages().table(sort_by="self_cpu_memory_usage", row_limit=25)
     return {
         "profile_table": table,
@@ -183,10 +193,11 @@ def worker(preset: str, batch_size: int, gradient_checkpointing: bool, model_kin
         "gradient_checkpointing": gradient_checkpointing,
         "text_length": text_length,
         "parameters": parameters,
-        "rss_before_step_mib": before_kib * 1024 / MIB,
-        "peak_rss_mib": peak_kib * 1024 / MIB,
+        "rss_before_step_mib": resident_kib * 1024 / MIB,
+        "peak_rss_mib": max(peak_kib, optimizer_peak_kib) * 1024 / MIB,
         "step_mib": (peak_kib - before_kib) * 1024 / MIB,
         "step_mib_per_triplet": (peak_kib - before_kib) * 1024 / MIB / batch_size,
+        "optimizer_step_mib": max(0, optimizer_peak_kib - after_backward_kib) * 1024 / MIB if reset else None,
         "saved_for_backward_mib": saved["bytes"] / MIB,
         "saved_for_backward_mib_per_triplet": saved["bytes"] / MIB / batch_size,
         "peak_counter_reset": reset,
@@ -197,29 +208,48 @@ def worker(preset: str, batch_size: int, gradient_checkpointing: bool, model_kin
 # ----------------------------------------------------------------------------------------------- orchestration
 
 
-def run_worker(setting: MemorySetting, model_kind: str, threads: int | None, timeout: float = 600,
-               profile: bool = False) -> dict:
+def _command(setting: MemorySetting, model_kind: str, profile: bool) -> list[str]:
     command = [sys.executable, "-m", "benchmarks.perf.memory", "--worker", "--preset", setting.preset,
                "--batch-size", str(setting.batch_size), "--model", model_kind, "--text-length", str(setting.text_length)]
     if setting.gradient_checkpointing:
         command.append("--gradient-checkpointing")
     if profile:
         command.append("--profile")
+    return command
+
+
+def run_workers(setting: MemorySetting, model_kinds: list[str], threads: int | None, timeout: float = 900,
+                profile: bool = False) -> dict[str, dict]:
+    """One fresh process per model, run side by side (each measures only its own peak), reports by model."""
     env = dict(os.environ)
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
-    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env,
-                          cwd=Path(__file__).resolve().parents[2])
-    if done.returncode != 0:
-        raise RuntimeError(f"Memory measurement {setting.title} ({model_kind}) failed:\n{done.stderr[-4000:]}")
-    report = json.loads(done.stdout.strip().splitlines()[-1])
-    if not profile:
-        report.pop("profile_table", None)
-    return report
+    cwd = Path(__file__).resolve().parents[2]
+    running = {
+        kind: subprocess.Popen(_command(setting, kind, profile), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env=env, cwd=cwd)
+        for kind in model_kinds
+    }
+    reports = {}
+    for kind, process in running.items():
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            stdout, stderr = process.communicate()
+            raise RuntimeError(f"Memory measurement {setting.title} ({kind}) took more than {timeout:.0f} s.")
+        if process.returncode != 0:
+            raise RuntimeError(f"Memory measurement {setting.title} ({kind}) failed:\n{stderr[-4000:]}")
+        report = json.loads(stdout.strip().splitlines()[-1])
+        if not profile:
+            report.pop("profile_table", None)
+        reports[kind] = report
+    return reports
 
 
 def measure(setting: MemorySetting, threads: int | None, with_clip: bool = True, profile_dir=None) -> list[Figure]:
-    ours = run_worker(setting, "tripletclip", threads)
+    reports = run_workers(setting, ["tripletclip", "clip"] if with_clip else ["tripletclip"], threads)
+    ours = reports["tripletclip"]
     figures = [
         Figure(
             id=f"memory/{setting.key}/per_triplet",
@@ -231,7 +261,7 @@ def measure(setting: MemorySetting, threads: int | None, with_clip: bool = True,
         )
     ]
     if with_clip:
-        clip = run_worker(setting, "clip", threads)
+        clip = reports["clip"]
         figures.append(
             Figure(
                 id=f"memory/{setting.key}/vs_clip",
@@ -251,10 +281,11 @@ def measure(setting: MemorySetting, threads: int | None, with_clip: bool = True,
 def profile_memory(setting: MemorySetting, threads: int | None, out_dir: Path) -> Path:
     """`torch.profiler` memory tables (operators by memory they allocate) of one step of each model."""
     path = out_dir / f"perf_profile_memory_{setting.key}.txt"
-    parts = [f"torch.profiler (profile_memory=True), one step, {setting.title}; top operators by self CPU memory.\n"]
-    for kind in ("tripletclip", "clip"):
-        report = run_worker(setting, kind, threads, profile=True)
-        parts.append(f"\n===== {kind}: step {report['step_mib']:.1f} MiB above the resident "
+    parts = [f"torch.profiler (profile_memory=True), forward and backward, {setting.title}; top operators by the "
+             f"CPU memory they allocate (a sum over the step, not a peak).\n"]
+    reports = run_workers(setting, ["tripletclip", "clip"], threads, profile=True)
+    for kind, report in reports.items():
+        parts.append(f"\n===== {kind}: forward+backward {report['step_mib']:.1f} MiB above the resident "
                      f"{report['rss_before_step_mib']:.1f} MiB; saved for backward "
                      f"{report['saved_for_backward_mib']:.1f} MiB =====\n")
         parts.append(report["profile_table"] or "")

@@ -60,10 +60,12 @@ def figures_table(figures: list[dict], section: str, link_profiles: bool = True,
     rows = [f for f in figures if f["section"] == section]
     if not rows:
         return ""
-    lines = ["| figure | value | spread (IQR) | goal | met |", "|---|---|---|---|---|"]
+    lines = ["| figure | value | spread (IQR) | CPU-time ratio | goal | met |", "|---|---|---|---|---|---|"]
     for f in rows:
         label = f["label"] + (f" ({f['note']})" if f.get("note") else "")
-        lines.append(f"| {label} | {_value(f)} | {_spread(f)} | {f['goal'] or '—'} | "
+        cpu = f["detail"].get("cpu_ratio")
+        cpu = f"{cpu:.2f}" if isinstance(cpu, float) else ""
+        lines.append(f"| {label} | {_value(f)} | {_spread(f)} | {cpu} | {f['goal'] or '—'} | "
                      f"{_met(f, link_profiles, base)} |")
     return "\n".join(lines)
 
@@ -76,6 +78,9 @@ def header_lines(results: dict) -> list[str]:
         f"- Measured {results['finished']} on {device}; torch {env['torch']}, transformers {env['transformers']}, "
         f"{env['torch_threads']} torch thread(s); mode: {results['mode']}; suite wall time "
         f"{results['wall_time_s']:.0f} s.",
+        "- Value: the median of per-round wall-time ratios; CPU-time ratio: the same with the process's CPU time, "
+        "which (with one torch thread) counts the work done and not the time spent waiting for a core: when the two "
+        "disagree, the load, not the code, moved the wall-time figure.",
         f"- Load average (1/5/15 min) at the start {load['start']}, at the end {load['end']}: the machine is shared, "
         f"so only ratios of candidate and baseline timed alternately in one process are reported (median of "
         f"per-round ratios; spread = inter-quartile range of those ratios).",

@@ -16,6 +16,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 
+@dataclass
+class Timings:
+    """Per function: wall times and process CPU times (s) of each timed call, in call order."""
+
+    wall: dict[str, list[float]]
+    cpu: dict[str, list[float]]
+
+
 def interleaved(
     functions: Mapping[str, Callable[[], object]],
     repeats: int,
@@ -23,12 +31,14 @@ def interleaved(
     sync: Callable[[], None] | None = None,
     max_seconds: float | None = None,
     min_repeats: int = 2,
-) -> dict[str, list[float]]:
-    """Wall time (s) of each function, ``repeats`` times, in alternating order after ``warmup`` untimed calls each.
+) -> Timings:
+    """Time each function ``repeats`` times, in alternating order after ``warmup`` untimed calls each.
 
-    ``sync`` (e.g. `torch.cuda.synchronize`) runs before each clock read, so asynchronous devices are timed fully.
-    With ``max_seconds``, no new round starts once that much time has passed (after at least ``min_repeats``
-    rounds), so a loaded machine gets fewer repetitions instead of a longer run.
+    Both the wall time and the process's CPU time are recorded. With one torch thread, the CPU time counts only
+    the work done, not the time the process waited for a core, so its ratios show whether a wall-time difference
+    is work or load. ``sync`` (e.g. `torch.cuda.synchronize`) runs before each clock read, so asynchronous devices
+    are timed fully. With ``max_seconds``, no new round starts once that much time has passed (after at least
+    ``min_repeats`` rounds), so a loaded machine gets fewer repetitions instead of a longer run.
     """
     names = list(functions)
     sync = sync or (lambda: None)
@@ -37,17 +47,19 @@ def interleaved(
         for name in names:
             functions[name]()
     sync()
-    times: dict[str, list[float]] = {name: [] for name in names}
+    wall: dict[str, list[float]] = {name: [] for name in names}
+    cpu: dict[str, list[float]] = {name: [] for name in names}
     for round_ in range(repeats):
         if max_seconds is not None and round_ >= min_repeats and time.perf_counter() - started > max_seconds:
             break
         for name in names if round_ % 2 == 0 else reversed(names):
             sync()
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             functions[name]()
             sync()
-            times[name].append(time.perf_counter() - start)
-    return times
+            wall[name].append(time.perf_counter() - start)
+            cpu[name].append(time.process_time() - start_cpu)
+    return Timings(wall, cpu)
 
 
 def quantile(values: list[float], q: float) -> float:
@@ -63,14 +75,27 @@ def quantile(values: list[float], q: float) -> float:
 
 @dataclass
 class Ratio:
-    """Paired ratios ``candidate[i] / baseline[i]`` of one interleaved measurement."""
+    """Paired ratios ``candidate[i] / baseline[i]`` of one interleaved measurement (wall time, and CPU time when
+    given)."""
 
     candidate: list[float]
     baseline: list[float]
+    candidate_cpu: list[float] | None = None
+    baseline_cpu: list[float] | None = None
+
+    @classmethod
+    def of(cls, timings: Timings, candidate: str, baseline: str) -> "Ratio":
+        return cls(timings.wall[candidate], timings.wall[baseline], timings.cpu[candidate], timings.cpu[baseline])
 
     @property
     def ratios(self) -> list[float]:
         return [c / b for c, b in zip(self.candidate, self.baseline)]
+
+    @property
+    def cpu_ratios(self) -> list[float]:
+        if not self.candidate_cpu or not self.baseline_cpu:
+            return []
+        return [c / b for c, b in zip(self.candidate_cpu, self.baseline_cpu) if b > 0]
 
     @property
     def median(self) -> float:
@@ -78,7 +103,7 @@ class Ratio:
 
     def summary(self) -> dict:
         ratios = self.ratios
-        return {
+        out = {
             "ratio": self.median,
             "ratio_q1": quantile(ratios, 0.25),
             "ratio_q3": quantile(ratios, 0.75),
@@ -87,7 +112,19 @@ class Ratio:
             "repeats": len(ratios),
             "candidate_median_s": statistics.median(self.candidate),
             "baseline_median_s": statistics.median(self.baseline),
+            "candidate_s": self.candidate,
+            "baseline_s": self.baseline,
         }
+        cpu = self.cpu_ratios
+        if cpu:
+            out.update({
+                "cpu_ratio": statistics.median(cpu),
+                "cpu_ratio_q1": quantile(cpu, 0.25),
+                "cpu_ratio_q3": quantile(cpu, 0.75),
+                "candidate_cpu_s": self.candidate_cpu,
+                "baseline_cpu_s": self.baseline_cpu,
+            })
+        return out
 
 
 @dataclass(frozen=True)

@@ -143,8 +143,9 @@ def build(setting: StepSetting, tokenizer, rows: list[dict]) -> StepFunctions:
 def measure(setting: StepSetting, tokenizer, rows: list[dict], profile_dir=None) -> list[Figure]:
     """Time the three steps for one setting; returns the two ratio figures (vs CLIP, vs two passes)."""
     steps = build(setting, tokenizer, rows)
-    times = interleaved(steps.as_dict(), repeats=setting.repeats, warmup=setting.warmup, sync=steps.sync,
-                        max_seconds=setting.max_seconds)
+    timings = interleaved(steps.as_dict(), repeats=setting.repeats, warmup=setting.warmup, sync=steps.sync,
+                          max_seconds=setting.max_seconds)
+    times = timings.wall
     b = setting.batch_size
     common = {
         "setting": setting.title,
@@ -163,7 +164,7 @@ def measure(setting: StepSetting, tokenizer, rows: list[dict], profile_dir=None)
             f"train_step/{setting.key}/vs_clip",
             SECTION,
             f"TripletCLIP step (B triplets) / CLIPModel step (2B pairs): {setting.title}",
-            Ratio(times["tripletclip"], times["clip"]),
+            Ratio.of(timings, "tripletclip", "clip"),
             GOAL_VS_CLIP,
             **common,
         ),
@@ -171,7 +172,7 @@ def measure(setting: StepSetting, tokenizer, rows: list[dict], profile_dir=None)
             f"train_step/{setting.key}/vs_two_pass",
             SECTION,
             f"TripletCLIP step (one pass per tower) / two passes per tower (official approach): {setting.title}",
-            Ratio(times["tripletclip"], times["two_pass"]),
+            Ratio.of(timings, "tripletclip", "two_pass"),
             GOAL_VS_TWO_PASS,
             **common,
         ),
@@ -222,7 +223,8 @@ def _cuda_peaks(steps: StepFunctions) -> dict:
 
 
 def profile_steps(steps: StepFunctions, out_dir, setting: StepSetting, row_limit: int = 25):
-    """`torch.profiler` tables (top operators by self time) of one step of each kind, in one text file."""
+    """`torch.profiler` of one step of each kind, in one text file: first the operators whose self time differs most
+    between the TripletCLIP step and each baseline, then each step's top operators by self time."""
     from pathlib import Path
 
     from torch.profiler import ProfilerActivity, profile
@@ -230,16 +232,31 @@ def profile_steps(steps: StepFunctions, out_dir, setting: StepSetting, row_limit
     activities = [ProfilerActivity.CPU]
     if steps.device.type == "cuda":
         activities.append(ProfilerActivity.CUDA)
-    sort_by = "self_cuda_time_total" if steps.device.type == "cuda" else "self_cpu_time_total"
-    path = Path(out_dir) / f"perf_profile_train_step_{setting.key}.txt"
-    sections = [f"torch.profiler, one step of each kind, {setting.title}; top {row_limit} operators by self time.\n"]
+    attribute = "self_device_time_total" if steps.device.type == "cuda" else "self_cpu_time_total"
+    tables, per_op = {}, {}
     for name, function in steps.as_dict().items():
         function()  # warm
         steps.sync()
         with profile(activities=activities) as prof:
             function()
             steps.sync()
-        sections.append(f"\n===== {name} =====\n")
-        sections.append(prof.key_averages().table(sort_by=sort_by, row_limit=row_limit))
-    path.write_text("".join(sections), encoding="utf-8")
+        averages = prof.key_averages()
+        tables[name] = averages.table(sort_by=attribute, row_limit=row_limit)
+        per_op[name] = {event.key: getattr(event, attribute, 0.0) / 1e6 for event in averages}
+    lines = [f"torch.profiler, one step of each kind, {setting.title}.", ""]
+    totals = {name: sum(ops.values()) for name, ops in per_op.items()}
+    lines.append("Total self time of all operators (s): " + ", ".join(f"{n} {t:.3f}" for n, t in totals.items()))
+    for baseline in ("clip", "two_pass"):
+        ratio = totals["tripletclip"] / totals[baseline] if totals[baseline] else float("nan")
+        lines.append(f"\nOperators whose self time differs most, tripletclip - {baseline} (operator work ratio "
+                     f"{ratio:.3f}):")
+        names = set(per_op["tripletclip"]) | set(per_op[baseline])
+        diffs = sorted(names, key=lambda op: -abs(per_op["tripletclip"].get(op, 0.0) - per_op[baseline].get(op, 0.0)))
+        for op in diffs[:12]:
+            ours, theirs = per_op["tripletclip"].get(op, 0.0), per_op[baseline].get(op, 0.0)
+            lines.append(f"  {op:<55} {ours:9.4f} s  {theirs:9.4f} s  {ours - theirs:+9.4f} s")
+    for name, table in tables.items():
+        lines += ["", f"===== {name}: top {row_limit} operators by self time =====", table]
+    path = Path(out_dir) / f"perf_profile_train_step_{setting.key}.txt"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path

@@ -101,11 +101,12 @@ def _numbers(results: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, fl
 
 # The built-in world's benchmarks have the official formats but are not the official datasets: a card must never
 # report them under the names of SugarCrepe or Winoground.
+# Each needs its own dataset type: the model-index groups results by task and dataset type.
 WORLD_CARD_DATASETS = {
-    "sugarcrepe": ("SugarCrepe-format held-out set of the TripletCLIP procedural world", "tripletclip-world"),
-    "winoground": ("Winoground-format held-out set of the TripletCLIP procedural world", "tripletclip-world"),
-    "tripletdata": ("Held-out TripletData of the TripletCLIP procedural world", "tripletclip-world"),
-    "retrieval": ("Retrieval set of the TripletCLIP procedural world", "tripletclip-world"),
+    "sugarcrepe": ("SugarCrepe-format held-out set of the TripletCLIP procedural world", "tripletclip-world-sugarcrepe"),
+    "winoground": ("Winoground-format held-out set of the TripletCLIP procedural world", "tripletclip-world-winoground"),
+    "tripletdata": ("Held-out TripletData of the TripletCLIP procedural world", "tripletclip-world-test"),
+    "retrieval": ("Retrieval set of the TripletCLIP procedural world", "tripletclip-world-retrieval"),
 }
 
 
