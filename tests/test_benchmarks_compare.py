@@ -16,9 +16,16 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # `benchmarks/` is a folder of scripts at the repository root, not installed
     sys.path.insert(0, str(REPO_ROOT))
 
-from benchmarks.comparison import ComparisonSettings  # noqa: E402, RunSpec, paired_difference, summarise, t_quantile_975, verdict
-from benchmarks.comparison.report import MEASURES  # noqa: E402, aggregate, markdown_tables, write_outputs
-from benchmarks.comparison.runner import RESULT_FILE  # noqa: E402, SIMILARITY_FILE, run_all, training_wall_time
+from benchmarks.comparison import (  # noqa: E402
+    ComparisonSettings,
+    RunSpec,
+    paired_difference,
+    summarise,
+    t_quantile_975,
+    verdict,
+)
+from benchmarks.comparison.report import MEASURES, aggregate, markdown_tables, write_outputs  # noqa: E402
+from benchmarks.comparison.runner import RESULT_FILE, SIMILARITY_FILE, run_all, training_wall_time  # noqa: E402
 
 # ------------------------------------------------------------------------------------------------ statistics
 

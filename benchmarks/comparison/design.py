@@ -116,7 +116,8 @@ class ComparisonSettings:
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.world_num_train < 2 * self.batch_size:
-            problems.append(f"world_num_train {self.world_num_train} is below one doubled batch ({2 * self.batch_size})")
+            problems.append(
+                f"world_num_train {self.world_num_train} is below one doubled batch ({2 * self.batch_size})")
         if problems:
             raise ValueError("Invalid comparison settings:\n  - " + "\n  - ".join(problems))
 

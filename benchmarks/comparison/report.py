@@ -93,8 +93,9 @@ def _cell(stat: Mapping[str, Any] | None, digits: int = 3) -> str:
 def _diff_cell(diff: Mapping[str, Any] | None, better_high: bool) -> str:
     if not diff:
         return ""
-    mark = {"higher": "▲" if better_high else "▼", "lower": "▼" if better_high else "▲", "unclear": ""}[diff["verdict"]]
     # ▲: the reference is better on this measure with 95% confidence; ▼: worse.
+    marks = {"higher": "▲" if better_high else "▼", "lower": "▼" if better_high else "▲", "unclear": ""}
+    mark = marks[diff["verdict"]]
     if math.isnan(diff["ci95_half_width"]):
         return f"{diff['mean']:+.3f}"
     return f"{diff['mean']:+.3f} [{diff['ci95_low']:+.3f}, {diff['ci95_high']:+.3f}]{mark}"
@@ -140,7 +141,8 @@ _PANELS = (
     ("Winoground-style (held-out)", "winoground", ("text", "image", "group")),
     ("Retrieval recall (held-out)", "retrieval",
      ("image_retrieval_recall@1", "image_retrieval_recall@5", "text_retrieval_recall@1", "text_retrieval_recall@5")),
-    ("Similarity to the hard negative (lower is better)", "similarity", ("image_similarity_mean", "text_similarity_mean")),
+    ("Similarity to the hard negative (lower is better)", "similarity",
+     ("image_similarity_mean", "text_similarity_mean")),
 )
 _SHORT = {"image_retrieval_recall@1": "T→I R@1", "image_retrieval_recall@5": "T→I R@5",
           "text_retrieval_recall@1": "I→T R@1", "text_retrieval_recall@5": "I→T R@5",
@@ -231,7 +233,8 @@ def plot_similarity_distributions(values: Mapping[str, Mapping[str, np.ndarray]]
                       linestyle="--" if "@" in config else "-", label=f"{config_label(config)} (mean {v.mean():.3f})")
             axis.axvline(v.mean(), color=colour, linewidth=0.8, linestyle=":")
         axis.set_title(title)
-        axis.set_xlabel(f"cosine similarity (lower: the model tells the pair apart; first bin: all values <= {low:.2f})")
+        axis.set_xlabel(
+            f"cosine similarity (lower: the model tells the pair apart; first bin: all values <= {low:.2f})")
         axis.set_ylabel("density")
         axis.legend(fontsize=8, loc="upper left")
     figure.suptitle("Similarity of each held-out positive to its hard negative, per modality (all seeds pooled)")

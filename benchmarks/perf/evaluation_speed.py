@@ -109,8 +109,8 @@ def measure(preset: str, annotations: Path, images: Path, repeats: int, device: 
     torch.manual_seed(0)
     model, processor = create_model_and_processor(preset, corpus=captions)
     model.to(device).eval()
-    names = sorted(unique_images(annotations))
     items = read_items(annotations)
+    names = list(dict.fromkeys(item["filename"] for item in items))
     results = {}
 
     def evaluation():

@@ -216,9 +216,21 @@ What each figure means:
 - **Evaluation** (goal ≤ 1.1): `evaluate_model` on the real SugarCrepe annotations (7,511 items, 1,560 images,
   stand-in images under the COCO file names) divided by the time a `CLIPEncoder` takes to encode just the unique
   images and captions.
-- **Memory**: the memory a training step adds per triplet (peak RSS during the step minus the resident model,
+- **Memory**: the memory forward and backward add per triplet (peak RSS during them minus the resident model,
   gradients and optimizer state, divided by B; one fresh process per setting), and its ratio to `CLIPModel` on 2B
   pairs (goal ≤ 1.05), with gradient checkpointing off and on.
+
+Reading the results:
+
+- The training step's ratios scatter by several percent from round to round on a shared machine; the CPU-time column
+  tells load from work. One pass per tower over `[x; x']` and `[y; y']` is never slower than the official two
+  passes and is clearly faster where per-call overheads matter (ViT-B/32 at a small batch).
+- The data pipeline's baseline only decodes and resizes; the collator also normalises the pixels into float tensors
+  and tokenises two captions, which for the world's small 64 px PNGs costs more than decoding them (see the
+  collator's profile). The trainer's batch stream calls the collator one row at a time (so that a bad row is
+  skipped without losing its batch): per-call tokeniser and image-processor overheads then halve the rate again.
+  At the default tiny setting this does not slow training (the waiting fraction), but a GPU run needs
+  `--dataloader_num_workers` sized from the per-worker rate.
 """
 
 

@@ -74,8 +74,8 @@ def make_plan(quick: bool, device: str, vit_batch_size: int | None) -> Plan:
     vit = vit_batch_size or 4
     return Plan(
         train_steps=[
-            StepSetting("tiny", 64, False, repeats=8, max_seconds=60),
-            StepSetting("tiny", 64, True, repeats=6, max_seconds=50),
+            StepSetting("tiny", 64, False, repeats=12, max_seconds=75),
+            StepSetting("tiny", 64, True, repeats=12, max_seconds=75),
             StepSetting("vit-b-32", vit, False, repeats=3, max_seconds=60),
             StepSetting("vit-b-32", vit, True, repeats=3, max_seconds=60),
         ],
@@ -115,6 +115,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--vit-batch-size", type=int, default=None,
                         help="ViT-B/32 triplets per step (default: 4 on CPU, 256 on GPU)")
     parser.add_argument("--no-readme", action="store_true", help="do not update benchmarks/README.md")
+    parser.add_argument("--report-only", action="store_true",
+                        help="measure nothing: redraw the tables, plot and README section from the last results JSON")
     args = parser.parse_args(argv)
     args.only = [m.strip() for m in args.only.split(",") if m.strip()]
     unknown = sorted(set(args.only) - set(MEASUREMENTS))
@@ -129,6 +131,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.report_only:
+        return _report_only(args)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -207,6 +211,13 @@ def main(argv=None) -> int:
         "figures": [f.to_dict() for f in figures],
     }
     report.write_json(results, out_dir / f"{stem}.json")
+    _write_reports(args, results, out_dir, stem)
+    return 0
+
+
+def _write_reports(args, results: dict, out_dir: Path, stem: str) -> None:
+    from . import report
+
     png = report.plot(results, out_dir / f"{stem}.png")
     text = report.markdown(results, base=out_dir)
     if png:
@@ -217,6 +228,19 @@ def main(argv=None) -> int:
     print()
     print(report.markdown(results, base=out_dir, link_profiles=False))
     print(f"Results: {out_dir / (stem + '.json')}, {out_dir / (stem + '.md')}" + (f", {png}" if png else ""))
+
+
+def _report_only(args) -> int:
+    import json
+
+    out_dir = Path(args.output_dir)
+    stem = "perf-quick" if args.quick else "perf"
+    path = out_dir / f"{stem}.json"
+    if not path.is_file():
+        print(f"--report-only: {path} does not exist; run the suite first (python -m benchmarks.perf.run).",
+              file=sys.stderr)
+        return 2
+    _write_reports(args, json.loads(path.read_text(encoding="utf-8")), out_dir, stem)
     return 0
 
 

@@ -1,8 +1,8 @@
 """Timing in one process: interleaved repetitions of a candidate and its baseline, paired ratios, medians, spread.
 
 On a shared machine the load drifts while a benchmark runs. Timing the candidate and the baseline alternately
-(in ABBA order, so neither always runs first) and dividing each candidate time by the baseline time of the same
-round cancels most of that drift; the median of those paired ratios is the reported figure and their inter-quartile
+(in an order that changes every round, so that none always runs first or after the same one) and dividing each
+candidate time by the baseline time of the same round cancels most of that drift; the median of those paired ratios is the reported figure and their inter-quartile
 range its spread.
 """
 
@@ -52,7 +52,7 @@ def interleaved(
     for round_ in range(repeats):
         if max_seconds is not None and round_ >= min_repeats and time.perf_counter() - started > max_seconds:
             break
-        for name in names if round_ % 2 == 0 else reversed(names):
+        for name in _order(names, round_):
             sync()
             start, start_cpu = time.perf_counter(), time.process_time()
             functions[name]()
@@ -60,6 +60,14 @@ def interleaved(
             wall[name].append(time.perf_counter() - start)
             cpu[name].append(time.process_time() - start_cpu)
     return Timings(wall, cpu)
+
+
+def _order(names: list[str], round_: int) -> list[str]:
+    """The order of one round: rotated each round and reversed every other cycle, so that every function takes
+    every position equally often (two functions: A B, B A, B A, A B, ...)."""
+    shift = round_ % len(names)
+    order = names[shift:] + names[:shift]
+    return order[::-1] if (round_ // len(names)) % 2 else order
 
 
 def quantile(values: list[float], q: float) -> float:

@@ -222,9 +222,9 @@ def _cuda_peaks(steps: StepFunctions) -> dict:
     return out
 
 
-def profile_steps(steps: StepFunctions, out_dir, setting: StepSetting, row_limit: int = 25):
-    """`torch.profiler` of one step of each kind, in one text file: first the operators whose self time differs most
-    between the TripletCLIP step and each baseline, then each step's top operators by self time."""
+def profile_steps(steps: StepFunctions, out_dir, setting: StepSetting, row_limit: int = 25, num_steps: int = 2):
+    """`torch.profiler` of ``num_steps`` steps of each kind, in one text file: first the operators whose self time
+    differs most between the TripletCLIP step and each baseline (per step), then each kind's top operators."""
     from pathlib import Path
 
     from torch.profiler import ProfilerActivity, profile
@@ -238,14 +238,16 @@ def profile_steps(steps: StepFunctions, out_dir, setting: StepSetting, row_limit
         function()  # warm
         steps.sync()
         with profile(activities=activities) as prof:
-            function()
+            for _ in range(num_steps):
+                function()
             steps.sync()
         averages = prof.key_averages()
         tables[name] = averages.table(sort_by=attribute, row_limit=row_limit)
-        per_op[name] = {event.key: getattr(event, attribute, 0.0) / 1e6 for event in averages}
-    lines = [f"torch.profiler, one step of each kind, {setting.title}.", ""]
+        per_op[name] = {event.key: getattr(event, attribute, 0.0) / 1e6 / num_steps for event in averages}
+    lines = [f"torch.profiler, {num_steps} steps of each kind, {setting.title}; times per step.", ""]
     totals = {name: sum(ops.values()) for name, ops in per_op.items()}
-    lines.append("Total self time of all operators (s): " + ", ".join(f"{n} {t:.3f}" for n, t in totals.items()))
+    lines.append("Total self time of all operators per step (s): "
+                 + ", ".join(f"{n} {t:.3f}" for n, t in totals.items()))
     for baseline in ("clip", "two_pass"):
         ratio = totals["tripletclip"] / totals[baseline] if totals[baseline] else float("nan")
         lines.append(f"\nOperators whose self time differs most, tripletclip - {baseline} (operator work ratio "
@@ -256,7 +258,7 @@ def profile_steps(steps: StepFunctions, out_dir, setting: StepSetting, row_limit
             ours, theirs = per_op["tripletclip"].get(op, 0.0), per_op[baseline].get(op, 0.0)
             lines.append(f"  {op:<55} {ours:9.4f} s  {theirs:9.4f} s  {ours - theirs:+9.4f} s")
     for name, table in tables.items():
-        lines += ["", f"===== {name}: top {row_limit} operators by self time =====", table]
+        lines += ["", f"===== {name}: top {row_limit} operators by self time, {num_steps} steps =====", table]
     path = Path(out_dir) / f"perf_profile_train_step_{setting.key}.txt"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
