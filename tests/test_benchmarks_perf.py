@@ -90,7 +90,7 @@ def test_quick_mode_writes_markdown_tables_png_and_prints_them(quick_run):
     text = (out / "perf-quick.md").read_text()
     for section in SECTIONS:
         assert f"## {section}" in text
-    assert "| figure | value | spread (IQR) | goal | met |" in text
+    assert "| figure | value | spread (IQR) | CPU-time ratio | goal | met |" in text
     for f in results["figures"]:
         assert f["label"] in text
     assert "not measured" in text  # GPU figures, on this CPU-only run

@@ -1,17 +1,18 @@
 """Peak memory of a training step per triplet, with and without gradient checkpointing (CPU: one process per setting).
 
-Each setting and model runs in a fresh Python process (TripletCLIP's and CLIP's side by side), so that nothing
-another measurement allocated (and the allocator kept) hides or inflates its peak. The process builds the model and the trainer's AdamW optimizer, takes one warm-up step
-on a single triplet (gradients and optimizer state now exist and are kept), resets the kernel's peak-RSS counter
-(``/proc/self/clear_refs``), runs forward and backward on B triplets, reads the peak (``VmHWM``), then takes the
-optimizer step (its temporaries, a fixed cost of AdamW that does not grow with B, are reported apart). Reported:
+Each setting and model runs in a fresh Python process (TripletCLIP's and CLIP's side by side). The process builds
+the model and the trainer's AdamW optimizer and takes one warm-up step on a single triplet (gradients and optimizer
+state now exist and are kept: fixed costs, not per-triplet ones). Then, on B triplets:
 
-- **step memory per triplet**: (peak during forward and backward - resident memory before them) / B: activations
-  and temporaries, everything that grows with the batch;
-- **peak RSS**: the whole process at its peak (weights, gradients, optimizer state, runtime, the step);
-- **saved for backward**: bytes of the tensors (other than parameters) autograd keeps between forward and backward,
-  a figure that does not depend on the allocator, per triplet;
-- the same step memory of `transformers.CLIPModel` on 2B pairs (goal: TripletCLIP uses at most 1.05 times as much).
+- **peak tensor memory per triplet** (the reported figure): the peak of live tensor bytes during forward and
+  backward above the resident state, from `torch.profiler`'s memory events (exact and independent of the
+  allocator), divided by B: activations and temporaries, everything that grows with the batch;
+- **RSS**: the kernel's peak-RSS counter is reset (``/proc/self/clear_refs``) before forward and backward and read
+  after (``VmHWM``): the process-level view, which the C allocator's caching makes less exact; the optimizer step's
+  own temporaries (AdamW works parameter by parameter: a fixed cost) are measured apart;
+- **saved for backward**: bytes of the tensors (other than parameters) autograd keeps between forward and backward;
+- the same for `transformers.CLIPModel` on the 2B pairs (goal: TripletCLIP's peak tensor memory is at most 1.05
+  times CLIP's).
 
 Inputs are random tensors of the training batch's shapes (images at the preset's size, captions of a fixed token
 length), which is all memory depends on.
@@ -78,6 +79,25 @@ def _reset_peak() -> bool:
 def _peak_kib() -> int:
     hwm = _status_kib("VmHWM")
     return hwm if hwm is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def tensor_peak_mib(function) -> float:
+    """The peak of live tensor bytes (MiB) that ``function`` allocates above what existed when it started, from
+    `torch.profiler`'s memory events: exact, and independent of how the allocator keeps or returns memory."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        function()
+    events = sorted(
+        (event.start_ns(), event.nbytes())
+        for event in prof.profiler.kineto_results.events()
+        if event.name() == "[memory]" and event.device_type().name == "CPU"
+    )
+    live = peak = 0
+    for _, nbytes in events:
+        live += nbytes
+        peak = max(peak, live)
+    return peak / MIB
 
 
 def _inputs(config, batch: int, text_length: int, generator):
@@ -176,6 +196,8 @@ def worker(preset: str, batch_size: int, gradient_checkpointing: bool, model_kin
         _reset_peak()
     optimizer.step()
     optimizer_peak_kib = _peak_kib()
+    # The same forward and backward once more, under the profiler: the peak of live tensor memory.
+    tensor_peak = tensor_peak_mib(lambda: forward_backward(batch))
     parameters = sum(p.numel() for p in model.parameters())
     table = None
     if profile:  # after the measurement: the profiler's own allocations must not count
@@ -193,10 +215,12 @@ def worker(preset: str, batch_size: int, gradient_checkpointing: bool, model_kin
         "gradient_checkpointing": gradient_checkpointing,
         "text_length": text_length,
         "parameters": parameters,
+        "tensor_peak_mib": tensor_peak,
+        "tensor_peak_mib_per_triplet": tensor_peak / batch_size,
         "rss_before_step_mib": resident_kib * 1024 / MIB,
         "peak_rss_mib": max(peak_kib, optimizer_peak_kib) * 1024 / MIB,
-        "step_mib": (peak_kib - before_kib) * 1024 / MIB,
-        "step_mib_per_triplet": (peak_kib - before_kib) * 1024 / MIB / batch_size,
+        "rss_step_mib": (peak_kib - before_kib) * 1024 / MIB,
+        "rss_step_mib_per_triplet": (peak_kib - before_kib) * 1024 / MIB / batch_size,
         "optimizer_step_mib": max(0, optimizer_peak_kib - after_backward_kib) * 1024 / MIB if reset else None,
         "saved_for_backward_mib": saved["bytes"] / MIB,
         "saved_for_backward_mib_per_triplet": saved["bytes"] / MIB / batch_size,
@@ -254,8 +278,8 @@ def measure(setting: MemorySetting, threads: int | None, with_clip: bool = True,
         Figure(
             id=f"memory/{setting.key}/per_triplet",
             section=SECTION,
-            label=f"TripletCLIP step memory per triplet (MiB): {setting.title}",
-            value=ours["step_mib_per_triplet"],
+            label=f"TripletCLIP forward+backward peak tensor memory per triplet (MiB): {setting.title}",
+            value=ours["tensor_peak_mib_per_triplet"],
             unit="MiB/triplet",
             detail=ours,
         )
@@ -266,11 +290,13 @@ def measure(setting: MemorySetting, threads: int | None, with_clip: bool = True,
             Figure(
                 id=f"memory/{setting.key}/vs_clip",
                 section=SECTION,
-                label=f"TripletCLIP step memory (B triplets) / CLIPModel (2B pairs): {setting.title}",
-                value=ours["step_mib"] / clip["step_mib"] if clip["step_mib"] > 0 else None,
+                label=f"TripletCLIP peak tensor memory (B triplets) / CLIPModel (2B pairs): {setting.title}",
+                value=ours["tensor_peak_mib"] / clip["tensor_peak_mib"] if clip["tensor_peak_mib"] > 0 else None,
                 goal=GOAL_VS_CLIP,
                 detail={"tripletclip": ours, "clip": clip,
-                        "saved_for_backward_ratio": ours["saved_for_backward_mib"] / clip["saved_for_backward_mib"]},
+                        "saved_for_backward_ratio": ours["saved_for_backward_mib"] / clip["saved_for_backward_mib"],
+                        "rss_step_ratio": ours["rss_step_mib"] / clip["rss_step_mib"] if clip["rss_step_mib"] > 0
+                        else None},
             )
         )
         if profile_dir is not None and figures[-1].met is False:
@@ -285,9 +311,9 @@ def profile_memory(setting: MemorySetting, threads: int | None, out_dir: Path) -
              f"CPU memory they allocate (a sum over the step, not a peak).\n"]
     reports = run_workers(setting, ["tripletclip", "clip"], threads, profile=True)
     for kind, report in reports.items():
-        parts.append(f"\n===== {kind}: forward+backward {report['step_mib']:.1f} MiB above the resident "
-                     f"{report['rss_before_step_mib']:.1f} MiB; saved for backward "
-                     f"{report['saved_for_backward_mib']:.1f} MiB =====\n")
+        parts.append(f"\n===== {kind}: forward+backward peak tensor memory {report['tensor_peak_mib']:.1f} MiB "
+                     f"(RSS {report['rss_step_mib']:.1f} MiB above the resident {report['rss_before_step_mib']:.1f} "
+                     f"MiB); saved for backward {report['saved_for_backward_mib']:.1f} MiB =====\n")
         parts.append(report["profile_table"] or "")
     path.write_text("".join(parts), encoding="utf-8")
     return path

@@ -160,7 +160,7 @@ def plot(results: dict, path: Path) -> Path | None:
         ax.set_yticklabels(names, fontsize=8)
         ax.set_xscale("log")
         ax.set_xlabel("MiB per triplet (log scale)")
-        ax.set_title("Training-step memory per triplet", fontsize=10)
+        ax.set_title("Peak tensor memory of forward+backward per triplet", fontsize=10)
     else:
         ax.axis("off")
     env = results["environment"]
@@ -216,14 +216,15 @@ What each figure means:
 - **Evaluation** (goal ≤ 1.1): `evaluate_model` on the real SugarCrepe annotations (7,511 items, 1,560 images,
   stand-in images under the COCO file names) divided by the time a `CLIPEncoder` takes to encode just the unique
   images and captions.
-- **Memory**: the memory forward and backward add per triplet (peak RSS during them minus the resident model,
-  gradients and optimizer state, divided by B; one fresh process per setting), and its ratio to `CLIPModel` on 2B
-  pairs (goal ≤ 1.05), with gradient checkpointing off and on.
+- **Memory**: the peak of live tensor memory during forward and backward above the resident model, gradients and
+  optimizer state (from `torch.profiler`'s memory events: exact, independent of the allocator), per triplet, and its
+  ratio to `CLIPModel` on 2B pairs (goal ≤ 1.05), with gradient checkpointing off and on; one fresh process per
+  setting. The process's peak RSS and the tensors saved for backward are in the JSON.
 
 Reading the results:
 
 - The training step's ratios scatter by several percent from round to round on a shared machine; the CPU-time column
-  tells load from work. One pass per tower over `[x; x']` and `[y; y']` is never slower than the official two
+  and, for a missed goal, the profile's count of floating-point work per step tell load from work. One pass per tower over `[x; x']` and `[y; y']` is never slower than the official two
   passes and is clearly faster where per-call overheads matter (ViT-B/32 at a small batch).
 - The data pipeline's baseline only decodes and resizes; the collator also normalises the pixels into float tensors
   and tokenises two captions, which for the world's small 64 px PNGs costs more than decoding them (see the

@@ -74,10 +74,10 @@ def make_plan(quick: bool, device: str, vit_batch_size: int | None) -> Plan:
     vit = vit_batch_size or 4
     return Plan(
         train_steps=[
-            StepSetting("tiny", 64, False, repeats=12, max_seconds=75),
-            StepSetting("tiny", 64, True, repeats=12, max_seconds=75),
-            StepSetting("vit-b-32", vit, False, repeats=3, max_seconds=60),
-            StepSetting("vit-b-32", vit, True, repeats=3, max_seconds=60),
+            StepSetting("tiny", 64, False, repeats=10, max_seconds=55),
+            StepSetting("tiny", 64, True, repeats=10, max_seconds=55),
+            StepSetting("vit-b-32", vit, False, repeats=3, max_seconds=75),
+            StepSetting("vit-b-32", vit, True, repeats=3, max_seconds=75),
         ],
         data_rates=[("tiny", 256, 5), ("vit-b-32", 128, 3)],
         wait_steps=10,

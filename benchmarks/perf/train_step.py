@@ -143,7 +143,11 @@ def build(setting: StepSetting, tokenizer, rows: list[dict]) -> StepFunctions:
 def measure(setting: StepSetting, tokenizer, rows: list[dict], profile_dir=None) -> list[Figure]:
     """Time the three steps for one setting; returns the two ratio figures (vs CLIP, vs two passes)."""
     steps = build(setting, tokenizer, rows)
-    timings = interleaved(steps.as_dict(), repeats=setting.repeats, warmup=setting.warmup, sync=steps.sync,
+    # Warm-up: the two-pass step shares the TripletCLIP step's model and optimizer, already warm after its own.
+    for _ in range(setting.warmup):
+        steps.tripletclip()
+        steps.clip_pairs()
+    timings = interleaved(steps.as_dict(), repeats=setting.repeats, warmup=0, sync=steps.sync,
                           max_seconds=setting.max_seconds)
     times = timings.wall
     b = setting.batch_size
@@ -233,21 +237,29 @@ def profile_steps(steps: StepFunctions, out_dir, setting: StepSetting, row_limit
     if steps.device.type == "cuda":
         activities.append(ProfilerActivity.CUDA)
     attribute = "self_device_time_total" if steps.device.type == "cuda" else "self_cpu_time_total"
-    tables, per_op = {}, {}
+    tables, per_op, flops, calls = {}, {}, {}, {}
     for name, function in steps.as_dict().items():
         function()  # warm
         steps.sync()
-        with profile(activities=activities) as prof:
+        with profile(activities=activities, with_flops=True) as prof:
             for _ in range(num_steps):
                 function()
             steps.sync()
         averages = prof.key_averages()
         tables[name] = averages.table(sort_by=attribute, row_limit=row_limit)
         per_op[name] = {event.key: getattr(event, attribute, 0.0) / 1e6 / num_steps for event in averages}
+        flops[name] = sum(event.flops or 0 for event in averages) / num_steps
+        calls[name] = sum(event.count for event in averages if event.key.startswith("aten::")) / num_steps
     lines = [f"torch.profiler, {num_steps} steps of each kind, {setting.title}; times per step.", ""]
     totals = {name: sum(ops.values()) for name, ops in per_op.items()}
     lines.append("Total self time of all operators per step (s): "
                  + ", ".join(f"{n} {t:.3f}" for n, t in totals.items()))
+    lines.append("Work per step, counted by the profiler (matrix products and convolutions, GFLOP): "
+                 + ", ".join(f"{n} {f / 1e9:.2f}" for n, f in flops.items())
+                 + f"; TripletCLIP / CLIP = {flops['tripletclip'] / max(flops['clip'], 1):.4f}")
+    lines.append("aten operator calls per step: " + ", ".join(f"{n} {c:.0f}" for n, c in calls.items()))
+    lines.append("Same work but more time means the time went to waiting (other jobs on the cores, memory bandwidth), "
+                 "not to our code.")
     for baseline in ("clip", "two_pass"):
         ratio = totals["tripletclip"] / totals[baseline] if totals[baseline] else float("nan")
         lines.append(f"\nOperators whose self time differs most, tripletclip - {baseline} (operator work ratio "
