@@ -196,6 +196,9 @@ def main(argv=None) -> int:
         bar.update(1)
     bar.close()
 
+    for figure in figures:  # profiles are named relative to the results folder, so the JSON can move with it
+        if figure.profile:
+            figure.profile = os.path.relpath(figure.profile, out_dir)
     results = {
         "suite": "tripletclip performance",
         "mode": ("quick" if args.quick else "full") + ("" if args.device == "cpu" else f", {args.device}"),
@@ -219,14 +222,15 @@ def _write_reports(args, results: dict, out_dir: Path, stem: str) -> None:
     from . import report
 
     png = report.plot(results, out_dir / f"{stem}.png")
-    text = report.markdown(results, base=out_dir)
+    results = {**results, "plot": str(png) if png else None}
+    text = report.markdown(results, base=out_dir, json_dir=out_dir)
     if png:
         text += f"\n![ratios and memory]({png.name})\n"
     (out_dir / f"{stem}.md").write_text(text, encoding="utf-8")
     if not args.quick and not args.no_readme and out_dir.resolve() == RESULTS.resolve():
-        report.update_readme(REPO / "benchmarks" / "README.md", results)
+        report.update_readme(REPO / "benchmarks" / "README.md", results, json_dir=out_dir)
     print()
-    print(report.markdown(results, base=out_dir, link_profiles=False))
+    print(report.markdown(results, base=out_dir, link_profiles=False, json_dir=out_dir))
     print(f"Results: {out_dir / (stem + '.json')}, {out_dir / (stem + '.md')}" + (f", {png}" if png else ""))
 
 
