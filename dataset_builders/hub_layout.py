@@ -426,7 +426,7 @@ def write_dataset_card(
         repo_id=repo_id,
         sample_grid=grid_name,
         splits=counts,
-        features=[(name, _describe_feature(feature)) for name, feature in features.items()],
+        features=[(name, describe_feature(feature)) for name, feature in features.items()],
         is_tripletdata=all(name in features for name in schema.REQUIRED_COLUMNS),
         details=details,
     )
@@ -436,13 +436,14 @@ def write_dataset_card(
     return path
 
 
-def _describe_feature(feature: Any) -> str:
+def describe_feature(feature: Any) -> str:
+    """A feature in a few words, as the card and `tripletclip data inspect` show it (e.g. ``"list of string"``)."""
     if isinstance(feature, datasets.Image):
         return "image"
     if isinstance(feature, datasets.Value):
         return feature.dtype
     if isinstance(feature, (datasets.List, datasets.Sequence)):
-        return f"list of {_describe_feature(feature.feature)}"
+        return f"list of {describe_feature(feature.feature)}"
     return type(feature).__name__
 
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import datasets
 import pyarrow.parquet as pq
 
 from . import schema
-from .hub_layout import NotTripletDataError, sample_grid_columns, looks_like_local_path, count_rows, list_shards, read_features
+from .hub_layout import NotTripletDataError, describe_feature, sample_grid_columns, looks_like_local_path, count_rows, list_shards, read_features
 from .sample_grid import render_sample_grid, save_sample_grid
 
 
@@ -32,21 +31,11 @@ class DatasetSummary:
         lines += [f"  split {name}: {rows} rows in {self.shards.get(name, '?')} shard(s)"
                   for name, rows in self.splits.items()]
         lines.append("  columns:")
-        lines += [f"    {name}: {_describe(feature)}" for name, feature in self.features.items()]
+        lines += [f"    {name}: {describe_feature(feature)}" for name, feature in self.features.items()]
         lines += [f"  {note}" for note in self.notes]
         if self.grid is not None:
             lines.append(f"  sample grid: {self.grid}")
         return "\n".join(lines)
-
-
-def _describe(feature: Any) -> str:
-    if isinstance(feature, datasets.Image):
-        return "image"
-    if isinstance(feature, datasets.Value):
-        return feature.dtype
-    if isinstance(feature, (datasets.List, datasets.Sequence)):
-        return f"list of {_describe(feature.feature)}"
-    return type(feature).__name__
 
 
 def dataset_kind(features: datasets.Features) -> str:
