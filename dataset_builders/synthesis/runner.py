@@ -714,6 +714,11 @@ def run_synthesis(config: SynthesisConfig) -> SynthesisReport:
     if state.is_main_process:
         _finish(plan, report)
     state.wait_for_everyone()
+    import torch.distributed as dist
+
+    if state.num_processes > 1 and dist.is_available() and dist.is_initialized():
+        # Leave together: a process group torn down at interpreter exit, after a peer has gone, can block forever.
+        dist.destroy_process_group()
     return report
 
 

@@ -178,6 +178,10 @@ def train(config: TrainingConfig) -> TrainingResult:
         if skipped_all:
             logger.info("Skipped rows (counted, not used): %s", dict(skipped_all))
     accelerator.end_training()
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        # Leave together: a process group torn down at interpreter exit, after a peer has gone, can block forever.
+        accelerator.wait_for_everyone()
+        torch.distributed.destroy_process_group()
     wall = time.time() - started
     if accelerator.is_main_process:
         logger.info("Done in %.0f s. Model, card and results in %s", wall, output_dir)
