@@ -11,6 +11,7 @@ loss (an all-gather with gradient) lives in the model's loss, so nothing here ch
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import math
@@ -178,8 +179,12 @@ def train(config: TrainingConfig) -> TrainingResult:
         if skipped_all:
             logger.info("Skipped rows (counted, not used): %s", dict(skipped_all))
     accelerator.end_training()
+    # Leave together: the data-parallel wrapper's reducer holds the process group, and a gloo group torn down after a
+    # peer has gone blocks forever; so release the wrapper, then destroy the group while every process is here.
+    del model, optimizer, scheduler
+    accelerator.free_memory()
+    gc.collect()
     if torch.distributed.is_available() and torch.distributed.is_initialized():
-        # Leave together: a process group torn down at interpreter exit, after a peer has gone, can block forever.
         accelerator.wait_for_everyone()
         torch.distributed.destroy_process_group()
     wall = time.time() - started
