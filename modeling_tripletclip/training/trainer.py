@@ -128,6 +128,7 @@ def train(config: TrainingConfig) -> TrainingResult:
     )
     window = _Window()
     results = {}
+    output = batch = None
     model.train()
     while step < config.max_train_steps:
         with accelerator.accumulate(model):
@@ -178,15 +179,17 @@ def train(config: TrainingConfig) -> TrainingResult:
             print(_comparison_table(report, config.output_dir))
         if skipped_all:
             logger.info("Skipped rows (counted, not used): %s", dict(skipped_all))
-    accelerator.end_training()
-    # Leave together: the data-parallel wrapper's reducer holds the process group, and a gloo group torn down after a
-    # peer has gone blocks forever; so release the wrapper, then destroy the group while every process is here.
-    del model, optimizer, scheduler
+    # ------------------------------------------------------------------ leave together
+    # The data-parallel wrapper's reducer holds a reference to the process group, and so do the accelerator's lists of
+    # prepared objects. Release all of them first, meet, and only then let `end_training` finish the trackers and
+    # destroy the group: its last reference goes on every process at the same moment, while every peer is still
+    # there. In the other order the group's destructor runs later, whenever the wrapper happens to be freed, and a
+    # gloo group destroyed after its peer has exited can block forever.
+    del model, optimizer, scheduler, output, batch
     accelerator.free_memory()
     gc.collect()
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        accelerator.wait_for_everyone()
-        torch.distributed.destroy_process_group()
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
     wall = time.time() - started
     if accelerator.is_main_process:
         logger.info("Done in %.0f s. Model, card and results in %s", wall, output_dir)
