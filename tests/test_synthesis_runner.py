@@ -325,6 +325,8 @@ def test_sigkill_of_two_processes_then_resume(models, tmp_path):
     assert synthesis_main([*flags, "--out", str(reference)]) == 0
     killed_rows, reference_rows = rows_by_id(out), rows_by_id(reference)
     assert len(reference_rows) + sum(manifest["rejected"].values()) == 24
-    assert_same_rows(killed_rows, reference_rows)
+    # Texts, ids, kinds and seeds exactly; pictures up to float rounding (two processes' kernels may round a rare
+    # pixel value the other way).
+    assert_same_rows(killed_rows, reference_rows, exact_images=False)
     assert not [p for p in (out / "data").iterdir() if p.name.startswith(".")]  # no temporary files left
     shutil.rmtree(tmp_path / "reference")

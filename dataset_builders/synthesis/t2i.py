@@ -5,8 +5,8 @@ whose documented use is 1 to 4 denoising steps, guidance scale 0.0 and 512x512 p
 
 Each prompt comes with its own seed and gets its own ``torch.Generator``, so an image depends on its prompt and seed
 only, not on the batch it was drawn in: any row can be regenerated alone (:meth:`ImageGenerator.generate` with that
-row's prompt and seed) and gives the same picture. (The same batch gives the same bytes; another batch size may move
-a rare pixel value by one, through floating-point rounding in batched kernels.)
+row's prompt and seed) and gives the same picture, up to floating-point rounding: another batch size, or another
+process whose kernels round differently, may move a rare pixel value by one.
 
 Example:
     >>> generator = ImageGenerator.from_pretrained("stabilityai/sdxl-turbo", dtype="float16")  # doctest: +SKIP
