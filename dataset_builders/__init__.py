@@ -1,52 +1,50 @@
 """TripletData: the schema, Hub-layout reading and writing, the official WebDataset reader, the training collator,
 and the procedural compositional world that the package trains and evaluates on by default.
 
-Data flows one way: world or synthesis -> TripletData -> collator -> model. Nothing here imports the model package.
+Data flows one way: world or synthesis -> TripletData -> collator -> model. Nothing here imports the model package's
+upper layers (training, evaluation, Hub).
 
     from dataset_builders import load_tripletdata, TripletCollator
     dataset = load_tripletdata("org/tripletdata", streaming=True)
+
+Importing the package is cheap: each name below is imported from its module on first use, so that, e.g., the
+rule-based negatives (`dataset_builders.synthesis.rules`) need only the standard library.
 """
 
-from .collator import TripletCollator, defer_image_decoding
-from .hub_layout import (
-    NotTripletDataError,
-    load_hub_dataset,
-    load_tripletdata,
-    write_dataset,
-    write_dataset_card,
-    write_parquet_shard,
-    write_tripletdata,
-)
-from .schema import (
-    CAPTION,
-    IMAGE,
-    NEGATIVE_CAPTION,
-    NEGATIVE_IMAGE,
-    NEGATIVE_KINDS,
-    REQUIRED_COLUMNS,
-    triplet_features,
-)
-from .webdataset import convert_official_shards, read_official_shards
-from .world import generate_world
+from __future__ import annotations
 
-__all__ = [
-    "CAPTION",
-    "IMAGE",
-    "NEGATIVE_CAPTION",
-    "NEGATIVE_IMAGE",
-    "NEGATIVE_KINDS",
-    "REQUIRED_COLUMNS",
-    "NotTripletDataError",
-    "TripletCollator",
-    "convert_official_shards",
-    "defer_image_decoding",
-    "generate_world",
-    "load_hub_dataset",
-    "load_tripletdata",
-    "read_official_shards",
-    "triplet_features",
-    "write_dataset",
-    "write_dataset_card",
-    "write_parquet_shard",
-    "write_tripletdata",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "TripletCollator": "collator",
+    "NotTripletDataError": "schema",
+    "load_hub_dataset": "sources",
+    "defer_image_decoding": "collator",
+    "load_tripletdata": "sources",
+    "write_dataset": "hub_layout",
+    "write_dataset_card": "hub_layout",
+    "write_parquet_shard": "hub_layout",
+    "write_tripletdata": "hub_layout",
+    "resolve_dataset": "sources",
+    "open_dataset": "sources",
+    "CAPTION": "schema",
+    "IMAGE": "schema",
+    "NEGATIVE_CAPTION": "schema",
+    "NEGATIVE_IMAGE": "schema",
+    "NEGATIVE_KINDS": "schema",
+    "REQUIRED_COLUMNS": "schema",
+    "triplet_features": "schema",
+    "convert_official_shards": "webdataset",
+    "read_official_shards": "webdataset",
+    "generate_world": "world",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'dataset_builders' has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{module}", __name__), name)

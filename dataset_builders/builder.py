@@ -23,8 +23,7 @@ import datasets
 from datasets.packaged_modules.webdataset.webdataset import WebDataset
 
 from . import schema
-from .validation import triplet_skip_reason
-from .webdataset import official_to_triplet
+from .webdataset import official_to_triplet, valid_triplet
 
 logger = logging.getLogger(__name__)
 
@@ -73,8 +72,7 @@ class TripletDataBuilder(datasets.GeneratorBasedBuilder):
             # datasets' own WebDataset grouping of tar members into samples (by key prefix).
             for sample in WebDataset._get_pipeline_from_tar(tar_path, tar_iterator):
                 sample = {name.lower(): value for name, value in sample.items()}
-                row = official_to_triplet(sample)
-                reason = triplet_skip_reason(row)
+                row, reason = valid_triplet(official_to_triplet(sample))
                 if reason is not None:
                     skipped[reason] += 1
                     continue

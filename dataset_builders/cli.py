@@ -1,109 +1,117 @@
-"""``tripletclip data``: generate the procedural world, convert official WebDataset shards, inspect a dataset.
+"""``tripletclip data``: generate the procedural world, convert the released TripletData, inspect a dataset.
 
-    tripletclip data world --out DIR [--num-train N] [--seed S] [--image-size 64] [--num-proc P]
-    tripletclip data convert-webdataset SHARD [SHARD ...] --out DIR [--overwrite]
-    tripletclip data inspect DIR [--split S] [--grid PNG]
+    tripletclip data world --output_dir DIR [--num_train N] [--seed S] [--image_size 64] [--num_proc P]
+    tripletclip data convert-webdataset --dataset SHARDS_OR_FOLDER_OR_HUB_ID --output_dir DIR [--overwrite_output_dir]
+    tripletclip data inspect --dataset DATASET [--split S] [--output_dir DIR] [--rows 8]
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from .utils.options import Command
 
-def register(subparsers) -> None:
-    """Add the ``data`` command and its subcommands to a `tripletclip` argparse subparsers object."""
-    data = subparsers.add_parser("data", help="TripletData: built-in world, official-shard conversion, inspection",
-                                 description="Create, convert and inspect TripletData datasets.")
-    data.set_defaults(func=lambda args: (data.print_help(), 2)[1])
-    commands = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
-
-    world = commands.add_parser(
-        "world", help="generate the procedural compositional world (train split + benchmarks)",
-        description="Generate the procedural world: DIR/train (TripletData), DIR/test, DIR/sugarcrepe, "
-                    "DIR/winoground, DIR/retrieval, deterministic from the seed.")
-    world.add_argument("--out", required=True, type=Path, help="output folder")
-    world.add_argument("--num-train", type=int, default=10_000, help="training triplets (default 10000)")
-    world.add_argument("--seed", type=int, default=0, help="world seed (default 0)")
-    world.add_argument("--image-size", type=int, default=64, help="image side in pixels (default 64)")
-    world.add_argument("--num-test", type=int, default=None, help="held-out TripletData test triplets")
-    world.add_argument("--sugarcrepe-per-kind", type=int, default=None, help="SugarCrepe items per subset")
-    world.add_argument("--num-winoground", type=int, default=None, help="Winoground-style rows")
-    world.add_argument("--num-retrieval", type=int, default=None, help="retrieval images")
-    world.add_argument("--captions-per-image", type=int, default=None, help="captions per retrieval image")
-    world.add_argument("--num-proc", type=int, default=1, help="worker processes (output does not depend on it)")
-    world.add_argument("--overwrite", action="store_true", help="replace a different or unfinished world in --out")
-    world.set_defaults(func=_world)
-
-    convert = commands.add_parser(
-        "convert-webdataset", help="convert official TripletCLIP WebDataset shards to the Hub layout",
-        description="Convert WebDataset .tar shards with .image/.neg_image/.caption/.neg_caption samples to "
-                    "TripletData parquet shards + card. Resumable: rerun the same command after an interruption.")
-    convert.add_argument("shards", nargs="+", help=".tar shards (shell globs are expanded by your shell)")
-    convert.add_argument("--out", required=True, type=Path, help="output folder")
-    convert.add_argument("--split", default="train", help="split name (default train)")
-    convert.add_argument("--overwrite", action="store_true", help="discard a conversion of other shards in --out")
-    convert.set_defaults(func=_convert)
-
-    inspect = commands.add_parser("inspect", help="row counts, schema and a sample-grid PNG of a dataset or world",
-                                  description="Summarise a Hub-layout dataset folder, a Hub id or a generated world.")
-    inspect.add_argument("path", help="dataset folder, world folder, or Hub dataset id")
-    inspect.add_argument("--split", default=None, help="split to sample (default: train, else the first)")
-    inspect.add_argument("--grid", type=Path, default=None,
-                         help="where to save the sample-grid PNG (default: <name>_sample_grid.png here)")
-    inspect.add_argument("--rows", type=int, default=8, help="rows in the sample grid (default 8)")
-    inspect.set_defaults(func=_inspect)
+DATASET_HELP = ("a Hub dataset id, a folder (Hub layout, or holding WebDataset .tar shards) or shards (paths, globs, "
+                "brace ranges)")
 
 
-def _fail(error: Exception) -> int:
-    print(f"error: {error}", file=sys.stderr)
-    return 2
+@dataclass
+class WorldOptions:
+    """Options of ``tripletclip data world``."""
+
+    output_dir: str = field(metadata={"help": "the world's folder", "aliases": ["--out"]})
+    num_train: int = field(default=10_000, metadata={"help": "training triplets"})
+    seed: int = field(default=0, metadata={"help": "world seed"})
+    image_size: int = field(default=64, metadata={"help": "image side in pixels"})
+    num_test: int | None = field(default=None, metadata={"help": "held-out TripletData test triplets"})
+    sugarcrepe_per_kind: int | None = field(default=None, metadata={"help": "SugarCrepe items per subset"})
+    num_winoground: int | None = field(default=None, metadata={"help": "Winoground-style rows"})
+    num_retrieval: int | None = field(default=None, metadata={"help": "retrieval images"})
+    captions_per_image: int | None = field(default=None, metadata={"help": "captions per retrieval image"})
+    num_proc: int = field(default=1, metadata={"help": "worker processes (the output does not depend on it)"})
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "replace a different world (or other files) in --output_dir",
+                                 "aliases": ["--overwrite"]})
 
 
-def _world(args: argparse.Namespace) -> int:
-    from .world import generate_world
+def _world(options: WorldOptions) -> int:
     from .inspection import summarize_world
+    from .world import generate_world
 
-    overrides = {name: getattr(args, name) for name in
+    overrides = {name: getattr(options, name) for name in
                  ("num_test", "sugarcrepe_per_kind", "num_winoground", "num_retrieval", "captions_per_image")
-                 if getattr(args, name) is not None}
-    try:
-        out = generate_world(args.out, num_train=args.num_train, seed=args.seed, image_size=args.image_size,
-                             num_proc=args.num_proc, overwrite=args.overwrite, **overrides)
-    except (ValueError, FileExistsError) as error:
-        return _fail(error)
+                 if getattr(options, name) is not None}
+    out = generate_world(options.output_dir, num_train=options.num_train, seed=options.seed,
+                         image_size=options.image_size, num_proc=options.num_proc,
+                         overwrite=options.overwrite_output_dir, **overrides)
     print(summarize_world(out))
     return 0
 
 
-def _convert(args: argparse.Namespace) -> int:
+@dataclass
+class ConvertWebDatasetOptions:
+    """Options of ``tripletclip data convert-webdataset``."""
+
+    dataset: str = field(metadata={"help": "the released TripletData: " + DATASET_HELP, "nargs": "+"})
+    output_dir: str = field(metadata={"help": "the TripletData folder to write (Hub layout)", "aliases": ["--out"]})
+    split: str = field(default="train", metadata={"help": "split name"})
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "discard a conversion of other shards in --output_dir",
+                                 "aliases": ["--overwrite"]})
+
+
+def _convert(options: ConvertWebDatasetOptions) -> int:
     from .webdataset import convert_official_shards
 
-    try:
-        report = convert_official_shards(args.shards, args.out, split=args.split, overwrite=args.overwrite)
-    except (ValueError, FileExistsError, FileNotFoundError) as error:
-        return _fail(error)
+    report = convert_official_shards(options.dataset, options.output_dir, split=options.split,
+                                     overwrite=options.overwrite_output_dir)
     print(report.summary())
     return 0
 
 
-def _inspect(args: argparse.Namespace) -> int:
-    from .hub_layout import NotTripletDataError
-    from .inspection import summarize_dataset, summarize_world
-    from .world.generate import MANIFEST
+@dataclass
+class InspectOptions:
+    """Options of ``tripletclip data inspect``."""
 
-    path = Path(args.path)
-    if (path / MANIFEST).is_file():
-        print(summarize_world(path))
-        if args.grid is None:
+    dataset: str = field(metadata={"help": "a dataset (" + DATASET_HELP + ") or a generated world folder",
+                                   "nargs": "+"})
+    split: str | None = field(default=None, metadata={"help": "split to sample (default: train, else the first)"})
+    output_dir: str = field(default=".", metadata={"help": "where the sample-grid PNG goes"})
+    grid: str | None = field(default=None, metadata={
+        "help": "the sample-grid PNG's path (default: <output_dir>/<name>_sample_grid.png)"})
+    rows: int = field(default=8, metadata={"help": "rows in the sample grid"})
+
+
+def _inspect(options: InspectOptions) -> int:
+    from .inspection import summarize_dataset, summarize_world
+    from .world import WorldLayout
+
+    layout = WorldLayout(options.dataset)
+    value = options.dataset
+    if "," not in value and layout.is_world():
+        print(summarize_world(layout.root))
+        if options.grid is None:
             return 0
-        path = path / "train"
-    grid = args.grid or Path(f"{path.name or 'dataset'}_sample_grid.png")
-    try:
-        summary = summarize_dataset(args.path if not path.exists() else path, split=args.split, grid_path=grid,
-                                    rows=args.rows)
-    except (NotTripletDataError, ValueError, FileNotFoundError) as error:
-        return _fail(error)
+        value = str(layout.train)
+    name = Path(value.split(",")[0].rstrip("/")).name.split(".")[0] or "dataset"
+    grid = Path(options.grid) if options.grid else Path(options.output_dir) / f"{name}_sample_grid.png"
+    summary = summarize_dataset(value, split=options.split, grid_path=grid, rows=options.rows)
     print(summary.to_text())
     return 0
+
+
+COMMANDS = [
+    Command("data world", WorldOptions, _world,
+            help="generate the procedural compositional world (train split + benchmarks)",
+            description="Generate the procedural world: DIR/train (TripletData), DIR/test, DIR/sugarcrepe, "
+                        "DIR/winoground, DIR/retrieval, deterministic from the seed. Resumable."),
+    Command("data convert-webdataset", ConvertWebDatasetOptions, _convert,
+            help="convert the released TripletData (Hub id, local copy or shards) to the Hub layout",
+            description="Convert WebDataset shards with .image/.neg_image/.caption/.neg_caption samples (by Hub id, "
+                        "a local copy or explicit shards) to TripletData parquet shards + card. Resumable: rerun "
+                        "the same command after an interruption.", positional="dataset"),
+    Command("data inspect", InspectOptions, _inspect,
+            help="row counts, schema and a sample-grid PNG of a dataset or world",
+            description="Summarise a dataset (any form --dataset takes) or a generated world.", positional="dataset"),
+]

@@ -9,7 +9,16 @@
         loss = model(**batch, return_loss=True).loss
     print(collator.skipped)          # Counter({'undecodable image': 3, ...})
 
-Works for map-style and streaming datasets alike (also after `datasets.distributed.split_dataset_by_node`).
+The work is split in two, so that a data-loader worker does the expensive half and the batch is built in one go:
+
+- :meth:`TripletCollator.prepare` (one row, in a worker): `dataset_builders.rows.decode_row`: captions decoded and
+  checked, images decoded (JPEGs much larger than the model's input at reduced scale), resized and cropped to the
+  model's input size as small ``uint8`` arrays; or the reason the row is skipped;
+- :meth:`TripletCollator.collate` (a list of usable rows, once per batch): one tokenizer call for every caption and
+  negative caption, one vectorised rescale-and-normalise for every image.
+
+Calling the collator on rows does both. Works for map-style and streaming datasets alike (also after
+`datasets.distributed.split_dataset_by_node`).
 """
 
 from __future__ import annotations
@@ -19,31 +28,21 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import datasets
-import numpy as np
-
 from . import schema
-from .validation import (
-    EMPTY_CAPTION,
-    EMPTY_NEGATIVE_CAPTION,
-    UNDECODABLE_IMAGE,
-    UNDECODABLE_NEGATIVE_IMAGE,
-    MISSING_IMAGE,
-    MISSING_NEGATIVE_IMAGE,
-    decode_image,
-    decode_text,
-    is_missing,
-)
+from .rows import DecodedRow, decode_row
+from .utils.images import DEFAULT_MAX_PIXELS, ImageTransform
 
 logger = logging.getLogger(__name__)
 
 
-def defer_image_decoding(dataset: datasets.Dataset | datasets.IterableDataset):
+def defer_image_decoding(dataset):
     """Cast the dataset's image columns to ``Image(decode=False)`` so images are decoded by the collator.
 
     With decoding left to datasets, a corrupt image raises while the row is read, before any collator sees it;
     deferred, the collator skips the row and counts it.
     """
+    import datasets
+
     features = dataset.features
     if features is None:
         return dataset
@@ -63,7 +62,8 @@ class TripletCollator:
             ``False`` ignores them, ``None`` (default) uses them when the rows have the column.
         negative_images: the same for negative images.
         max_length: token length limit (default: the tokenizer's ``model_max_length``); longer captions are
-            truncated.
+            truncated, and counted in ``truncated``.
+        max_pixels: images with more pixels are skipped (``image too large``) from their header, never decoded.
 
     Returns (from a call):
         A dict of tensors: ``pixel_values`` ``(B, 3, H, W)``, ``input_ids`` and ``attention_mask`` ``(B, L)``, and,
@@ -72,9 +72,10 @@ class TripletCollator:
         usable rows; when no row is usable the dict is empty.
 
     Attributes:
-        skipped: a `collections.Counter` of skipped rows by reason (see `dataset_builders.validation`), cumulative
-            over calls; a trainer logs it.
+        skipped: a `collections.Counter` of skipped rows by reason (`dataset_builders.rows.SKIP_REASONS`),
+            cumulative over calls; a trainer logs it.
         rows_seen: rows handed to the collator so far.
+        truncated: captions longer than ``max_length`` tokens so far (they were truncated, not skipped).
     """
 
     def __init__(
@@ -83,6 +84,7 @@ class TripletCollator:
         negative_captions: bool | None = None,
         negative_images: bool | None = None,
         max_length: int | None = None,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
     ):
         self.processor = processor
         self.tokenizer = getattr(processor, "tokenizer", None)
@@ -94,52 +96,75 @@ class TripletCollator:
             )
         self.negative_captions = negative_captions
         self.negative_images = negative_images
-        self.max_length = max_length
+        self.max_length = max_length or self.tokenizer.model_max_length
+        self.max_pixels = max_pixels
+        self.transform = ImageTransform(self.image_processor)
         self.skipped: Counter = Counter()
         self.rows_seen = 0
-        self._identity_size = self._identity_resize_size(self.image_processor)
-        self._lookup: np.ndarray | None = None
+        self.truncated = 0
 
     @staticmethod
     def _identity_resize_size(image_processor) -> int | None:
-        """The image side for which the processor's resize and centre crop change nothing, when there is one.
+        """The image side for which the processor's resize and centre crop change nothing (a square of the crop size
+        equal to the resize size), when the processor is one `ImageTransform` reproduces."""
+        transform = ImageTransform(image_processor)
+        if transform.exact and transform.size == transform.crop_height == transform.crop_width:
+            return transform.size
+        return None
 
-        For a CLIP image processor (resize the shortest edge to S, centre-crop S x S, rescale, normalise), an RGB
-        S x S image only needs ``(x * rescale_factor - mean) / std``; the collator then computes that directly, on
-        the whole batch at once through a 256-entry table per channel, instead of going image by image through PIL
-        and numpy (the same values, up to float rounding; checked in the tests). Any other processor or image size goes through the processor.
-        """
-        size, crop = getattr(image_processor, "size", None), getattr(image_processor, "crop_size", None)
-        try:
-            side = size["shortest_edge"] if size is not None else None
-            crop_h, crop_w = (crop["height"], crop["width"]) if crop is not None else (None, None)
-            flags = (image_processor.do_resize, image_processor.do_center_crop, image_processor.do_rescale,
-                     image_processor.do_normalize)
-            mean, std = image_processor.image_mean, image_processor.image_std
-        except (AttributeError, KeyError, TypeError):
-            return None
-        if type(image_processor).__name__ not in ("CLIPImageProcessor", "CLIPImageProcessorPil", "CLIPImageProcessorFast"):
-            return None
-        if not all(flags) or not side or side != crop_h or side != crop_w or len(mean) != 3 or len(std) != 3:
-            return None
-        return int(side)
+    # ------------------------------------------------------------------ one row (in a worker)
 
-    def _pixel_values(self, images: list):
-        side = self._identity_size
-        if side is not None and all(image.size == (side, side) and image.mode == "RGB" for image in images):
-            import torch
+    def prepare(self, row: Mapping[str, Any]) -> tuple[DecodedRow | None, str | None]:
+        """Decode, check and prepare one row: ``(DecodedRow, None)`` or ``(None, skip reason)``. Counts nothing:
+        whoever receives the result counts skips (a worker's counters would not reach the training process)."""
+        return decode_row(
+            row,
+            negative_captions=self._use(self.negative_captions, schema.NEGATIVE_CAPTION, [row]),
+            negative_images=self._use(self.negative_images, schema.NEGATIVE_IMAGE, [row]),
+            transform=self.transform,
+            max_pixels=self.max_pixels,
+        )
 
-            if self._lookup is None:  # per channel: uint8 value -> normalised float
-                processor = self.image_processor
-                values = np.arange(256, dtype=np.float32) * np.float32(processor.rescale_factor)
-                self._lookup = np.stack([(values - np.float32(m)) / np.float32(s)
-                                         for m, s in zip(processor.image_mean, processor.image_std)])
-            array = np.stack([np.asarray(image) for image in images])  # (N, S, S, 3) uint8
-            pixels = np.empty((len(images), 3, side, side), dtype=np.float32)
-            for channel in range(3):
-                np.take(self._lookup[channel], array[..., channel], out=pixels[:, channel])
-            return torch.from_numpy(pixels)
-        return self.image_processor(images, return_tensors="pt")["pixel_values"]
+    # ------------------------------------------------------------------ a batch (once)
+
+    def collate(self, rows: Sequence[DecodedRow]) -> dict[str, Any]:
+        """Usable rows -> the batch of tensors (see the class docstring); negatives are included when the rows carry
+        them."""
+        if not rows:
+            return {}
+        with_captions = rows[0].negative_caption is not None
+        with_images = rows[0].negative_image is not None
+        if any((r.negative_caption is not None) != with_captions or (r.negative_image is not None) != with_images
+               for r in rows):
+            raise ValueError("Rows of one batch must all carry negatives or all lack them; decode them with the same "
+                             "negative_captions / negative_images settings.")
+        size = len(rows)
+        texts = [r.caption for r in rows] + ([r.negative_caption for r in rows] if with_captions else [])
+        self._count_truncated(texts)
+        tokens = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+        pixel_values = self.transform.pixel_values(
+            [r.image for r in rows] + ([r.negative_image for r in rows] if with_images else []))
+        batch = {
+            "pixel_values": pixel_values[:size],
+            "input_ids": tokens["input_ids"][:size],
+            "attention_mask": tokens["attention_mask"][:size],
+        }
+        if with_images:
+            batch["negative_pixel_values"] = pixel_values[size:]
+        if with_captions:
+            batch["negative_input_ids"] = tokens["input_ids"][size:]
+            batch["negative_attention_mask"] = tokens["attention_mask"][size:]
+        return batch
+
+    def _count_truncated(self, texts: list[str]) -> None:
+        # A caption of at most max_length - 2 characters cannot exceed max_length tokens (each token covers a
+        # character or more, plus the start and end tokens), so only the longer ones are measured.
+        long = [t for t in texts if len(t) > self.max_length - 2]
+        if long:
+            lengths = [len(ids) for ids in self.tokenizer(long, truncation=False)["input_ids"]]
+            self.truncated += sum(length > self.max_length for length in lengths)
+
+    # ------------------------------------------------------------------ both
 
     @staticmethod
     def _as_rows(rows: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]]) -> list[Mapping[str, Any]]:
@@ -148,7 +173,8 @@ class TripletCollator:
             return [dict(zip(names, values)) for values in zip(*(rows[n] for n in names))]
         return list(rows)
 
-    def _use(self, setting: bool | None, column: str, rows: list[Mapping[str, Any]]) -> bool:
+    @staticmethod
+    def _use(setting: bool | None, column: str, rows: Sequence[Mapping[str, Any]]) -> bool:
         if setting is not None:
             return setting
         return any(column in row for row in rows)
@@ -156,63 +182,19 @@ class TripletCollator:
     def __call__(self, rows: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]]) -> dict[str, Any]:
         rows = self._as_rows(rows)
         self.rows_seen += len(rows)
-        use_negative_captions = self._use(self.negative_captions, schema.NEGATIVE_CAPTION, rows)
-        use_negative_images = self._use(self.negative_images, schema.NEGATIVE_IMAGE, rows)
-
-        captions, negative_captions, images, negative_images = [], [], [], []
+        negative_captions = self._use(self.negative_captions, schema.NEGATIVE_CAPTION, rows)
+        negative_images = self._use(self.negative_images, schema.NEGATIVE_IMAGE, rows)
+        usable = []
         for row in rows:
-            caption = decode_text(row.get(schema.CAPTION))
-            if caption is None or not caption.strip():
-                self._skip(row, EMPTY_CAPTION)
-                continue
-            negative_caption = None
-            if use_negative_captions:
-                negative_caption = decode_text(row.get(schema.NEGATIVE_CAPTION))
-                if negative_caption is None or not negative_caption.strip():
-                    self._skip(row, EMPTY_NEGATIVE_CAPTION)
-                    continue
-            value = row.get(schema.IMAGE)
-            image = decode_image(value)
-            if image is None:
-                self._skip(row, MISSING_IMAGE if is_missing(value) else UNDECODABLE_IMAGE)
-                continue
-            negative_image = None
-            if use_negative_images:
-                value = row.get(schema.NEGATIVE_IMAGE)
-                negative_image = decode_image(value)
-                if negative_image is None:
-                    self._skip(row, MISSING_NEGATIVE_IMAGE if is_missing(value) else UNDECODABLE_NEGATIVE_IMAGE)
-                    continue
-            captions.append(caption)
-            images.append(image)
-            if use_negative_captions:
-                negative_captions.append(negative_caption)
-            if use_negative_images:
-                negative_images.append(negative_image)
+            decoded, reason = decode_row(row, negative_captions=negative_captions, negative_images=negative_images,
+                                         transform=self.transform, max_pixels=self.max_pixels)
+            if reason is None:
+                usable.append(decoded)
+            else:
+                self.skip(row, reason)
+        return self.collate(usable)
 
-        if not captions:
-            return {}
-        size = len(captions)
-        pixel_values = self._pixel_values(images + negative_images)
-        tokens = self.tokenizer(
-            captions + negative_captions,
-            padding=True,
-            truncation=True,
-            max_length=self.max_length or self.tokenizer.model_max_length,
-            return_tensors="pt",
-        )
-        batch = {
-            "pixel_values": pixel_values[:size],
-            "input_ids": tokens["input_ids"][:size],
-            "attention_mask": tokens["attention_mask"][:size],
-        }
-        if use_negative_images:
-            batch["negative_pixel_values"] = pixel_values[size:]
-        if use_negative_captions:
-            batch["negative_input_ids"] = tokens["input_ids"][size:]
-            batch["negative_attention_mask"] = tokens["attention_mask"][size:]
-        return batch
-
-    def _skip(self, row: Mapping[str, Any], reason: str) -> None:
+    def skip(self, row: Mapping[str, Any] | None, reason: str) -> None:
+        """Count one skipped row under ``reason``."""
         self.skipped[reason] += 1
-        logger.debug("Skipping row %s: %s", row.get(schema.ID, "?"), reason)
+        logger.debug("Skipping row %s: %s", (row or {}).get(schema.ID, "?"), reason)

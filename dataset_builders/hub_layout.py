@@ -11,18 +11,18 @@ A folder written here loads with no script, locally or once uploaded::
 so that ``datasets.load_dataset("out")``, ``load_dataset("out", streaming=True)`` and, after an upload,
 ``load_dataset("org/name")`` all give the declared features (two `datasets.Image` columns included).
 
-Every file is written atomically: to a temporary name in the same folder, then renamed into place, so a crash
-never leaves a half shard under a name a reader would pick up.
+Every file is written atomically (`dataset_builders.utils.atomic`): to a temporary name in the same folder, then
+renamed into place, so a crash never leaves a half shard under a name a reader would pick up. Reading any dataset
+value (a folder like this one, a Hub id, WebDataset shards) goes through `dataset_builders.sources`; this module
+reads the folders it writes (:func:`load_folder`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import re
 import shutil
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import schema
+from .schema import NotTripletDataError
+from .utils import atomic
 
 logger = logging.getLogger(__name__)
 
@@ -42,41 +44,15 @@ SAMPLE_GRID_NAME = "sample_grid.png"
 ROW_GROUP_SIZE = 100
 DEFAULT_ROWS_PER_SHARD = 1000
 SHARD_PATTERN = re.compile(r"^(?P<split>[\w.]+?)-(?P<index>\d{5})-of-(?P<total>\d{5})\.parquet$")
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 
 
 LOCAL_CACHE_DIR = ".cache"
-"""Where `load_hub_dataset` keeps the Arrow cache of a local Hub-layout folder (inside the folder)."""
-
-
-class NotTripletDataError(ValueError):
-    """Raised when a folder or Hub dataset does not hold TripletData (or the layout a reader expects)."""
+"""Where `load_folder` keeps the Arrow cache of a local Hub-layout folder (inside the folder)."""
 
 
 def shard_filename(split: str, index: int, total: int) -> str:
     """``{split}-{index:05d}-of-{total:05d}.parquet``, the Hub's shard naming."""
     return f"{split}-{index:05d}-of-{total:05d}.parquet"
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success rename it to ``path``, on error delete it.
-
-    The temporary name starts with a dot and ends in ``.tmp``, so no data-file pattern (``data/train-*``) matches it.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp)
-    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes private files; a dataset is meant to be shared
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 class ParquetShardWriter:
@@ -102,7 +78,7 @@ class ParquetShardWriter:
         self._writer: pq.ParquetWriter | None = None
 
     def __enter__(self) -> "ParquetShardWriter":
-        self._context = atomic_path(self.path)
+        self._context = atomic.atomic_path(self.path)
         self._tmp = self._context.__enter__()
         self._writer = pq.ParquetWriter(self._tmp, self.features.arrow_schema)
         return self
@@ -222,7 +198,7 @@ def write_dataset(
         raise ValueError(f"Split name {split!r} must use letters, digits, '_' or '.' only (e.g. 'train', 'test').")
     out_dir = Path(out_dir)
     data_dir = out_dir / DATA_DIR
-    # The folder's own Arrow cache (see `load_hub_dataset`) describes the old shards: drop it.
+    # The folder's own Arrow cache (see `load_folder`) describes the old shards: drop it.
     shutil.rmtree(out_dir / LOCAL_CACHE_DIR, ignore_errors=True)
     staging = data_dir / f".staging-{split}"
     shutil.rmtree(staging, ignore_errors=True)
@@ -262,7 +238,7 @@ def write_dataset(
     for old in list_shards(out_dir, split).get(split, []):
         old.unlink()
     for index, path in enumerate(staged):
-        os.replace(path, data_dir / shard_filename(split, index, len(staged)))
+        atomic.commit(path, data_dir / shard_filename(split, index, len(staged)))
     shutil.rmtree(staging, ignore_errors=True)
     if card:
         write_dataset_card(out_dir, features=features, **card_kwargs)
@@ -431,7 +407,7 @@ def write_dataset_card(
         details=details,
     )
     path = out_dir / CARD_NAME
-    with atomic_path(path) as tmp:
+    with atomic.atomic_path(path) as tmp:
         card.save(tmp)
     return path
 
@@ -463,32 +439,8 @@ def validate_columns(features: Mapping[str, Any] | Sequence[str], required: Sequ
         )
 
 
-def looks_like_local_path(text: str) -> bool:
-    """Whether a string names a local path rather than a Hub id (``org/name``)."""
-    return text.startswith((".", "/", "~")) or "\\" in text or text.count("/") > 1
-
-
-def _check_local_folder(path: Path, given: str) -> None:
-    if not path.exists():
-        if looks_like_local_path(given):
-            raise NotTripletDataError(
-                f"No such folder: {path}. Give a dataset folder (README.md + data/*.parquet) or a Hub id 'org/name'."
-            )
-        return
-    if not path.is_dir():
-        raise NotTripletDataError(f"{path} is a file; give the dataset folder (the one holding README.md and data/).")
-    has_parquet = any(path.glob(f"{DATA_DIR}/*.parquet")) or any(path.glob("*.parquet"))
-    if not has_parquet and (path / "world.json").is_file():
-        raise NotTripletDataError(
-            f"{path} is a generated world, not one dataset: its training data is {path / 'train'} (benchmarks in "
-            f"test/, winoground/, retrieval/ and sugarcrepe/)."
-        )
-    if not has_parquet:
-        raise NotTripletDataError(
-            f"{path} holds no parquet shards (expected {DATA_DIR}/<split>-00000-of-0000N.parquet): it is not a "
-            f"dataset in the Hub layout. Create one with `tripletclip data world --out DIR`, "
-            f"`tripletclip data convert-webdataset SHARDS --out DIR` or `write_tripletdata(...)`."
-        )
+def check_folder(path: Path) -> None:
+    """Refuse a Hub-layout folder whose card has a broken YAML header (datasets would read it wrongly)."""
     card = path / CARD_NAME
     if card.exists():
         import yaml
@@ -503,52 +455,13 @@ def _check_local_folder(path: Path, given: str) -> None:
             ) from error
 
 
-def load_hub_dataset(
-    path_or_repo_id: str | Path,
-    required_columns: Sequence[str],
-    split: str = "train",
-    streaming: bool = False,
-    **load_kwargs: Any,
-) -> datasets.Dataset | datasets.IterableDataset:
-    """`datasets.load_dataset` a Hub-layout folder or repo, checking it has ``required_columns``."""
-    local = Path(path_or_repo_id).expanduser()
-    _check_local_folder(local, str(path_or_repo_id))
-    source = str(local) if local.exists() else str(path_or_repo_id)
-    if local.is_dir() and not streaming and "cache_dir" not in load_kwargs and os.access(local, os.W_OK):
+def load_folder(path: str | Path, split: str | None = "train", streaming: bool = False, **load_kwargs: Any):
+    """`datasets.load_dataset` a Hub-layout folder (``split=None``: every split, as a dict)."""
+    local = Path(path)
+    check_folder(local)
+    if not streaming and "cache_dir" not in load_kwargs and os.access(local, os.W_OK):
         # datasets keys the Arrow cache of a local folder on its card's metadata and the folder's name, not on the
         # shards' contents, so two different folders with equal names and sizes would share one cache entry.
         # A cache inside the folder belongs to that folder alone (and is dropped whenever the folder is rewritten).
         load_kwargs["cache_dir"] = str(local / LOCAL_CACHE_DIR)
-    dataset = datasets.load_dataset(source, split=split, streaming=streaming, **load_kwargs)
-    features = dataset.features
-    if features is None:  # a stream whose card declares no features: look at the first row
-        first = next(iter(dataset), None)
-        features = {} if first is None else first
-    validate_columns(features, required_columns, source=f"The dataset {source!r} (split {split!r})")
-    # Parquet written without datasets' metadata stores images as structs or bytes: declare them as images.
-    for name in schema.IMAGE_COLUMNS + (schema.IMAGE_0, schema.IMAGE_1):
-        if name in required_columns and dataset.features is not None and not isinstance(dataset.features[name], datasets.Image):
-            dataset = dataset.cast_column(name, datasets.Image())
-    return dataset
-
-
-def load_tripletdata(
-    path_or_repo_id: str | Path, split: str = "train", streaming: bool = False, **load_kwargs: Any
-) -> datasets.Dataset | datasets.IterableDataset:
-    """Load TripletData from a local folder or a Hub repo id, checking it has the four triplet columns.
-
-    Args:
-        path_or_repo_id: a folder in the Hub layout (``README.md`` + ``data/*.parquet``) or a Hub dataset id.
-        split: the split to load.
-        streaming: return a `datasets.IterableDataset` that reads shards lazily (for the 13M-row scale).
-        **load_kwargs: passed to `datasets.load_dataset` (e.g. ``revision``, ``cache_dir``).
-
-    Returns:
-        A `datasets.Dataset` (or `datasets.IterableDataset`) with at least ``image``, ``caption``,
-        ``negative_image``, ``negative_caption``; optional metadata columns are kept when present.
-
-    Raises:
-        NotTripletDataError: the folder holds no shards, its card's YAML is broken, or columns are missing (the
-            message names them and how to fix it).
-    """
-    return load_hub_dataset(path_or_repo_id, schema.REQUIRED_COLUMNS, split=split, streaming=streaming, **load_kwargs)
+    return datasets.load_dataset(str(local), split=split, streaming=streaming, **load_kwargs)

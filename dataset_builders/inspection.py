@@ -10,8 +10,10 @@ import datasets
 import pyarrow.parquet as pq
 
 from . import schema
-from .hub_layout import NotTripletDataError, describe_feature, sample_grid_columns, looks_like_local_path, count_rows, list_shards, read_features
+from .hub_layout import count_rows, describe_feature, list_shards, read_features, sample_grid_columns
 from .sample_grid import render_sample_grid, save_sample_grid
+from .sources import HUB_LAYOUT, load_dataset, resolve_dataset
+from .world.layout import WorldLayout
 
 
 @dataclass
@@ -54,21 +56,15 @@ def dataset_kind(features: datasets.Features) -> str:
 
 def summarize_dataset(path: str | Path, split: str | None = None, grid_path: str | Path | None = None,
                       rows: int = 8) -> DatasetSummary:
-    """Summarise a Hub-layout folder (or a Hub dataset id) and, with ``grid_path``, save a sample grid PNG.
+    """Summarise a dataset in any form `dataset_builders.sources` resolves and, with ``grid_path``, save a sample grid.
 
-    Row counts of a folder come from the parquet footers, so even a 13M-row dataset is summarised instantly.
+    Row counts of a Hub-layout folder come from the parquet footers, so even a 13M-row dataset is summarised instantly;
+    other forms are streamed (their row counts are not read) and show their first rows as stored.
     """
-    local = Path(path)
-    if not local.exists() and looks_like_local_path(str(path)):
-        raise NotTripletDataError(f"No such folder: {local}.")
-    if local.is_dir():
+    source = resolve_dataset(str(path))
+    if source.kind == HUB_LAYOUT:
+        local = source.path
         shards = list_shards(local)
-        if not shards:
-            raise NotTripletDataError(
-                f"{local} holds no parquet shards named like data/<split>-00000-of-00001.parquet: it is not a "
-                f"dataset in the Hub layout. Create one with `tripletclip data world --out DIR` or "
-                f"`tripletclip data convert-webdataset SHARDS --out DIR`."
-            )
         if split is not None and split not in shards:
             raise ValueError(f"{local} has no split {split!r}; it has {', '.join(shards)}.")
         features = read_features(next(iter(shards.values()))[0])
@@ -77,13 +73,15 @@ def summarize_dataset(path: str | Path, split: str | None = None, grid_path: str
         chosen = split or ("train" if "train" in shards else next(iter(shards)))
         sample = pq.read_table(shards[chosen][0]).slice(0, rows).to_pylist() if grid_path else []
     else:
-        dataset = datasets.load_dataset(str(path), split=split or "train", streaming=True)
+        dataset = load_dataset(source, split=split or "train", streaming=True)
         features = dataset.features
         if features is None:
             first = next(iter(dataset))
             features = datasets.Features({k: datasets.Value("string") for k in first})
-        summary = DatasetSummary(str(path), {}, {}, features, dataset_kind(features))
-        summary.notes.append("row counts are not read for a remote dataset (streamed)")
+        shards = {split or "train": source.shards} if source.shards else {}
+        summary = DatasetSummary(source.describe(), {}, {k: len(v) for k, v in shards.items()}, features,
+                                 dataset_kind(features))
+        summary.notes.append(f"row counts are not read for a {source.kind} (streamed)")
         sample = list(dataset.take(rows)) if grid_path else []
     if grid_path is not None:
         image_columns, text_columns = sample_grid_columns(features)
@@ -94,20 +92,19 @@ def summarize_dataset(path: str | Path, split: str | None = None, grid_path: str
 
 def summarize_world(world_dir: str | Path) -> str:
     """A text summary of every part of a generated world (its manifest, splits and SugarCrepe files)."""
-    from .world.generate import load_manifest
-
-    world_dir = Path(world_dir)
-    manifest = load_manifest(world_dir)
+    layout = WorldLayout(world_dir)
+    world_dir = layout.root
+    manifest = layout.load_manifest()
     lines = [f"{world_dir}: procedural world, seed {manifest['config']['seed']}, "
              f"{manifest['config']['image_size']} px, {len(manifest['held_out'])} held-out colour-shape pairs"]
     for part in ("train", "test", "winoground", "retrieval"):
-        if (world_dir / part).is_dir():
-            s = summarize_dataset(world_dir / part)
+        if layout.part(part).is_dir():
+            s = summarize_dataset(layout.part(part))
             lines.append(f"  {part}/: {s.kind}, " + ", ".join(f"{k} {v} rows" for k, v in s.splits.items()))
-    sugarcrepe = world_dir / "sugarcrepe"
+    sugarcrepe = layout.sugarcrepe
     if sugarcrepe.is_dir():
         counts = {p.stem: len(json.loads(p.read_text())) for p in sorted(sugarcrepe.glob("*.json"))}
-        images = len(list((sugarcrepe / "images").glob("*.png")))
+        images = len(list(layout.sugarcrepe_images.glob("*.png")))
         lines.append(f"  sugarcrepe/: {images} images; " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     for part, timing in manifest.get("timings", {}).items():
         lines.append(f"  generated {part}: {timing['rows']} rows in {timing['seconds']} s "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import textwrap
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -10,31 +9,15 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
+from .rows import text_or_none
+from .utils import atomic
+from .utils.images import decode_image
+
 _BACKGROUND = (255, 255, 255)
 _HEADER = (60, 60, 60)
 # Positive text in green, negative in red: the colours say which caption belongs to which image.
 _TEXT_COLOURS = {"caption": (0, 110, 40), "negative_caption": (180, 20, 20), "caption_0": (0, 110, 40), "caption_1": (30, 60, 180)}
 _DEFAULT_TEXT = (30, 30, 30)
-
-
-def _to_pil(value: Any) -> Image.Image | None:
-    """A PIL image from what a dataset row holds (PIL image, ``{"bytes", "path"}`` dict, raw bytes), or None."""
-    if value is None:
-        return None
-    if isinstance(value, Image.Image):
-        return value
-    try:
-        if isinstance(value, Mapping):
-            if value.get("bytes") is not None:
-                return Image.open(io.BytesIO(value["bytes"]))
-            if value.get("path"):
-                return Image.open(value["path"])
-            return None
-        if isinstance(value, (bytes, bytearray)):
-            return Image.open(io.BytesIO(value))
-    except OSError:
-        return None
-    return None
 
 
 def _font(size: int) -> ImageFont.ImageFont:
@@ -81,7 +64,8 @@ def render_sample_grid(
             colour = _TEXT_COLOURS.get(column, _DEFAULT_TEXT)
             for i, item in enumerate(values):
                 prefix = f"{column}: " if i == 0 else "  "
-                text = prefix + ("<missing>" if item is None else str(item))
+                readable = text_or_none(item) if isinstance(item, (bytes, bytearray)) else item
+                text = prefix + ("<missing>" if readable is None else str(readable))
                 for j, line in enumerate(textwrap.wrap(text, text_width_chars) or [""]):
                     lines.append(("    " + line if j else line, colour))
         wrapped_rows.append(lines)
@@ -99,13 +83,12 @@ def render_sample_grid(
     for row, lines, height in zip(rows, wrapped_rows, heights):
         for k, column in enumerate(image_columns):
             x = pad + k * (cell_size + pad)
-            image = _to_pil(row.get(column))
+            image, _ = decode_image(row.get(column))
             if image is None:
                 draw.rectangle([x, y, x + cell_size, y + cell_size], fill=(200, 200, 200))
                 draw.line([x, y, x + cell_size, y + cell_size], fill=(120, 120, 120), width=2)
                 draw.line([x, y + cell_size, x + cell_size, y], fill=(120, 120, 120), width=2)
                 continue
-            image = image.convert("RGB")
             scale = cell_size / max(image.size)
             size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
             resample = Image.Resampling.NEAREST if scale >= 1 else Image.Resampling.BICUBIC
@@ -120,9 +103,7 @@ def render_sample_grid(
 
 def save_sample_grid(image: Image.Image, path: str | Path) -> Path:
     """Save a grid as PNG atomically (a temporary file renamed into place)."""
-    from .hub_layout import atomic_path
-
     path = Path(path)
-    with atomic_path(path) as tmp:
+    with atomic.atomic_path(path) as tmp:
         image.save(tmp, format="PNG")
     return path

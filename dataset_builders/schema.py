@@ -9,13 +9,26 @@ readers tolerate both.
 
 The same module declares the two benchmark layouts the procedural world writes in the Hub layout: Winoground-style
 pairs of pairs and retrieval (one image, several captions).
+
+Importing this module needs only the standard library (`datasets` is imported by the functions that build features).
+The values of ``negative_kind`` are SugarCrepe's seven kinds, defined with the rules that make them:
+`dataset_builders.synthesis.rules.NEGATIVE_KINDS`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
-import datasets
+from .utils.errors import InputError
+
+if TYPE_CHECKING:
+    import datasets
+
+
+class NotTripletDataError(InputError):
+    """Raised when a folder or Hub dataset does not hold TripletData (or the layout a reader expects)."""
+
 
 IMAGE = "image"
 CAPTION = "caption"
@@ -31,19 +44,9 @@ NEGATIVE_KIND = "negative_kind"
 CLIP_SCORE = "clip_score"
 VQA_SCORE = "vqa_score"
 
-#: SugarCrepe's seven kinds of hard negative, used as values of ``negative_kind`` and as benchmark subset names.
-NEGATIVE_KINDS: tuple[str, ...] = (
-    "replace_obj",
-    "replace_att",
-    "replace_rel",
-    "swap_obj",
-    "swap_att",
-    "add_obj",
-    "add_att",
-)
+def _required_features() -> dict[str, Any]:
+    import datasets
 
-
-def _required_features() -> dict[str, datasets.features.features.FeatureType]:
     return {
         IMAGE: datasets.Image(),
         CAPTION: datasets.Value("string"),
@@ -52,15 +55,17 @@ def _required_features() -> dict[str, datasets.features.features.FeatureType]:
     }
 
 
-def metadata_features() -> dict[str, datasets.features.features.FeatureType]:
+def metadata_features() -> dict[str, Any]:
     """The optional metadata columns a triplet row may carry, by name.
 
     * ``id`` (string): a stable identifier of the row, unique within the dataset;
-    * ``negative_kind`` (string): how the negative caption was made, one of :data:`NEGATIVE_KINDS` for rule-based or
+    * ``negative_kind`` (string): how the negative caption was made, one of SugarCrepe's seven kinds for rule-based or
       world negatives, or a free label such as ``"llm"``;
     * ``clip_score`` (float32): the triplet's CLIP score ``(s(x, y) + s(x', y')) / 2`` used by quality filtering;
     * ``vqa_score`` (float32): the share of "yes" answers of the VQA quality check on the negative image.
     """
+    import datasets
+
     return {
         ID: datasets.Value("string"),
         NEGATIVE_KIND: datasets.Value("string"),
@@ -69,12 +74,12 @@ def metadata_features() -> dict[str, datasets.features.features.FeatureType]:
     }
 
 
-METADATA_COLUMNS: tuple[str, ...] = tuple(metadata_features())
+METADATA_COLUMNS: tuple[str, ...] = (ID, NEGATIVE_KIND, CLIP_SCORE, VQA_SCORE)
 
 
 def triplet_features(
-    extra_columns: Iterable[str] | Mapping[str, datasets.features.features.FeatureType] = (),
-) -> datasets.Features:
+    extra_columns: Iterable[str] | Mapping[str, Any] = (),
+) -> "datasets.Features":
     """Features of a TripletData row: the four required columns followed by the requested extra columns.
 
     Args:
@@ -90,6 +95,8 @@ def triplet_features(
         >>> triplet_features(["id", "negative_kind"])  # doctest: +ELLIPSIS
         {'image': Image(...), 'caption': Value('string'), ..., 'id': Value('string'), 'negative_kind': Value('string')}
     """
+    import datasets
+
     features = _required_features()
     known = metadata_features()
     if isinstance(extra_columns, Mapping):
@@ -115,12 +122,14 @@ IMAGE_0, IMAGE_1, CAPTION_0, CAPTION_1, TAG = "image_0", "image_1", "caption_0",
 WINOGROUND_COLUMNS: tuple[str, ...] = (IMAGE_0, IMAGE_1, CAPTION_0, CAPTION_1, TAG)
 
 
-def winoground_features() -> datasets.Features:
+def winoground_features() -> "datasets.Features":
     """Features of a Winoground-style row (the ``facebook/winoground`` column names, plus ``id``).
 
     ``caption_0`` describes ``image_0`` and ``caption_1`` describes ``image_1``; ``tag`` names the kind of change
-    between the two (one of :data:`NEGATIVE_KINDS` for the procedural world).
+    between the two (a negative kind, for the procedural world).
     """
+    import datasets
+
     return datasets.Features(
         {
             ID: datasets.Value("string"),
@@ -138,8 +147,10 @@ CAPTIONS = "captions"
 RETRIEVAL_COLUMNS: tuple[str, ...] = (IMAGE, CAPTIONS)
 
 
-def retrieval_features() -> datasets.Features:
+def retrieval_features() -> "datasets.Features":
     """Features of a retrieval row: ``image`` and ``captions`` (a list of strings, all describing the image)."""
+    import datasets
+
     return datasets.Features(
         {
             ID: datasets.Value("string"),

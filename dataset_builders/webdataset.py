@@ -1,72 +1,78 @@
 """The official TripletCLIP data layout: WebDataset tar shards with ``.image``, ``.neg_image``, ``.caption`` and
-``.neg_caption`` per sample (as in ``TripletCLIP/TripletCLIP-High-Quality``), read by datasets' own WebDataset
-loader and mapped onto the TripletData schema; and a resumable converter from those shards to the Hub layout.
+``.neg_caption`` per sample (as in ``TripletCLIP/TripletCLIP-High-Quality``), mapped onto the TripletData schema;
+and a resumable converter from any form of that data (Hub id, local copy, shards) to the Hub layout.
 
-datasets cannot guess types for these extensions, so every field arrives as raw bytes: the reader declares the
-raw features up front (so a sample missing a field reads as None instead of breaking type inference), turns the
-fields into schema columns lazily, and leaves decoding to whoever consumes the rows, which skips and counts bad
-samples (`TripletCollator` during training, :func:`iter_valid_triplets` and the converter here).
+datasets cannot guess types for these extensions, so every field arrives as raw bytes (plus ``__key__`` and
+``__url__``). The key names are mapped onto the schema here and nowhere else: :func:`from_official` renames the
+columns of any `datasets` dataset read from such shards (nothing is copied or decoded: the row decoder of
+`dataset_builders.rows` reads UTF-8 bytes and encoded images), and :func:`official_to_triplet` turns one sample into a
+full schema row with an id, for the converter and the builder. Bad samples (a corrupt image, undecodable text, a
+missing field) are skipped and counted by whoever consumes the rows.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import shutil
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import datasets
-
 from . import schema
-from .hub_layout import DATA_DIR, ParquetShardWriter, atomic_path, list_shards, shard_filename, write_dataset_card
-from .validation import decode_text, triplet_skip_reason
+from .rows import decode_row
 
 logger = logging.getLogger(__name__)
 
-#: Official field name -> TripletData column.
+#: Official field name -> TripletData column: the one mapping of the released layout.
 OFFICIAL_FIELDS: dict[str, str] = {
     "image": schema.IMAGE,
     "neg_image": schema.NEGATIVE_IMAGE,
     "caption": schema.CAPTION,
     "neg_caption": schema.NEGATIVE_CAPTION,
 }
-PROGRESS_DIR = ".conversion"
+CONVERSION_DIR = ".conversion"
+CONVERT_JOB = "tripletclip data convert-webdataset"
 
 
-def official_raw_features() -> datasets.Features:
+def official_raw_features():
     """The official samples as datasets' WebDataset loader gives them: key, shard URL and four raw byte fields."""
+    import datasets
+
     features = {"__key__": datasets.Value("string"), "__url__": datasets.Value("string")}
     features.update({name: datasets.Value("binary") for name in OFFICIAL_FIELDS})
     return datasets.Features(features)
 
 
-def undecoded_triplet_features() -> datasets.Features:
-    """TripletData features with images left encoded (``{"bytes", "path"}``), so decoding errors reach the reader."""
+def undecoded_triplet_features():
+    """TripletData features with nothing decoded: images encoded (``{"bytes", "path"}``) and captions as the shards
+    hold them (UTF-8 bytes), so that every decoding problem reaches the reader, which counts it by reason."""
+    import datasets
+
     features = schema.triplet_features([schema.ID])
     for name in schema.IMAGE_COLUMNS:
         features[name] = datasets.Image(decode=False)
+    for name in schema.CAPTION_COLUMNS:
+        features[name] = datasets.Value("binary")
     return features
 
 
-def _check_shards(shards: Sequence[str | Path]) -> list[str]:
-    if isinstance(shards, (str, Path)):
-        shards = [shards]
-    shards = [str(s) for s in shards]
-    if not shards:
-        raise ValueError("No shards given: pass one or more WebDataset .tar files (e.g. shard-{0..750}.tar).")
-    missing = [s for s in shards if "://" not in s and not Path(s).is_file()]
-    if missing:
-        raise FileNotFoundError(f"WebDataset shard(s) not found: {', '.join(missing[:5])}"
-                                + (f" and {len(missing) - 5} more" if len(missing) > 5 else ""))
-    return shards
+def is_official(columns: Iterable[str]) -> bool:
+    """Whether columns are the released layout's (``neg_image`` / ``neg_caption`` are its own names)."""
+    columns = set(columns)
+    return bool({"neg_image", "neg_caption"} & columns) and schema.NEGATIVE_IMAGE not in columns
 
 
-def _shard_name(url: str) -> str:
-    name = url.rstrip("/").rsplit("/", 1)[-1]
+def from_official(dataset):
+    """A `datasets` dataset read from official shards, with the schema's column names (other datasets unchanged)."""
+    columns = list(dataset.features) if dataset.features is not None else []
+    if not is_official(columns):
+        return dataset
+    return dataset.rename_columns({old: new for old, new in OFFICIAL_FIELDS.items() if old in columns and old != new})
+
+
+def shard_name(url: str) -> str:
+    name = str(url or "").rstrip("/").rsplit("/", 1)[-1]
     for suffix in (".tar.gz", ".tgz", ".tar"):
         if name.endswith(suffix):
             return name[: -len(suffix)]
@@ -74,29 +80,43 @@ def _shard_name(url: str) -> str:
 
 
 def official_to_triplet(sample: Mapping[str, Any]) -> dict[str, Any]:
-    """Map one raw official sample onto the schema; nothing is decoded, absent fields become None.
+    """One official sample (raw, or with the schema's names) as a schema row with an id; nothing is decoded (images
+    as ``{"bytes", "path"}``, captions as the UTF-8 bytes they are), absent fields become None.
 
-    The id is ``<shard name>/<sample key>``, unique across shards. A caption that is not valid UTF-8 becomes None
-    (and is then counted as an empty caption).
+    The id is ``<shard name>/<sample key>``, unique across shards.
     """
     def image(value):
-        return None if value is None else {"bytes": value, "path": None}
+        if value is None or isinstance(value, Mapping):
+            return value
+        return {"bytes": value, "path": None}
+
+    def text(value):
+        return value.encode("utf-8") if isinstance(value, str) else value
+
+    def get(official: str):
+        return sample.get(official, sample.get(OFFICIAL_FIELDS[official]))
 
     return {
-        schema.IMAGE: image(sample.get("image")),
-        schema.CAPTION: decode_text(sample.get("caption")),
-        schema.NEGATIVE_IMAGE: image(sample.get("neg_image")),
-        schema.NEGATIVE_CAPTION: decode_text(sample.get("neg_caption")),
-        schema.ID: f"{_shard_name(sample.get('__url__') or '')}/{sample.get('__key__')}",
+        schema.IMAGE: image(get("image")),
+        schema.CAPTION: text(get("caption")),
+        schema.NEGATIVE_IMAGE: image(get("neg_image")),
+        schema.NEGATIVE_CAPTION: text(get("neg_caption")),
+        schema.ID: f"{shard_name(sample.get('__url__'))}/{sample.get('__key__')}",
     }
 
 
-def read_official_shards(shards: str | Path | Sequence[str | Path], split: str = "train") -> datasets.IterableDataset:
-    """Stream official WebDataset shards as TripletData rows, without materialising them.
+def valid_triplet(row: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+    """``(row with its captions as text, None)`` when all four values are usable (`dataset_builders.rows.decode_row`),
+    else ``(None, reason)``; the images stay encoded."""
+    decoded, reason = decode_row(row)
+    if reason is not None:
+        return None, reason
+    return {**row, schema.CAPTION: decoded.caption, schema.NEGATIVE_CAPTION: decoded.negative_caption}, None
 
-    Args:
-        shards: local paths (or URLs datasets can open) of ``.tar`` shards in the official layout.
-        split: the split name given to the stream.
+
+def read_official_shards(value, split: str = "train"):
+    """Stream the released TripletData (a Hub id, a local copy, or shards: any form `dataset_builders.sources`
+    resolves) as schema rows with an ``id``, without materialising them.
 
     Returns:
         A `datasets.IterableDataset` with ``image``, ``caption``, ``negative_image``, ``negative_caption`` and
@@ -104,24 +124,36 @@ def read_official_shards(shards: str | Path | Sequence[str | Path], split: str =
         image is skipped and counted by the consumer rather than raising inside the stream. It has one shard per
         tar file, so `datasets.distributed.split_dataset_by_node` and DataLoader workers divide whole files.
     """
-    shards = _check_shards(shards)
-    raw = datasets.load_dataset(
-        "webdataset", data_files={split: shards}, split=split, streaming=True, features=official_raw_features()
-    )
-    return raw.map(official_to_triplet, remove_columns=list(official_raw_features()),
-                   features=undecoded_triplet_features())
+    from .sources import DatasetSourceError, load_dataset
+
+    if isinstance(value, (list, tuple)):
+        if not value:
+            raise ValueError("No shards given: pass one or more WebDataset .tar files (e.g. shard-{0..750}.tar).")
+        missing = [str(s) for s in value if "://" not in str(s) and not Path(s).is_file()]
+        if missing:
+            raise FileNotFoundError(f"WebDataset shard(s) not found: {', '.join(missing[:5])}"
+                                    + (f" and {len(missing) - 5} more" if len(missing) > 5 else ""))
+        value = ",".join(str(s) for s in value)
+    stream = load_dataset(value, split=split, streaming=True)
+    columns = list(stream.features or {})
+    if not {schema.IMAGE, schema.CAPTION, schema.NEGATIVE_IMAGE, schema.NEGATIVE_CAPTION} <= set(columns):
+        raise DatasetSourceError(
+            f"{value} does not hold the released TripletData layout (.image, .neg_image, .caption, .neg_caption per "
+            f"sample); its columns are {columns}."
+        )
+    return stream.map(official_to_triplet, remove_columns=columns, features=undecoded_triplet_features())
 
 
 def iter_valid_triplets(rows: Iterable[Mapping[str, Any]], skipped: Counter) -> Iterator[dict[str, Any]]:
     """The rows whose four values are usable (images decode, captions non-empty); the others are counted.
 
     ``skipped`` is updated in place with one count per skipped row under its reason
-    (see `dataset_builders.validation.SKIP_REASONS`). Rows are yielded unchanged (images still encoded).
+    (see `dataset_builders.rows.SKIP_REASONS`). Rows are yielded with their captions as text, images still encoded.
     """
     for row in rows:
-        reason = triplet_skip_reason(row)
+        valid, reason = valid_triplet(row)
         if reason is None:
-            yield dict(row)
+            yield valid
         else:
             skipped[reason] += 1
             logger.debug("Skipping %s: %s", row.get(schema.ID), reason)
@@ -144,87 +176,73 @@ class ConversionReport:
 
 
 def convert_official_shards(
-    shards: Sequence[str | Path],
+    value,
     out_dir: str | Path,
     split: str = "train",
     overwrite: bool = False,
     progress: bool = True,
     **card_kwargs: Any,
 ) -> ConversionReport:
-    """Convert official WebDataset shards to TripletData in the Hub layout, one parquet shard per tar file.
+    """Convert the released TripletData (Hub id, local copy or shards) to the Hub layout, one parquet shard per tar.
 
-    The conversion resumes: each output shard is written atomically and then recorded as done (with its row and
-    skip counts) under ``out_dir/.conversion/``; a rerun after an interruption converts only the shards not yet
-    recorded, so the result has every good sample exactly once. Images keep their original encoding (no
-    re-compression); samples with an undecodable image, an empty caption or a missing field are skipped and counted.
+    The conversion resumes: the output folder is claimed for this source (`OutputFolder`), each output shard is
+    written atomically and then recorded as done (with its row and skip counts) in the folder's ledger
+    (``out_dir/.conversion/``); a rerun after an interruption converts only the shards not yet recorded, so the result
+    has every good sample exactly once. Images keep their original encoding (no re-compression); samples with an
+    undecodable image or caption, an empty caption or a missing field are skipped and counted.
 
     Args:
-        shards: the ``.tar`` files, in the order their rows should appear.
+        value: a Hub id, a folder holding the shards, or shards (a list, or paths / globs / brace ranges).
         out_dir: the dataset folder to create or complete.
         split: the split name.
-        overwrite: start afresh when ``out_dir`` holds a conversion of other shards.
+        overwrite: start afresh when ``out_dir`` holds a conversion of other shards (or other files).
         progress: show a progress bar per shard.
         **card_kwargs: passed to `write_dataset_card`.
-
-    Returns:
-        A `ConversionReport` (rows, skip counts, converted and reused shards).
     """
     from tqdm.auto import tqdm
 
-    shards = _check_shards(shards)
+    from .hub_layout import DATA_DIR, ParquetShardWriter, shard_filename, write_dataset_card
+    from .sources import WEBDATASET, resolve_dataset
+    from .utils.output_folders import OutputFolder
+
+    stream = read_official_shards(value, split=split)  # checks the shards exist before anything is written
+    source = resolve_dataset(",".join(map(str, value)) if isinstance(value, (list, tuple)) else value)
+    names = list(source.shards) if source.kind == WEBDATASET else [f"{source.value}#{i}" for i in
+                                                                   range(stream.num_shards)]
     out_dir = Path(out_dir)
-    progress_dir = out_dir / PROGRESS_DIR
-    sources_file = progress_dir / "sources.json"
-    plan = {"split": split, "shards": shards}
-    if sources_file.exists() and json.loads(sources_file.read_text()) != plan:
-        if not overwrite:
-            raise FileExistsError(
-                f"{out_dir} holds a conversion of other shards (see {sources_file}). Use another --out folder, or "
-                f"--overwrite to discard it and convert these shards."
-            )
-        shutil.rmtree(progress_dir)
-        for paths in list_shards(out_dir, split).values():
-            for path in paths:
-                path.unlink()
-    elif not sources_file.exists() and list_shards(out_dir, split):
-        if not overwrite:
-            raise FileExistsError(
-                f"{out_dir} already holds {split} shards that this converter did not write. Use another --out "
-                f"folder, or --overwrite to replace them."
-            )
-        for path in list_shards(out_dir, split)[split]:
-            path.unlink()
-    progress_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_path(sources_file) as tmp:
-        tmp.write_text(json.dumps(plan, indent=1))
-    for stale in (out_dir / DATA_DIR).glob(".*.tmp") if (out_dir / DATA_DIR).is_dir() else []:
-        stale.unlink()  # half-written shards of an interrupted run
+    folder = OutputFolder(
+        out_dir, {"split": split, "shards": [str(Path(n).resolve()) if Path(n).is_file() else n for n in names]},
+        CONVERT_JOB, identity_file=f"{CONVERSION_DIR}/sources.json", ledger_dir=CONVERSION_DIR,
+        other_message="{path} holds a conversion of other shards ({differences}). Use another --output_dir, or "
+                      "{flag} to discard it and convert these shards.",
+        foreign_message="{path} already holds files that this converter did not write. Use another --output_dir, "
+                        "or {flag} to replace them.",
+    )
+    folder.claim(overwrite=overwrite)
 
     features = schema.triplet_features([schema.ID])
     report = ConversionReport(out_dir)
-    total = len(shards)
-    for index, shard in enumerate(shards):
-        marker = progress_dir / f"{index:05d}.json"
+    total = stream.num_shards
+    for index in range(total):
         target = out_dir / DATA_DIR / shard_filename(split, index, total)
-        if marker.exists() and target.exists():
-            done = json.loads(marker.read_text())
+        done = folder.record_for(index)
+        if done is not None and target.exists():
             report.rows += done["rows"]
             report.skipped.update(done["skipped"])
-            report.reused_shards.append(shard)
+            report.reused_shards.append(names[index])
             continue
         skipped: Counter = Counter()
-        rows = read_official_shards([shard], split=split)
+        rows = stream.shard(num_shards=total, index=index)
         with ParquetShardWriter(target, features) as writer:
-            for row in tqdm(iter_valid_triplets(rows, skipped), desc=_shard_name(shard), unit="triplet",
+            for row in tqdm(iter_valid_triplets(rows, skipped), desc=shard_name(names[index]), unit="triplet",
                             disable=not progress):
                 writer.write(row)
-        with atomic_path(marker) as tmp:
-            tmp.write_text(json.dumps({"source": shard, "rows": writer.num_rows, "skipped": dict(skipped)}))
+        folder.record(index, {"source": names[index], "rows": writer.num_rows, "skipped": dict(skipped)})
         if skipped:
-            logger.warning("%s: skipped %s", shard, dict(skipped))
+            logger.warning("%s: skipped %s", names[index], dict(skipped))
         report.rows += writer.num_rows
         report.skipped.update(skipped)
-        report.converted_shards.append(shard)
+        report.converted_shards.append(names[index])
 
     skipped_text = ", ".join(f"{n} ({reason})" for reason, n in sorted(report.skipped.items())) or "none"
     card_kwargs.setdefault("pretty_name", "TripletData")

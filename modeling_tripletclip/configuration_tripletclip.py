@@ -4,32 +4,15 @@ A TripletCLIP checkpoint is a CLIP checkpoint whose configuration also names its
 architectural comes from :class:`transformers.CLIPConfig`; this file adds only the objective, so a model can be
 rebuilt, and its loss recomputed, from the configuration alone.
 
-This module travels with every saved checkpoint as remote code: it imports nothing from our package.
+The objectives (``loss_type``) are those of ``losses.OBJECTIVES``; this is where a name is validated.
+
+This module travels with every saved checkpoint as remote code: it imports only transformers and ``losses``.
 """
 
-from huggingface_hub.dataclasses import strict
 from transformers import CLIPConfig
+from transformers.configuration_utils import strict
 
-LOSS_TYPES = ("clip", "negclip", "tripletclip", "clip_hn", "negative_images")
-"""The training objectives a :class:`TripletCLIPConfig` may name.
-
-- ``"clip"``: the plain CLIP loss on real pairs (LaCLIP when the captions are LLM rewrites).
-- ``"negclip"``: NegCLIP; negative captions join the image-to-text softmax.
-- ``"tripletclip"``: the paper's loss, NegCLIP with real images as anchors plus NegCLIP with negative images as
-  anchors (negative caption as positive, real captions as hard negatives).
-- ``"clip_hn"``: LaCLIP+HN; the negative pairs are added to the batch as ordinary extra pairs (CLIP over 2B pairs).
-- ``"negative_images"``: the "negative images only" ablation, NegCLIP's mirror image: negative images join the
-  text-to-image softmax as hard negatives of the real captions; negative captions are not used.
-"""
-
-# The negative inputs each objective needs: (negative captions, negative images).
-LOSS_NEEDS_NEGATIVES = {
-    "clip": (False, False),
-    "negclip": (True, False),
-    "tripletclip": (True, True),
-    "clip_hn": (True, True),
-    "negative_images": (False, True),
-}
+from .losses import LOSS_NEEDS_NEGATIVES, LOSS_TYPES, check_loss_type
 
 
 @strict
@@ -40,11 +23,11 @@ class TripletCLIPConfig(CLIPConfig):
     Args:
         loss_type (`str`, *optional*, defaults to `"tripletclip"`):
             The objective computed by `forward(..., return_loss=True)`. One of `"clip"`, `"negclip"`,
-            `"tripletclip"`, `"clip_hn"`, `"negative_images"` (see `LOSS_TYPES`).
+            `"tripletclip"`, `"clip_hn"`, `"negative_images"` (see `losses.OBJECTIVES`).
         local_loss (`bool`, *optional*, defaults to `False`):
-            With several processes, compute only this process's rows of the logit matrices against the gathered
-            columns (open_clip's `local_loss`). Same loss value in expectation and same gradients, less memory;
-            without it every process computes the full gathered matrices.
+            When the caller splits the batch over processes (`forward(..., gather=Gather(rank, world_size))`),
+            compute only this process's rows of the logit matrices against the gathered columns (open_clip's
+            `local_loss`). Same gradients, less memory; without it every process computes the full gathered matrices.
         gather_with_grad (`bool`, *optional*, defaults to `True`):
             All-gather embeddings across processes with gradient, so that N processes of batch B compute the
             loss and gradients of one process with batch N*B. Only ever turn off to reproduce older code.
@@ -68,10 +51,10 @@ class TripletCLIPConfig(CLIPConfig):
 
     def __post_init__(self, **kwargs):
         # Checked before anything else is built, so a typo fails at once with a plain ValueError.
-        if self.loss_type not in LOSS_TYPES:
-            raise ValueError(
-                f"Unknown loss_type {self.loss_type!r}. Choose one of: {', '.join(repr(t) for t in LOSS_TYPES)}."
-            )
+        check_loss_type(self.loss_type)
+        # A plain CLIP configuration read into this class (`TripletCLIPModel.from_pretrained("a/clip")`) carries
+        # model_type "clip"; the model it builds is a TripletCLIP model, and saves as one.
+        kwargs.pop("model_type", None)
         super().__post_init__(**kwargs)
 
     @property

@@ -1,11 +1,10 @@
-"""Converters into TripletCLIP checkpoints.
+"""The official TripletCLIP release's weights, mapped onto one `TripletCLIPModel`: pure tensor mapping, no I/O.
 
-- `tripletclip convert-clip SOURCE --out DIR`: any CLIP checkpoint (Hub id or folder) as a TripletCLIP checkpoint
-  with bit-identical weights and its processor, ready to fine-tune with the triplet loss.
-- `tripletclip convert-official SOURCE --out DIR`: a checkpoint of the official TripletCLIP release
-  (``TripletCLIP/{CC3M,CC12M}_{LaCLIP,NegCLIP,NegCLIPPP,TripletCLIP}_ViTB12`` and ``CC3M_LaCLIP_Real_HN_ViTB12``: two
-  remote-code models in ``text-encoder/`` and ``vision-encoder/``) as one TripletCLIP checkpoint that
-  ``AutoModel.from_pretrained`` loads, with no code from the original repository executed.
+The official checkpoints (``TripletCLIP/{CC3M,CC12M}_{LaCLIP,NegCLIP,NegCLIPPP,TripletCLIP}_ViTB12`` and
+``CC3M_LaCLIP_Real_HN_ViTB12``) are two remote-code models in ``text-encoder/`` and ``vision-encoder/``. This module
+turns their state dicts and configurations into a `TripletCLIPConfig` and a state dict (:func:`official_to_tripletclip`);
+reading the files, downloading and writing the converted checkpoint with its card is ``modeling_tripletclip.hub.convert``
+(``tripletclip convert-official``).
 
 The official weights are mapped onto CLIP's by their structure, not by trusting one naming: each tower is recognised
 either in transformers' naming (``CLIPTextModelWithProjection`` / ``CLIPVisionModelWithProjection``, possibly under a
@@ -24,23 +23,18 @@ checkpoint is recognised and reported, not used (``--logit-scale`` sets another 
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import os
 import re
-import shutil
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from .configuration_tripletclip import LOSS_TYPES
+from dataset_builders.utils.errors import InputError
+
+from .losses import check_loss_type
 
 OFFICIAL_SUBFOLDERS = {"text": "text-encoder", "vision": "vision-encoder"}
 OFFICIAL_LOGIT_SCALE = 100.0
-DEFAULT_PROCESSOR = "openai/clip-vit-base-patch32"
 # The official repository names say which objective trained them.
 _OFFICIAL_OBJECTIVES = (
     (re.compile(r"real_hn", re.I), "clip_hn"),
@@ -50,29 +44,7 @@ _OFFICIAL_OBJECTIVES = (
 )
 
 
-def convert_clip(source: str, out: str | Path, loss_type: str = "tripletclip") -> Path:
-    """Save ``source`` (a CLIP checkpoint) as a TripletCLIP checkpoint in ``out``, processor included."""
-    from transformers import AutoProcessor
-
-    from .modeling_tripletclip import TripletCLIPModel
-
-    out = Path(out)
-    model = TripletCLIPModel.from_clip(source, loss_type=loss_type)
-    model.save_pretrained(out)
-    AutoProcessor.from_pretrained(source).save_pretrained(out)
-    return out
-
-
-def _convert_clip_command(args: argparse.Namespace) -> int:
-    out = convert_clip(args.source, args.out, loss_type=args.loss_type)
-    print(f"Saved a TripletCLIP checkpoint (loss_type={args.loss_type}) to {out}")
-    return 0
-
-
-# ================================================================================================ official release
-
-
-class OfficialCheckpointError(ValueError):
+class OfficialCheckpointError(InputError):
     """The official checkpoint could not be mapped onto CLIP unambiguously; the message lists what did not match."""
 
 
@@ -391,179 +363,67 @@ def map_vision_tower(state: Mapping[str, Any], config: Mapping[str, Any], where:
     return mapping
 
 
-def load_official_towers(source: str | os.PathLike) -> dict[str, tuple[dict[str, Any], dict[str, Any], str]]:
-    """``{"text"|"vision": (state dict, config dict, description)}`` of an official checkpoint folder or Hub id.
-
-    Only ``config.json`` and safetensors files are read (downloaded, for a Hub id); the release's Python files are
-    never downloaded nor run.
-    """
-    from safetensors.torch import load_file
-
-    folder = Path(source).expanduser()
-    if not folder.exists():
-        folder = _download_official(str(source))
-    towers = {}
-    for tower, subfolder in OFFICIAL_SUBFOLDERS.items():
-        path = folder / subfolder
-        if not path.is_dir():
-            raise OfficialCheckpointError(
-                f"{folder} has no {subfolder}/ folder. An official TripletCLIP checkpoint holds text-encoder/ and "
-                f"vision-encoder/, each with config.json and model.safetensors (e.g. TripletCLIP/CC3M_TripletCLIP_ViTB12)."
-            )
-        files = sorted(path.glob("*.safetensors"))
-        if not files:
-            pickled = [p.name for p in path.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt")]
-            raise OfficialCheckpointError(
-                f"{path} has no .safetensors weights" + (f" (only {', '.join(pickled)}, which is not loaded: pickled "
-                                                          f"weights can run code)" if pickled else "") + "."
-            )
-        state: dict[str, Any] = {}
-        for file in files:
-            part = load_file(file)
-            overlap = set(part) & set(state)
-            if overlap:
-                raise OfficialCheckpointError(f"{path}: tensors stored twice across shards: {sorted(overlap)[:5]}")
-            state.update(part)
-        config_path = path / "config.json"
-        config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
-        towers[tower] = (state, config, f"{subfolder}/ of {source}")
-    return towers
-
-
-def _download_official(repo_id: str) -> Path:
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HFValidationError, OfflineModeIsEnabled
-
-    patterns = [f"{sub}/{name}" for sub in OFFICIAL_SUBFOLDERS.values() for name in ("config.json", "*.safetensors")]
-    try:
-        return Path(snapshot_download(repo_id, allow_patterns=patterns))
-    except (OfflineModeIsEnabled, HFValidationError, OSError) as error:
-        raise OfficialCheckpointError(
-            f"{repo_id!r} is not a local folder and could not be downloaded from the Hub ({type(error).__name__}: "
-            f"{error}). Give a folder holding text-encoder/ and vision-encoder/, or a Hub id such as "
-            f"TripletCLIP/CC3M_TripletCLIP_ViTB12 on a machine with network access."
-        ) from None
-
-
 def official_loss_type(source: str) -> str:
     """The objective an official checkpoint was trained with, read from its name (default ``"tripletclip"``)."""
-    name = Path(str(source).rstrip("/")).name
+    name = str(source).rstrip("/").rsplit("/", 1)[-1]
     for pattern, loss_type in _OFFICIAL_OBJECTIVES:
         if pattern.search(name):
             return loss_type
     return "tripletclip"
 
 
-def convert_official(
-    source: str | os.PathLike,
-    out: str | os.PathLike,
-    processor: str | os.PathLike = DEFAULT_PROCESSOR,
-    loss_type: str | None = None,
+def official_to_tripletclip(
+    text: TowerMapping,
+    vision: TowerMapping,
+    special_tokens: Mapping[str, int | None],
+    loss_type: str,
     logit_scale: float = OFFICIAL_LOGIT_SCALE,
 ):
-    """Convert an official TripletCLIP checkpoint (folder or Hub id) into one TripletCLIP checkpoint in ``out``.
+    """The `TripletCLIPConfig` and state dict of one checkpoint made of two mapped towers.
 
     Args:
-        source: a folder (or Hub id) holding ``text-encoder/`` and ``vision-encoder/``.
-        out: the output folder; must not exist or be empty. Written atomically (a temporary folder renamed at the end).
-        processor: the processor to save with it (tokenizer + image processor); the official models use OpenAI
-            CLIP's, ``openai/clip-vit-base-patch32``.
-        loss_type: the objective recorded in the config (default: read from the repository name).
+        text, vision: the towers as :func:`map_text_tower` / :func:`map_vision_tower` recognised them.
+        special_tokens: the tokenizer's ``bos_token_id``, ``eos_token_id``, ``pad_token_id``.
+        loss_type: the objective recorded in the config.
         logit_scale: the fixed temperature of the official evaluation, 100; stored as ``ln(logit_scale)``.
 
-    Returns:
-        ``(out, text mapping, vision mapping)``: the folder and what was recognised in each tower.
+    Raises:
+        OfficialCheckpointError: the towers do not share an embedding space, or the weights do not fit exactly.
     """
     import torch
-    from transformers import AutoProcessor
 
-    from .hub.cards import render_model_card
-    from .modeling_tripletclip import TripletCLIPModel
     from .configuration_tripletclip import TripletCLIPConfig
-    from .presets import align_text_config
+    from .modeling_tripletclip import TripletCLIPModel
 
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise OfficialCheckpointError(f"--out {out} already exists and is not empty; give a new folder.")
+    check_loss_type(loss_type)
     if logit_scale <= 0:
         raise OfficialCheckpointError(f"The logit scale must be positive (the official value is 100), got {logit_scale}.")
-    loss_type = loss_type or official_loss_type(str(source))
-    if loss_type not in LOSS_TYPES:
-        raise OfficialCheckpointError(f"Unknown loss_type {loss_type!r}; choose one of {', '.join(LOSS_TYPES)}.")
-
-    towers = load_official_towers(source)
-    text = map_text_tower(*towers["text"][:2], where=towers["text"][2])
-    vision = map_vision_tower(*towers["vision"][:2], where=towers["vision"][2])
     if text.architecture["projection_dim"] != vision.architecture["projection_dim"]:
         raise OfficialCheckpointError(
             f"The text tower projects to {text.architecture['projection_dim']} dimensions and the vision tower to "
             f"{vision.architecture['projection_dim']}: they do not share an embedding space."
         )
-
-    try:
-        model_processor = AutoProcessor.from_pretrained(processor)
-    except (OSError, ValueError) as error:
-        raise OfficialCheckpointError(
-            f"Cannot load the processor {str(processor)!r} ({type(error).__name__}). The official checkpoints use "
-            f"OpenAI CLIP's tokenizer and image preprocessing: pass --processor openai/clip-vit-base-patch32 on a "
-            f"machine with network access, or a local folder holding that processor."
-        ) from None
-    tokenizer = model_processor.tokenizer
-    crop = getattr(model_processor.image_processor, "crop_size", None) or {}
-    crop_size = crop.get("height") if isinstance(crop, Mapping) else None
-    if crop_size is not None and crop_size != vision.architecture["image_size"]:
-        raise OfficialCheckpointError(
-            f"The processor {processor} makes {crop_size} px images but the vision tower expects "
-            f"{vision.architecture['image_size']} px; pass the matching --processor."
-        )
-    special = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
-               "pad_token_id": tokenizer.pad_token_id}
     config = TripletCLIPConfig(
-        text_config={**text.architecture, **special},
+        text_config={**text.architecture, **special_tokens},
         vision_config=vision.architecture,
         projection_dim=text.architecture["projection_dim"],
         logit_scale_init_value=math.log(logit_scale),
         loss_type=loss_type,
     )
-    config = align_text_config(config, tokenizer)
-    model = TripletCLIPModel(config)
     weights = {**text.weights, **vision.weights, "logit_scale": torch.tensor(math.log(logit_scale))}
-    expected = model.state_dict()
+    with torch.device("meta"):
+        expected = TripletCLIPModel(config).state_dict()
     missing = sorted(set(expected) - set(weights))
     extra = sorted(set(weights) - set(expected))
     wrong = [f"{k}: {tuple(weights[k].shape)} vs {tuple(expected[k].shape)}" for k in expected
              if k in weights and tuple(weights[k].shape) != tuple(expected[k].shape)]
-    if missing or extra or wrong:  # the mapping above guarantees this; a last check before writing anything
+    if missing or extra or wrong:  # the mapping guarantees this; a last check before anything is written
         raise OfficialCheckpointError(f"Converted weights do not fit TripletCLIP: missing {missing}, extra {extra}, "
                                       f"wrong shapes {wrong}.")
-    model.load_state_dict(weights, strict=True)
-    model.eval()
-
-    tmp = out.parent / f".{out.name}.converting"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        model.save_pretrained(tmp)
-        model_processor.save_pretrained(tmp)
-        render_model_card(
-            base_model=str(source) if not Path(source).exists() else None,
-            license="other",
-            repo_id=str(out),
-            model_config=config,
-            model_name=f"{Path(str(source).rstrip('/')).name} (converted to TripletCLIP)",
-            tags=["official-checkpoint"],
-            notes=_conversion_notes(source, text, vision, logit_scale, loss_type),
-        ).save(tmp / "README.md")
-        if out.exists():
-            out.rmdir()  # empty, checked above
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out, text, vision
+    return config, weights
 
 
-def _conversion_notes(source, text: TowerMapping, vision: TowerMapping, logit_scale: float, loss_type: str) -> str:
+def conversion_notes(source, text: TowerMapping, vision: TowerMapping, logit_scale: float, loss_type: str) -> str:
     lines = [
         f"Converted with `tripletclip convert-official {source}` from the official release's two remote-code towers "
         f"(`text-encoder/`, `vision-encoder/`) into one TripletCLIP checkpoint; every tensor was used exactly once.",
@@ -586,47 +446,14 @@ def _conversion_notes(source, text: TowerMapping, vision: TowerMapping, logit_sc
     return "\n".join(lines)
 
 
-def _convert_official_command(args: argparse.Namespace) -> int:
-    try:
-        out, text, vision = convert_official(
-            args.source, args.out, processor=args.processor, loss_type=args.loss_type, logit_scale=args.logit_scale
-        )
-    except OfficialCheckpointError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(
-        f"Saved a TripletCLIP checkpoint to {out} (text: {text.naming} naming, vision: {vision.naming} naming, "
-        f"logit scale {args.logit_scale:g}). Load it with AutoModel.from_pretrained({str(out)!r})."
-    )
-    return 0
-
-
-def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "convert-clip",
-        help="save a CLIP checkpoint as a TripletCLIP checkpoint (same weights)",
-        description="Save any CLIP checkpoint (Hub id or folder) as a TripletCLIP checkpoint with identical weights.",
-    )
-    parser.add_argument("source", help="CLIP checkpoint: a Hub id such as openai/clip-vit-base-patch32, or a folder")
-    parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--loss_type", "--loss-type", default="tripletclip", choices=LOSS_TYPES)
-    parser.set_defaults(func=_convert_clip_command)
-
-    parser = subparsers.add_parser(
-        "convert-official",
-        help="turn an official TripletCLIP release (text-encoder/ + vision-encoder/) into one checkpoint",
-        description="Convert an official TripletCLIP checkpoint (e.g. TripletCLIP/CC3M_TripletCLIP_ViTB12, or a "
-        "folder with text-encoder/ and vision-encoder/) into one TripletCLIP checkpoint that "
-        "AutoModel.from_pretrained loads. Weights are matched by structure and every tensor must be used exactly "
-        "once; the logit scale is fixed at 100 as in the official evaluation.",
-    )
-    parser.add_argument("source", help="Hub id or folder of the official checkpoint")
-    parser.add_argument("--out", required=True, help="output folder (new or empty)")
-    parser.add_argument("--processor", default=DEFAULT_PROCESSOR,
-                        help=f"processor to save with it (Hub id or folder; default {DEFAULT_PROCESSOR})")
-    parser.add_argument("--loss_type", "--loss-type", default=None, choices=LOSS_TYPES,
-                        help="objective recorded in the config (default: from the repository name)")
-    parser.add_argument("--logit-scale", "--logit_scale", dest="logit_scale", type=float,
-                        default=OFFICIAL_LOGIT_SCALE, help="fixed logit scale (default 100, the official evaluation's)")
-    parser.set_defaults(func=_convert_official_command)
-
+__all__ = [
+    "OFFICIAL_LOGIT_SCALE",
+    "OFFICIAL_SUBFOLDERS",
+    "OfficialCheckpointError",
+    "TowerMapping",
+    "conversion_notes",
+    "map_text_tower",
+    "map_vision_tower",
+    "official_loss_type",
+    "official_to_tripletclip",
+]

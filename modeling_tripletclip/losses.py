@@ -13,15 +13,24 @@ cross-entropy of the rows of ``M`` against the target columns ``t``.
 
 Every function takes the rows it *anchors* and, separately, the *candidates* they are scored against, plus the
 column index of each anchor's positive (``labels``). On one process the anchors are the candidates and the labels
-are ``arange(B)``. Across processes, :func:`compute_loss` gathers the candidates from every process with gradient
-(:func:`gather_features`) and either anchors all gathered rows (global loss) or only its own rows with labels
-offset by ``rank * B`` (open_clip's ``local_loss``: same gradients, less memory). Nothing here knows about models
-or training loops, so the same code runs on one device or many.
+are ``arange(B)``. :data:`OBJECTIVES` maps each ``loss_type`` to its function and the embeddings it uses;
+:func:`compute_loss` is the one entry.
+
+Across processes, gathering is the caller's decision, as in open_clip: a trainer that splits a contrastive batch over
+processes passes what it knows about them (:class:`Gather`: this process's rank, the number of processes, the group);
+:func:`compute_loss` then gathers the candidates from every process with gradient and either anchors all gathered
+rows (global loss) or only its own rows with labels offset by ``rank * B`` (``local_loss``: same gradients, less
+memory). Without a `Gather` nothing crosses processes, whatever process group happens to exist. Nothing here knows
+about models or training loops, so the same code runs on one device or many.
 
 This module travels with every checkpoint as remote code: it imports only torch.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -197,25 +206,89 @@ def negative_images_loss(
     }
 
 
-def gather_features(features: torch.Tensor, *, with_grad: bool = True) -> torch.Tensor:
-    """Concatenate ``features`` `(B, D)` from every process along the batch, in rank order: `(N·B, D)`.
+@dataclass(frozen=True)
+class Gather:
+    """The processes a contrastive batch is split over, as the caller (a trainer) knows them.
 
-    With ``with_grad`` (the default) the gather is autograd-aware: the gradient that reaches each process's rows is
-    the sum over processes, so after data-parallel gradient averaging the parameters get exactly the gradient of one
-    process with the whole batch. (``accelerator.gather`` does not carry gradients.) Returns ``features`` unchanged
-    on a single process. Every process must hold the same batch size.
+    Args:
+        rank: this process's index among them (its rows come at ``rank * B`` in the gathered batch).
+        world_size: how many processes share the batch; every one holds the same number of rows ``B``.
+        group: the `torch.distributed` process group (None: the default group).
+        with_grad: gather with gradient (see :func:`gather_features`); only turn off to reproduce older code.
     """
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+
+    rank: int
+    world_size: int
+    group: Any = None
+    with_grad: bool = True
+
+    def __post_init__(self):
+        if not 0 <= self.rank < self.world_size:
+            raise ValueError(f"Gather: rank {self.rank} is not in [0, {self.world_size}).")
+
+
+def gather_features(features: torch.Tensor, gather: Gather) -> torch.Tensor:
+    """Concatenate ``features`` `(B, D)` from every process of ``gather`` along the batch, in rank order: `(N·B, D)`.
+
+    With ``gather.with_grad`` the gather is autograd-aware: the gradient that reaches each process's rows is the sum
+    over processes, so after data-parallel gradient averaging the parameters get exactly the gradient of one process
+    with the whole batch. (``accelerator.gather`` does not carry gradients.) Every process must hold the same batch
+    size and call this in the same order.
+    """
+    if gather.world_size == 1:
         return features
-    if with_grad:
+    group = gather.group if gather.group is not None else dist.group.WORLD
+    if gather.with_grad:
         from torch.distributed._functional_collectives import all_gather_single_autograd
 
-        return all_gather_single_autograd(features.contiguous(), gather_dim=0, group=dist.group.WORLD)
-    gathered = [torch.empty_like(features) for _ in range(dist.get_world_size())]
-    dist.all_gather(gathered, features.contiguous())
+        return all_gather_single_autograd(features.contiguous(), gather_dim=0, group=group)
+    gathered = [torch.empty_like(features) for _ in range(gather.world_size)]
+    dist.all_gather(gathered, features.contiguous(), group=group)
     # Keep the local rows in the graph so this process's own gradient still flows.
-    gathered[dist.get_rank()] = features
+    gathered[gather.rank] = features
     return torch.cat(gathered)
+
+
+@dataclass(frozen=True)
+class Objective:
+    """A training objective: its loss function and the embeddings it takes, in the function's positional order."""
+
+    function: Callable[..., LossParts]
+    inputs: tuple[str, ...]
+
+    @property
+    def needs_negative_captions(self) -> bool:
+        return "negative_text_embeds" in self.inputs
+
+    @property
+    def needs_negative_images(self) -> bool:
+        return "negative_image_embeds" in self.inputs
+
+
+OBJECTIVES: dict[str, Objective] = {
+    "clip": Objective(clip_loss, ("image_embeds", "text_embeds")),
+    "negclip": Objective(negclip_loss, ("image_embeds", "text_embeds", "negative_text_embeds")),
+    "tripletclip": Objective(
+        tripletclip_loss, ("image_embeds", "text_embeds", "negative_image_embeds", "negative_text_embeds")
+    ),
+    "clip_hn": Objective(clip_hn_loss, ("image_embeds", "text_embeds", "negative_image_embeds", "negative_text_embeds")),
+    "negative_images": Objective(negative_images_loss, ("image_embeds", "text_embeds", "negative_image_embeds")),
+}
+"""Every ``loss_type``: its loss function and the embeddings it uses."""
+
+LOSS_TYPES: tuple[str, ...] = tuple(OBJECTIVES)
+
+LOSS_NEEDS_NEGATIVES: dict[str, tuple[bool, bool]] = {
+    name: (objective.needs_negative_captions, objective.needs_negative_images) for name, objective in OBJECTIVES.items()
+}
+"""The negative inputs each objective needs: (negative captions, negative images)."""
+
+
+def check_loss_type(loss_type: str) -> str:
+    """Return ``loss_type`` if it names an objective, else raise a `ValueError` listing them."""
+    if loss_type not in OBJECTIVES:
+        raise ValueError(f"Unknown loss_type {loss_type!r}. Choose one of: {', '.join(map(repr, LOSS_TYPES))}.")
+    return loss_type
 
 
 def compute_loss(
@@ -226,92 +299,60 @@ def compute_loss(
     negative_image_embeds: torch.Tensor | None = None,
     negative_text_embeds: torch.Tensor | None = None,
     *,
+    gather: Gather | None = None,
     local_loss: bool = False,
-    gather_with_grad: bool = True,
 ) -> LossParts:
-    """Compute ``loss_type``'s objective on this process's normalised embeddings, across all processes.
+    """Compute ``loss_type``'s objective on this process's normalised embeddings.
 
     Args:
-        loss_type: one of ``"clip"``, ``"negclip"``, ``"tripletclip"``, ``"clip_hn"``, ``"negative_images"``.
+        loss_type: one of :data:`LOSS_TYPES`.
         logit_scale: the scalar multiplier ``s`` (already exponentiated).
         image_embeds, text_embeds: `(B, D)`, L2-normalised.
         negative_image_embeds, negative_text_embeds: `(B, D)`, L2-normalised, where the objective needs them.
-        local_loss: anchor only this process's rows (labels offset by ``rank·B``) instead of all gathered rows.
-        gather_with_grad: see :func:`gather_features`.
+        gather: the processes the batch is split over (see :class:`Gather`); None computes on these rows alone.
+        local_loss: with ``gather``, anchor only this process's rows (labels offset by ``rank·B``) instead of all
+            gathered rows.
 
     Returns:
         A dict with the scalar ``loss`` and its named parts (e.g. ``real_anchor``/``negative_anchor``).
     """
-    named = {
+    objective = OBJECTIVES[check_loss_type(loss_type)]
+    given = {
         "image_embeds": image_embeds,
         "text_embeds": text_embeds,
         "negative_image_embeds": negative_image_embeds,
         "negative_text_embeds": negative_text_embeds,
     }
-    named = {name: value for name, value in named.items() if value is not None}
-    distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-    kwargs: dict[str, torch.Tensor] = {}
-    if distributed:
-        gathered = {name: gather_features(value, with_grad=gather_with_grad) for name, value in named.items()}
+    missing = [name for name in objective.inputs if given[name] is None]
+    if missing:
+        raise ValueError(f"loss_type={loss_type!r} needs {', '.join(missing)}.")
+    anchors = [given[name] for name in objective.inputs]
+    candidates: dict[str, torch.Tensor] = {}
+    labels = None
+    if gather is not None and gather.world_size > 1:
+        gathered = [gather_features(embeds, gather) for embeds in anchors]
         if local_loss:
             batch = image_embeds.shape[0]
-            kwargs["labels"] = dist.get_rank() * batch + torch.arange(batch, device=image_embeds.device)
-            kwargs.update({f"all_{name}": value for name, value in gathered.items()})
+            labels = gather.rank * batch + torch.arange(batch, device=image_embeds.device)
+            candidates = {f"all_{name}": embeds for name, embeds in zip(objective.inputs, gathered)}
         else:
-            named = gathered
-
-    if loss_type == "clip":
-        return clip_loss(named["image_embeds"], named["text_embeds"], logit_scale, **_only(kwargs, "image", "text"))
-    if loss_type == "negclip":
-        return negclip_loss(
-            named["image_embeds"],
-            named["text_embeds"],
-            named["negative_text_embeds"],
-            logit_scale,
-            **_only(kwargs, "image", "text", "negative_text"),
-        )
-    if loss_type == "tripletclip":
-        return tripletclip_loss(
-            named["image_embeds"],
-            named["text_embeds"],
-            named["negative_image_embeds"],
-            named["negative_text_embeds"],
-            logit_scale,
-            **kwargs,
-        )
-    if loss_type == "clip_hn":
-        return clip_hn_loss(
-            named["image_embeds"],
-            named["text_embeds"],
-            named["negative_image_embeds"],
-            named["negative_text_embeds"],
-            logit_scale,
-            **kwargs,
-        )
-    if loss_type == "negative_images":
-        return negative_images_loss(
-            named["image_embeds"],
-            named["text_embeds"],
-            named["negative_image_embeds"],
-            logit_scale,
-            **_only(kwargs, "image", "text", "negative_image"),
-        )
-    raise ValueError(f"Unknown loss_type {loss_type!r}.")
-
-
-def _only(kwargs: dict[str, torch.Tensor], *modalities: str) -> dict[str, torch.Tensor]:
-    """Keep the ``labels`` and the ``all_<modality>_embeds`` candidates a loss function takes."""
-    keep = {"labels"} | {f"all_{m}_embeds" for m in modalities}
-    return {key: value for key, value in kwargs.items() if key in keep}
+            anchors = gathered
+    return objective.function(*anchors, logit_scale, labels=labels, **candidates)
 
 
 __all__ = [
-    "contrastive_ce",
+    "LOSS_NEEDS_NEGATIVES",
+    "LOSS_TYPES",
+    "OBJECTIVES",
+    "Gather",
+    "Objective",
+    "check_loss_type",
+    "clip_hn_loss",
     "clip_loss",
+    "compute_loss",
+    "contrastive_ce",
+    "gather_features",
+    "negative_images_loss",
     "negclip_loss",
     "tripletclip_loss",
-    "clip_hn_loss",
-    "negative_images_loss",
-    "gather_features",
-    "compute_loss",
 ]

@@ -6,12 +6,12 @@ it *is* CLIP (same embeddings, logits and loss). With negative captions and/or n
 ``config.loss_type`` (see ``losses.py``).
 
 This module travels with every saved checkpoint as remote code, together with ``configuration_tripletclip.py`` and
-``losses.py``: it imports nothing else from our package.
+``losses.py``: it imports only torch, transformers and those two, and does no file-system or Hub I/O of its own
+(loading policy, such as "safetensors only" and the checks of a local folder, lives in ``modeling_tripletclip.loading``).
 """
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -24,12 +24,10 @@ from transformers.models.clip.modeling_clip import CLIPOutput
 from transformers.utils import logging
 from transformers.utils.generic import can_return_tuple
 
-from .configuration_tripletclip import LOSS_NEEDS_NEGATIVES, LOSS_TYPES, TripletCLIPConfig
-from .losses import compute_loss
+from .configuration_tripletclip import LOSS_NEEDS_NEGATIVES, TripletCLIPConfig
+from .losses import Gather, check_loss_type, compute_loss
 
 logger = logging.get_logger(__name__)
-
-SUPPORTED_MODEL_TYPES = ("tripletclip", "clip")
 
 
 @dataclass
@@ -98,19 +96,6 @@ class TripletCLIPModel(CLIPModel):
     # ------------------------------------------------------------------ loading and saving
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
-        """As `PreTrainedModel.from_pretrained`, safetensors only (a checkpoint is never unpickled), and with a clear
-        error for a local folder that holds no CLIP or TripletCLIP checkpoint."""
-        kwargs.setdefault("use_safetensors", True)
-        model_type = _check_local_checkpoint(pretrained_model_name_or_path, kwargs.get("subfolder", ""))
-        if model_type == "clip" and kwargs.get("config") is None:
-            # A plain CLIP checkpoint: same weights, TripletCLIP configuration with the default objective.
-            kwargs["config"] = _to_tripletclip_config(
-                CLIPConfig.from_pretrained(pretrained_model_name_or_path, subfolder=kwargs.get("subfolder", ""))
-            )
-        return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
-
-    @classmethod
     def from_clip(
         cls, clip: str | os.PathLike | CLIPModel, loss_type: str = "tripletclip", **config_overrides: Any
     ) -> "TripletCLIPModel":
@@ -126,10 +111,8 @@ class TripletCLIPModel(CLIPModel):
             model = cls(config)
             model.load_state_dict(clip.state_dict(), strict=True)
             return model.to(device=clip.device, dtype=clip.dtype)
-        _check_local_checkpoint(clip, "")
-        clip_config = CLIPConfig.from_pretrained(clip)
-        config = _to_tripletclip_config(clip_config, loss_type=loss_type, **config_overrides)
-        return cls.from_pretrained(clip, config=config)
+        config = _to_tripletclip_config(CLIPConfig.from_pretrained(clip), loss_type=loss_type, **config_overrides)
+        return cls.from_pretrained(clip, config=config, use_safetensors=True)
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         """As `PreTrainedModel.save_pretrained`; the checkpoint also names this class for
@@ -169,6 +152,7 @@ class TripletCLIPModel(CLIPModel):
         return_loss: bool | None = None,
         interpolate_pos_encoding: bool = False,
         loss_type: str | None = None,
+        gather: Gather | None = None,
         **kwargs,
     ) -> TripletCLIPOutput:
         r"""
@@ -182,6 +166,9 @@ class TripletCLIPModel(CLIPModel):
             negative_attention_mask (`torch.Tensor` of shape `(B, L')`, *optional*): mask of `negative_input_ids`.
             return_loss (`bool`, *optional*): compute the loss.
             loss_type (`str`, *optional*): override `config.loss_type` for this call.
+            gather (`losses.Gather`, *optional*): the processes this batch is split over, for a loss over the whole
+                gathered batch (a trainer passes it; see `losses.compute_loss`). Without it the loss is computed on
+                these rows alone, whatever process group exists.
 
         Without negatives the model is exactly `CLIPModel` (any number of captions against any number of images, as
         the zero-shot pipeline uses it), and the loss is CLIP's. With negatives, the inputs the
@@ -193,9 +180,7 @@ class TripletCLIPModel(CLIPModel):
                 "TripletCLIPModel.forward needs both `input_ids` (B, L) and `pixel_values` (B, C, H, W); to encode one "
                 "modality alone use `get_text_features` or `get_image_features`."
             )
-        loss_type = loss_type or self.config.loss_type
-        if loss_type not in LOSS_TYPES:
-            raise ValueError(f"Unknown loss_type {loss_type!r}. Choose one of: {', '.join(map(repr, LOSS_TYPES))}.")
+        loss_type = check_loss_type(loss_type or self.config.loss_type)
         self._check_pixel_values("pixel_values", pixel_values)
         has_negatives = negative_input_ids is not None or negative_pixel_values is not None
         if has_negatives:
@@ -239,8 +224,9 @@ class TripletCLIPModel(CLIPModel):
                 text_embeds,
                 negative_image_embeds,
                 negative_text_embeds,
+                gather=None if gather is None else Gather(gather.rank, gather.world_size, gather.group,
+                                                          with_grad=self.config.gather_with_grad),
                 local_loss=self.config.local_loss,
-                gather_with_grad=self.config.gather_with_grad,
             )
             loss = parts.pop("loss")
             loss_parts = parts
@@ -345,33 +331,6 @@ def _to_tripletclip_config(config: CLIPConfig, **overrides: Any) -> TripletCLIPC
         values.pop(key, None)
     values.update(overrides)
     return TripletCLIPConfig(**values)
-
-
-def _check_local_checkpoint(path: str | os.PathLike, subfolder: str) -> str | None:
-    """For a local folder, fail early and clearly when it is not a CLIP or TripletCLIP checkpoint; return its
-    model_type (None for a Hub id, which transformers resolves and reports itself)."""
-    folder = os.path.join(os.fspath(path), subfolder or "")
-    if not os.path.isdir(folder):
-        return None
-    config_file = os.path.join(folder, "config.json")
-    if not os.path.isfile(config_file):
-        raise ValueError(
-            f"{folder} is not a model checkpoint: it has no config.json. Point to a folder written by "
-            f"`save_pretrained` (or `tripletclip convert-official` for the official TripletCLIP release)."
-        )
-    with open(config_file, encoding="utf-8") as handle:
-        model_type = json.load(handle).get("model_type")
-    if model_type not in SUPPORTED_MODEL_TYPES:
-        raise ValueError(
-            f"{folder} holds a {model_type!r} checkpoint, not a CLIP or TripletCLIP one (model_type must be one of "
-            f"{', '.join(SUPPORTED_MODEL_TYPES)}). Use a CLIP-family checkpoint such as openai/clip-vit-base-patch32."
-        )
-    if not any(name.endswith(".safetensors") or name == "model.safetensors.index.json" for name in os.listdir(folder)):
-        raise ValueError(
-            f"{folder} has no safetensors weights (model.safetensors). TripletCLIP loads safetensors only; convert "
-            f"pickled weights once with `transformers` (`model.save_pretrained(dir, safe_serialization=True)`)."
-        )
-    return model_type
 
 
 __all__ = ["TripletCLIPModel", "TripletCLIPOutput"]

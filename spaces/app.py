@@ -13,14 +13,16 @@ Which models (first match wins):
   3. in a checkout of the repository, the default trained checkpoint ``outputs/tripletclip-world``.
 
 Models load through transformers alone (``trust_remote_code=True``: TripletCLIP checkpoints carry their code), so
-the Space does not need the `tripletclip` package. Run locally with ``python spaces/app.py``.
+the Space does not need the `tripletclip` package: what it uses of it, the rule-based generator of hard negatives and
+the image decoder, are two self-contained standard-library-and-Pillow modules that ``tripletclip push space`` stages
+beside this file (``rules.py``, ``images.py``). In a checkout with the package installed they come from the package.
+Run locally with ``python spaces/app.py``.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,12 +30,16 @@ from typing import Any
 
 import gradio as gr
 
+try:  # a checkout, or the tripletclip package installed
+    from dataset_builders.synthesis.rules import propose_negatives
+    from dataset_builders.utils.images import TOO_LARGE, decode_image, image_size
+except ImportError:  # the Space as staged: the two self-contained modules beside this file
+    from images import TOO_LARGE, decode_image, image_size
+    from rules import propose_negatives
+
 HERE = Path(__file__).resolve().parent
 DEFAULT_CHECKPOINT = HERE.parent / "outputs" / "tripletclip-world"
 EXAMPLES_DIR = HERE / "examples"
-# In a checkout, the rule-based generator comes from the repository (a Space has its own copy beside this file).
-if not (HERE / "dataset_builders").is_dir() and (HERE.parent / "dataset_builders").is_dir():
-    sys.path.append(str(HERE.parent))
 
 #: Input bounds, also shown in the Space card.
 LIMITS = {"max_megapixels": 20, "max_upload_mb": 10, "max_captions": 8, "max_caption_chars": 200}
@@ -108,16 +114,15 @@ class ModelCache:
 def _load(spec: ModelSpec) -> tuple[Any, Any] | str:
     from transformers import AutoModel, AutoProcessor
 
-    looks_local = spec.source.startswith((".", "/", "~")) or spec.source.count("/") != 1 or Path(spec.source).exists()
-    if looks_local and not (Path(spec.source).expanduser() / "config.json").is_file():
-        hint = ("Train it with `accelerate launch train_accelerate.py` (the default run writes "
-                "outputs/tripletclip-world)" if Path(spec.source) == DEFAULT_CHECKPOINT else "Check the path")
-        return (f"**{spec.label}**: no checkpoint at `{spec.source}`. {hint}, or set `TRIPLETCLIP_MODEL` to a "
-                f"Hub id or a checkpoint folder.")
     try:
         model = AutoModel.from_pretrained(spec.source, trust_remote_code=True).eval()
         processor = AutoProcessor.from_pretrained(spec.source, trust_remote_code=True)
     except Exception as error:  # a broken or unreachable checkpoint must not take the Space down
+        if not Path(spec.source).expanduser().exists():  # transformers decided it is neither a folder nor a Hub model
+            hint = ("Train it with `accelerate launch train_accelerate.py` (the default run writes "
+                    "outputs/tripletclip-world)" if Path(spec.source) == DEFAULT_CHECKPOINT else "Check the name")
+            return (f"**{spec.label}**: no checkpoint at `{spec.source}` ({type(error).__name__}). {hint}, or set "
+                    f"`TRIPLETCLIP_MODEL` to a Hub id or a checkpoint folder.")
         return f"**{spec.label}**: could not load `{spec.source}` ({type(error).__name__}: {error})."
     return model, processor
 
@@ -151,26 +156,23 @@ def _payload_path(payload: Any) -> str | None:
 
 
 def load_image(payload: Any):
-    """Open an uploaded image as RGB, refusing non-images and images beyond the size limits before decoding."""
-    from PIL import Image, UnidentifiedImageError
-
+    """Open an uploaded image as RGB (as a viewer shows it: EXIF rotation applied, transparency on white), refusing
+    non-images and images beyond the size limits before decoding."""
     path = _payload_path(payload)
     if path is None:
         raise InputError("Upload an image, or pick one of the examples below.")
     size = os.path.getsize(path)
     if size > LIMITS["max_upload_mb"] * 1024 * 1024:
         raise InputError(f"The file is {size / 2**20:.1f} MB; upload an image of at most {LIMITS['max_upload_mb']} MB.")
-    try:
-        image = Image.open(path)  # reads the header only
-        width, height = image.size
-        if width * height > LIMITS["max_megapixels"] * 1_000_000:
-            raise InputError(f"The image is {width}x{height} pixels ({width * height / 1e6:.0f} megapixels); the "
-                             f"limit is {LIMITS['max_megapixels']} megapixels. Resize it and try again.")
-        image.load()
-        return image.convert("RGB")
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError) as error:
+    image, problem = decode_image(path, max_pixels=LIMITS["max_megapixels"] * 1_000_000)
+    if problem == TOO_LARGE:
+        width, height = image_size(path)
+        raise InputError(f"The image is {width}x{height} pixels ({width * height / 1e6:.0f} megapixels); the "
+                         f"limit is {LIMITS['max_megapixels']} megapixels. Resize it and try again.")
+    if image is None:
         raise InputError("That file is not an image this Space can read (PNG, JPEG, WebP, GIF or BMP). "
-                         "Upload a photo or pick an example.") from error
+                         "Upload a photo or pick an example.")
+    return image
 
 
 # ------------------------------------------------------------------------------------------------ scoring
@@ -219,10 +221,6 @@ def propose(captions_text: str) -> tuple[str, str]:
     room = LIMITS["max_captions"] - len(captions)
     if room <= 0:
         return captions_text, f"Already {len(captions)} captions (the limit); remove some to add hard negatives."
-    try:
-        from dataset_builders.synthesis.rules import propose_negatives
-    except ImportError:
-        return captions_text, "The rule-based generator (package `dataset_builders`) is not installed here."
     proposals = [n for n in propose_negatives(first, min(PROPOSALS, room) + len(captions)) if n.text not in captions]
     proposals = proposals[: min(PROPOSALS, room)]
     if not proposals:

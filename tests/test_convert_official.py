@@ -23,7 +23,7 @@ from transformers import AutoModel, CLIPTextModelWithProjection, CLIPVisionModel
 from conftest import make_tiny
 from modeling_tripletclip import TripletCLIPModel
 from modeling_tripletclip.cli import main
-from modeling_tripletclip.conversion import OfficialCheckpointError, convert_official, official_loss_type
+from modeling_tripletclip.hub.convert import OfficialCheckpointError, convert_official, official_loss_type
 
 TEXTS = ["a red circle to the left of a blue square", "a photo of a cat", "two green triangles above a yellow star"]
 

@@ -5,7 +5,8 @@ import json
 import datasets
 from PIL import Image
 
-from dataset_builders import load_tripletdata, schema
+from dataset_builders import load_tripletdata
+from dataset_builders.synthesis.rules import NEGATIVE_KINDS
 from modeling_tripletclip.cli import main
 
 SMALL = ["--num-test", "6", "--sugarcrepe-per-kind", "3", "--num-winoground", "7", "--num-retrieval", "4"]
@@ -18,7 +19,7 @@ def test_data_world_then_inspect(tmp_path, capsys, monkeypatch):
     assert "train/: TripletData, train 30 rows" in printed and "rows/s" in printed
     assert load_tripletdata(out / "train").num_rows == 30
     assert datasets.load_dataset(str(out / "winoground"), split="test").num_rows == 7
-    assert {p.name for p in (out / "sugarcrepe").glob("*.json")} == {f"{k}.json" for k in schema.NEGATIVE_KINDS}
+    assert {p.name for p in (out / "sugarcrepe").glob("*.json")} == {f"{k}.json" for k in NEGATIVE_KINDS}
     assert json.loads((out / "world.json").read_text())["config"]["seed"] == 2
 
     grid = tmp_path / "grid.png"

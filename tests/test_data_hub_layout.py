@@ -7,15 +7,15 @@ from PIL import Image
 
 import datasets
 from dataset_builders import schema
+from dataset_builders.synthesis.rules import NEGATIVE_KINDS
 from dataset_builders.hub_layout import (
     NotTripletDataError,
     list_shards,
-    load_hub_dataset,
-    load_tripletdata,
     write_dataset,
     write_parquet_shard,
     write_tripletdata,
 )
+from dataset_builders.sources import load_hub_dataset, load_tripletdata
 from huggingface_hub import DatasetCard
 
 
@@ -30,7 +30,7 @@ def _rows(n, seed=0, size=12):
                 "negative_image": Image.fromarray(rng.integers(0, 256, (size, size + 1, 3), dtype=np.uint8)),
                 "negative_caption": f"a blue circle number {i}",
                 "id": f"row-{i}",
-                "negative_kind": schema.NEGATIVE_KINDS[i % len(schema.NEGATIVE_KINDS)],
+                "negative_kind": NEGATIVE_KINDS[i % len(NEGATIVE_KINDS)],
             }
         )
     return rows
@@ -168,7 +168,8 @@ def test_two_folders_with_equal_names_and_sizes_never_share_a_cache(tmp_path):
     datasets of equal size in folders of the same name must still each load their own rows."""
     from PIL import Image as PILImage
 
-    from dataset_builders.hub_layout import load_tripletdata, write_tripletdata
+    from dataset_builders.hub_layout import write_tripletdata
+    from dataset_builders.sources import load_tripletdata
 
     def rows(red):
         for i in range(3):

@@ -9,7 +9,8 @@ import pytest
 
 import datasets
 from dataset_builders import NotTripletDataError, load_tripletdata, schema
-from dataset_builders.hub_layout import load_hub_dataset
+from dataset_builders.sources import load_hub_dataset
+from dataset_builders.synthesis.rules import NEGATIVE_KINDS
 from dataset_builders.world import (
     Scene,
     World,
@@ -52,7 +53,7 @@ def test_layout_of_a_generated_world(world_dir):
     assert test.num_rows == 40
     wino = datasets.load_dataset(str(world_dir / "winoground"), split="test")
     assert wino.features == schema.winoground_features() and wino.num_rows == 21
-    assert wino["tag"] == [schema.NEGATIVE_KINDS[i % 7] for i in range(21)]
+    assert wino["tag"] == [NEGATIVE_KINDS[i % 7] for i in range(21)]
     for row in wino:
         assert row["caption_0"] != row["caption_1"]
         assert not np.array_equal(np.asarray(row["image_0"]), np.asarray(row["image_1"]))
@@ -65,7 +66,7 @@ def test_layout_of_a_generated_world(world_dir):
         load_tripletdata(world_dir)
     manifest = load_manifest(world_dir)
     assert manifest["config"]["num_train"] == 150 and manifest["timings"]["train"]["rows_per_second"] > 0
-    assert manifest["sugarcrepe"] == {kind: 12 for kind in schema.NEGATIVE_KINDS}
+    assert manifest["sugarcrepe"] == {kind: 12 for kind in NEGATIVE_KINDS}
 
 
 def test_same_seed_same_world_other_seed_other_world(tmp_path, world_dir):
@@ -112,7 +113,7 @@ def _rel_ok(relation, subject, reference):
 
 def test_every_negative_is_the_edit_its_kind_names(train_rows):
     kinds = Counter(row["negative_kind"] for row in train_rows)
-    assert set(kinds) == set(schema.NEGATIVE_KINDS)
+    assert set(kinds) == set(NEGATIVE_KINDS)
     moved = untouched = 0
     for row in train_rows:
         scene, negative = _scenes(row)
@@ -167,7 +168,7 @@ def test_negative_captions_are_false_of_the_image_and_true_of_the_negative_image
         scene = sample_scene(rng, world.seen)
         phrasing = sample_phrasing(rng)
         assert caption_true_of(scene, phrasing, scene)
-        for kind in schema.NEGATIVE_KINDS:
+        for kind in NEGATIVE_KINDS:
             result = make_negative(scene, phrasing, kind, random.Random(index), world.seen)
             if result is None:
                 continue
@@ -217,7 +218,7 @@ def test_sugarcrepe_files_load_with_the_same_code_as_the_real_ones(world_dir, sh
     from modeling_tripletclip.evaluation.data import load_sugarcrepe
 
     ours = load_sugarcrepe(world_dir / "sugarcrepe")
-    assert {k: len(v) for k, v in ours.items()} == {kind: 12 for kind in schema.NEGATIVE_KINDS}
+    assert {k: len(v) for k, v in ours.items()} == {kind: 12 for kind in NEGATIVE_KINDS}
     images = {item.image_path for items in ours.values() for item in items}
     assert all(path.is_file() for path in images) and len(images) < 7 * 12  # images serve several subsets
 
@@ -232,7 +233,7 @@ def test_sugarcrepe_files_load_with_the_same_code_as_the_real_ones(world_dir, sh
 
     # The raw files have one shape: {str key: {"filename", "caption", "negative_caption"}} with string values.
     for folder in (world_dir / "sugarcrepe", real_dir):
-        for kind in schema.NEGATIVE_KINDS:
+        for kind in NEGATIVE_KINDS:
             data = json.loads((folder / f"{kind}.json").read_text())
             assert all(isinstance(k, str) for k in data)
             assert all(set(v) == {"filename", "caption", "negative_caption"} for v in data.values())

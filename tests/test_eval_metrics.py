@@ -9,9 +9,9 @@ import evaluate
 import numpy as np
 import pytest
 
+from dataset_builders.synthesis.rules import NEGATIVE_KINDS as SUGARCREPE_SUBSETS
 from modeling_tripletclip.evaluation import metric_module_path
 from modeling_tripletclip.evaluation.metrics import (
-    SUGARCREPE_SUBSETS,
     rank_of_targets,
     retrieval_recall,
     rowwise_cosine,

@@ -7,7 +7,8 @@ import pytest
 import yaml
 from huggingface_hub import EvalResult, ModelCard, SpaceCard
 
-from modeling_tripletclip.hub.cards import render_model_card, render_space_card, split_report, template_path
+from modeling_tripletclip.evaluation.report import split_report
+from modeling_tripletclip.hub.cards import render_model_card, render_space_card, template_path
 
 ONE_MODEL = {"sugarcrepe": {"swap_att": 0.8125, "overall": 0.7}, "retrieval": {"image_recall@1": 0.5},
              "similarity": {"positive_mean": 0.3}}
@@ -92,17 +93,32 @@ def test_space_card_front_matter_round_trips():
     assert "| TripletCLIP | `me/tripletclip` |" in card.text and "up to 8 captions" in card.text
 
 
-def test_templates_are_found_in_the_checkout_and_as_package_data(monkeypatch, tmp_path):
-    from modeling_tripletclip.hub import cards
+def test_templates_are_found_in_the_checkout_and_as_package_data(tmp_path):
+    import subprocess
+    import sys
+    import zipfile
+    from pathlib import Path
 
     checkout = template_path("model_card.md")
     assert checkout.parent.name == "model_cards" and checkout.is_file()
-    # Installed from a wheel there is no checkout beside the package: the templates come from the `model_cards`
-    # data package shipped with it (here: the checkout's folder put on sys.path as that package).
-    monkeypatch.setattr(cards, "__file__", str(tmp_path / "site-packages" / "modeling_tripletclip" / "hub" / "cards.py"))
-    monkeypatch.syspath_prepend(str(checkout.parents[1]))
-    for name in ("model_card.md", "space_card.md", "dataset_card.md"):
-        found = template_path(name)
-        assert found.is_file() and found == checkout.parent / name
+    # Installed from a wheel there is no checkout beside the package: the templates must be in the wheel, as the
+    # `model_cards` data package. Build the wheel, install it into an empty folder, and look them up from a process
+    # that sees only that folder.
+    repo = Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                    str(tmp_path / "wheel"), str(repo)], check=True, capture_output=True)
+    wheel = next((tmp_path / "wheel").glob("tripletclip-*.whl"))
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+    assert {f"model_cards/{n}" for n in ("model_card.md", "space_card.md", "dataset_card.md")} <= names
+    site = tmp_path / "site"
+    with zipfile.ZipFile(wheel) as archive:
+        archive.extractall(site)
+    script = ("import sys; sys.path.insert(0, sys.argv[1]); import model_cards; "
+              "print('\\n'.join(str(model_cards.template_path(n)) for n in sys.argv[2:]))")
+    found = subprocess.run([sys.executable, "-c", script, str(site), "model_card.md", "space_card.md",
+                            "dataset_card.md"], check=True, capture_output=True, text=True, cwd=tmp_path).stdout.split()
+    assert [Path(p) for p in found] == [site / "model_cards" / n for n in ("model_card.md", "space_card.md",
+                                                                           "dataset_card.md")]
     with pytest.raises(FileNotFoundError, match="No card template 'nope.md'"):
         template_path("nope.md")

@@ -127,7 +127,7 @@ def test_push_model_dry_run_assembles_a_folder_that_loads_without_our_package(
     assert card.data.license == "apache-2.0"
     results = {(r.dataset_name, r.metric_name): r.metric_value for r in card.data.eval_results}
     # Trained on the built-in world: its benchmarks are named as the world's, never as the official datasets.
-    from modeling_tripletclip.hub.cards import WORLD_CARD_DATASETS
+    from modeling_tripletclip.evaluation.report import WORLD_CARD_DATASETS
 
     sugarcrepe, winoground = WORLD_CARD_DATASETS["sugarcrepe"][0], WORLD_CARD_DATASETS["winoground"][0]
     assert results[(sugarcrepe, f"{sugarcrepe} swap_att")] == pytest.approx(0.812)
@@ -332,7 +332,8 @@ def test_push_space_stages_the_app_with_a_bundled_model_and_a_hub_baseline(tiny_
                          baseline="openai/clip-vit-base-patch32")
     names = {name for name, _ in staged.files}
     assert {"app.py", "requirements.txt", "README.md", "models.json", "models/tripletclip/model.safetensors",
-            "models/tripletclip/tokenizer.json", "dataset_builders/synthesis/rules.py"} <= names
+            "models/tripletclip/tokenizer.json", "rules.py", "images.py"} <= names
+    assert not any(name.startswith("dataset_builders/") for name in names)  # the data package is not copied
     assert any(name.startswith("examples/") and name.endswith(".png") for name in names)
     assert not any("__pycache__" in name for name in names)
     assert json.loads((staged.path / "models.json").read_text()) == [

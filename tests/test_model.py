@@ -272,14 +272,16 @@ def test_wrong_pixel_size(tiny_model_and_processor):
 
 
 def test_folders_that_are_not_clip_checkpoints(tmp_path, tiny_clip_checkpoint):
+    from modeling_tripletclip.loading import load_tripletclip
+
     with pytest.raises(ValueError, match="has no config.json"):
-        TripletCLIPModel.from_pretrained(tmp_path)
+        load_tripletclip(tmp_path)
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert"}))
     with pytest.raises(ValueError, match="holds a 'bert' checkpoint, not a CLIP or TripletCLIP one"):
-        TripletCLIPModel.from_clip(tmp_path)
+        load_tripletclip(tmp_path)
     pickled = tmp_path / "pickled"
     pickled.mkdir()
     (pickled / "config.json").write_text((tiny_clip_checkpoint / "config.json").read_text())
     torch.save({}, pickled / "pytorch_model.bin")
     with pytest.raises(ValueError, match="safetensors only"):
-        TripletCLIPModel.from_pretrained(pickled)
+        load_tripletclip(pickled)

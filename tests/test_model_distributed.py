@@ -10,7 +10,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 
-from modeling_tripletclip.losses import compute_loss
+from modeling_tripletclip.losses import Gather, compute_loss
 
 LOSS_TYPES = ("clip", "negclip", "tripletclip", "clip_hn", "negative_images")
 WORLD, B, D = 2, 3, 6
@@ -29,7 +29,7 @@ def _worker(rank: int, init_file: str, out_dir: str) -> None:
         for loss_type in LOSS_TYPES:
             for local_loss in (False, True):
                 local = [t[rank * B : (rank + 1) * B].clone().requires_grad_(True) for t in full_batch()]
-                loss = compute_loss(loss_type, scale, *local, local_loss=local_loss)["loss"]
+                loss = compute_loss(loss_type, scale, *local, gather=Gather(rank, WORLD), local_loss=local_loss)["loss"]
                 loss.backward()
                 # The whole-batch loss: the global loss is the same on every rank; local losses average to it.
                 total = loss.detach().clone()

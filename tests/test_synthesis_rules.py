@@ -9,7 +9,7 @@ from collections import Counter
 
 import pytest
 
-from dataset_builders.schema import NEGATIVE_KINDS
+from dataset_builders.synthesis.rules import NEGATIVE_KINDS
 from dataset_builders.synthesis.rules import NegativeCaption, applicable_kinds, generate_negative, propose_negatives
 
 

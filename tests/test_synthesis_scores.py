@@ -65,7 +65,8 @@ def test_clip_pair_scores_equal_cosine_similarity(tmp_path_factory):
 
 
 def test_filter_tripletdata_keeps_the_best_rows(tmp_path):
-    from dataset_builders.hub_layout import load_tripletdata, write_tripletdata
+    from dataset_builders.hub_layout import write_tripletdata
+    from dataset_builders.sources import load_tripletdata
 
     scores = [0.1, 0.7, 0.3, 0.9, 0.5]
     images = _images(5)

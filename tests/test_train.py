@@ -236,7 +236,7 @@ def test_streams_official_webdataset_shards_and_counts_bad_samples(tmp_path, tin
     shards, good = make_official_shards(tmp_path / "shards", num_shards=2, per_shard=6, bad=True)
     out = tmp_path / "wds-run"
     train_main(["--dataset", ",".join(str(s) for s in shards), "--model_name_or_path", str(tiny_checkpoint),
-                "--output_dir", str(out), "--train_batch_size", "4", "--max_train_steps", "2",
+                "--output_dir", str(out), "--train_batch_size", "4", "--max_train_steps", "2", "--streaming",
                 "--logging_steps", "1", "--report_to", "jsonl", "--eval_benchmarks", ""])
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     logged = [r for r in records if "train/loss" in r]

@@ -3,15 +3,15 @@ comparison plot and the similarity-distribution plot."""
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from dataset_builders.utils import atomic
 
 from .design import ComparisonSettings, config_label
 from .stats import paired_difference, summarise, verdict
@@ -244,12 +244,8 @@ def plot_similarity_distributions(values: Mapping[str, Mapping[str, np.ndarray]]
 def _save(figure, path: str | Path) -> Path:
     import matplotlib.pyplot as plt
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    figure.savefig(tmp, dpi=110)
+    path = atomic.save_figure(figure, path, dpi=110)
     plt.close(figure)
-    os.replace(tmp, path)
     return path
 
 
@@ -269,12 +265,7 @@ def pooled_similarities(records: Sequence[Mapping[str, Any]], run_dirs: Mapping[
 
 
 def write_json(path: str | Path, value: Any) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(value, indent=2, allow_nan=True))
-    os.replace(tmp, path)
-    return path
+    return atomic.write_json(path, value, allow_nan=True)
 
 
 def write_outputs(settings: ComparisonSettings, records: Sequence[Mapping[str, Any]], work_dir: str | Path,
@@ -313,10 +304,7 @@ def write_outputs(settings: ComparisonSettings, records: Sequence[Mapping[str, A
             + (f" (no run yet of {', '.join(config_label(c) for c in missing)})" if missing else "") + ";", 1)
     table = header + markdown_tables(aggregated, settings)
     output_dir.mkdir(parents=True, exist_ok=True)
-    md = output_dir / "comparison.md"
-    tmp = md.with_name(f".{md.name}.tmp")
-    tmp.write_text(table)
-    os.replace(tmp, md)
+    atomic.write_text(output_dir / "comparison.md", table)
 
     def spec(config: str) -> RunSpec:
         method, _, batch = config.partition("@")

@@ -17,7 +17,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+
+from dataset_builders.utils import atomic
 
 from .design import ComparisonSettings, RunSpec
 
@@ -27,12 +28,6 @@ RESULT_FILE = "result.json"
 SIMILARITY_FILE = "similarity.npz"
 INVOCATIONS_FILE = "invocations.jsonl"
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def _atomic_write_json(path: Path, value: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(value, indent=2))
-    os.replace(tmp, path)
 
 
 def prepare_world(settings: ComparisonSettings, work_dir: Path, progress: bool = True) -> Path:
@@ -55,7 +50,7 @@ def prepare_initial_model(settings: ComparisonSettings, world_dir: Path, seed: i
     """
     import torch
 
-    from dataset_builders.hub_layout import load_tripletdata
+    from dataset_builders.sources import load_tripletdata
     from modeling_tripletclip.presets import create_model_and_processor
 
     path = work_dir / "initial-models" / f"seed{seed}"
@@ -70,7 +65,7 @@ def prepare_initial_model(settings: ComparisonSettings, world_dir: Path, seed: i
     path.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(path)
     processor.save_pretrained(path)
-    _atomic_write_json(stamp, wanted)
+    atomic.write_json(stamp, wanted)
     return path
 
 
@@ -138,7 +133,7 @@ def run_one(settings: ComparisonSettings, run: RunSpec, world_dir: Path, initial
         "skipped_rows": result.skipped,
         "settings": settings.to_dict(),
     }
-    _atomic_write_json(run_dir / RESULT_FILE, record)
+    atomic.write_json(run_dir / RESULT_FILE, record)
     return record
 
 

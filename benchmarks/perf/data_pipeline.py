@@ -66,7 +66,6 @@ def measure_rates(processor, dataset, rows: list[dict], preset: str, batch_size:
         collator = TripletCollator(processor, negative_captions=True, negative_images=True)
         batches = TripletBatches(
             dataset, collator, per_process_batch_size=batch_size, seed=0, num_workers=0,
-            pad_token_id=processor.tokenizer.pad_token_id or 0,
         )
         for _ in range(n // batch_size):
             next(batches)

@@ -102,7 +102,7 @@ def measure(preset: str, annotations: Path, images: Path, repeats: int, device: 
     import torch
 
     from modeling_tripletclip.evaluation import CLIPEncoder, evaluate_model
-    from modeling_tripletclip.evaluation.encoding import image_source_from_file
+    from modeling_tripletclip.encoding import image_source_from_file
     from modeling_tripletclip.presets import create_model_and_processor
 
     captions = unique_captions(annotations)

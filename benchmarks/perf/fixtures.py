@@ -39,7 +39,7 @@ class WorldRows:
 
 def load_world_rows(world_dir: Path, num_rows: int) -> WorldRows:
     from dataset_builders.collator import defer_image_decoding
-    from dataset_builders.hub_layout import load_tripletdata
+    from dataset_builders.sources import load_tripletdata
 
     dataset = defer_image_decoding(load_tripletdata(Path(world_dir) / "train", split="train"))
     take = min(num_rows, len(dataset))

@@ -8,21 +8,14 @@ import os
 import re
 from pathlib import Path
 
+from dataset_builders.utils import atomic
+
 SECTIONS = ("Training step", "Data pipeline", "Evaluation", "Memory")
 README_HEADING = "## Performance suite"
 
 
-def _atomic_write(path: Path, text: str | bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    if isinstance(text, bytes):
-        tmp.write_bytes(text)
-    else:
-        tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def write_json(results: dict, path: Path) -> None:
-    _atomic_write(path, json.dumps(results, indent=2, default=str) + "\n")
+    atomic.write_text(path, json.dumps(results, indent=2, default=str) + "\n")
 
 
 def _value(figure: dict) -> str:
@@ -176,10 +169,8 @@ def plot(results: dict, path: Path) -> Path | None:
     fig.suptitle(f"tripletclip performance suite ({results['mode']}, {env.get('gpu') or 'CPU'}, "
                  f"{env['torch_threads']} thread(s), load {results['load_average']['start']})", fontsize=11)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
+    atomic.save_figure(fig, path, dpi=110)
     plt.close(fig)
-    os.replace(tmp, path)
     return path
 
 
@@ -271,4 +262,4 @@ def update_readme(readme: Path, results: dict, json_dir: Path | None = None) -> 
         text = pattern.sub(lambda _: section + "\n", text, count=1)
     else:
         text = text.rstrip() + "\n\n" + section
-    _atomic_write(readme, text.rstrip() + "\n")
+    atomic.write_text(readme, text.rstrip() + "\n")

@@ -15,6 +15,6 @@ Heavy libraries (torch, transformers, diffusers) are imported inside the functio
 package (for example for the rule-based generator) stays cheap.
 """
 
-from .rules import NegativeCaption, applicable_kinds, generate_negative, propose_negatives
+from .rules import NEGATIVE_KINDS, NegativeCaption, applicable_kinds, generate_negative, propose_negatives
 
-__all__ = ["NegativeCaption", "applicable_kinds", "generate_negative", "propose_negatives"]
+__all__ = ["NEGATIVE_KINDS", "NegativeCaption", "applicable_kinds", "generate_negative", "propose_negatives"]

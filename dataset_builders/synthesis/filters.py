@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 
-from .llm import resolve_device, resolve_dtype
 
 logger = logging.getLogger(__name__)
 
@@ -54,69 +53,32 @@ def select_rows(scores: Sequence[float], top_k: int | None = None, threshold: fl
     return np.flatnonzero(keep)
 
 
-def _embedding(output: Any):
-    import torch
-
-    return output if torch.is_tensor(output) else output.pooler_output
-
-
 @dataclass
 class CLIPScorer:
-    """Cosine similarities of matched image-text pairs under a CLIP-like model.
+    """Cosine similarities of matched image-text pairs under a CLIP-like model, through the package's one encoder
+    (`modeling_tripletclip.encoding.CLIPEncoder`, without its cache: synthesis streams millions of rows).
 
     Args:
-        model: a model with ``get_image_features`` and ``get_text_features``.
-        processor: its processor (tokenizer + image processor).
-        batch_size: pairs per forward pass.
+        encoder: the encoder of the scoring model.
     """
 
-    model: Any
-    processor: Any
-    batch_size: int = 32
+    encoder: Any
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path = DEFAULT_CLIP, dtype: str | None = None,
                         device: str | None = None, trust_remote_code: bool = False, batch_size: int = 32
                         ) -> "CLIPScorer":
-        """Load a CLIP-like model and processor with the Auto classes (safetensors weights)."""
-        from transformers import AutoModel, AutoProcessor
+        """Load a CLIP-like model and processor (safetensors weights; `modeling_tripletclip.loading`)."""
+        from modeling_tripletclip.encoding import CLIPEncoder
+        from modeling_tripletclip.loading import load_model_and_processor
 
-        device = resolve_device(device)
-        torch_dtype = resolve_dtype(dtype, device)
-        kwargs: dict[str, Any] = {"use_safetensors": True, "trust_remote_code": trust_remote_code}
-        if torch_dtype is not None:
-            kwargs["dtype"] = torch_dtype
-        model = AutoModel.from_pretrained(str(name_or_path), **kwargs)
-        if not (hasattr(model, "get_image_features") and hasattr(model, "get_text_features")):
-            raise ValueError(
-                f"{str(name_or_path)!r} ({type(model).__name__}) is not a CLIP-like model: it lacks "
-                f"get_image_features/get_text_features. Use a CLIP checkpoint such as {DEFAULT_CLIP!r}."
-            )
-        processor = AutoProcessor.from_pretrained(str(name_or_path), trust_remote_code=trust_remote_code)
-        return cls(model.to(device).eval(), processor, batch_size=batch_size)
+        model, processor = load_model_and_processor(name_or_path, device=device, dtype=dtype,
+                                                    trust_remote_code=trust_remote_code)
+        return cls(CLIPEncoder(model, processor, batch_size=batch_size, progress=False, cache=False))
 
     def pair_scores(self, images: Sequence[Any], texts: Sequence[str]) -> np.ndarray:
         """``s(images[i], texts[i])`` for every ``i``: cosine similarity in [-1, 1], shape ``(n,)``."""
-        import torch
-
-        if len(images) != len(texts):
-            raise ValueError(f"Give one text per image: {len(images)} images, {len(texts)} texts.")
-        scores = []
-        device = self.model.device
-        dtype = next(self.model.parameters()).dtype
-        for start in range(0, len(images), self.batch_size):
-            batch_images = [image.convert("RGB") for image in images[start : start + self.batch_size]]
-            batch_texts = list(texts[start : start + self.batch_size])
-            text_inputs = self.processor(text=batch_texts, padding=True, truncation=True, return_tensors="pt")
-            image_inputs = self.processor(images=batch_images, return_tensors="pt")
-            with torch.inference_mode():
-                text = _embedding(self.model.get_text_features(**text_inputs.to(device)))
-                image = _embedding(self.model.get_image_features(
-                    pixel_values=image_inputs["pixel_values"].to(device, dtype)))
-            text = torch.nn.functional.normalize(text.float(), dim=-1)
-            image = torch.nn.functional.normalize(image.float(), dim=-1)
-            scores.append((text * image).sum(-1).cpu().numpy())
-        return np.concatenate(scores) if scores else np.zeros(0)
+        return self.encoder.pair_scores(images, texts).numpy().astype(np.float64)
 
     def triplet_scores(self, images: Sequence[Any], captions: Sequence[str], negative_images: Sequence[Any],
                        negative_captions: Sequence[str]) -> np.ndarray:
@@ -133,7 +95,8 @@ def filter_tripletdata(source: str | Path, out_dir: str | Path, top_k: int | Non
     """
     import datasets
 
-    from ..hub_layout import load_tripletdata, write_tripletdata
+    from ..hub_layout import write_tripletdata
+    from ..sources import load_tripletdata
     from ..schema import IMAGE_COLUMNS
 
     # A card that declares dataset_info makes datasets' cache key ignore the files themselves (two folders of the same

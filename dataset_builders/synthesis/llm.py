@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..utils.devices import resolve_device, resolve_dtype
 from .prompts import NEGATIVE_CAPTION_PROMPT, negative_caption_prompt
 
 logger = logging.getLogger(__name__)
@@ -43,50 +44,6 @@ TOO_LONG = "too_long"
 TOO_SHORT = "too_short"
 SEVERAL_DESCRIPTIONS = "several_descriptions"
 REJECTION_REASONS = (EMPTY, SAME_AS_CAPTION, TOO_LONG, TOO_SHORT, SEVERAL_DESCRIPTIONS)
-
-#: dtypes that only run on an accelerator (float16 kernels are missing or silently upcast on CPU).
-GPU_ONLY_DTYPES = ("float16",)
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# Devices and dtypes (shared with the text-to-image and scoring models)
-# --------------------------------------------------------------------------------------------------------------------
-
-
-def resolve_device(device: str | None = None) -> str:
-    """``device`` as given, or ``"cuda"`` when a GPU is visible (``"mps"`` on Apple silicon), else ``"cpu"``."""
-    import torch
-
-    if device:
-        return device
-    if torch.cuda.is_available():
-        return "cuda"
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
-
-
-def resolve_dtype(dtype: str | None, device: str) -> Any:
-    """The torch dtype for a name (``float32``, ``bfloat16``, ``float16``, ``auto`` or None for the default).
-
-    Raises:
-        ValueError: an unknown name, or a GPU-only dtype (``float16``) on a CPU device, before anything is loaded.
-    """
-    import torch
-
-    if dtype in (None, "auto"):
-        return None
-    names = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-             "float16": torch.float16, "fp16": torch.float16, "half": torch.float16}
-    if dtype not in names:
-        raise ValueError(f"Unknown dtype {dtype!r}; use one of float32, bfloat16, float16 (GPU only) or auto.")
-    resolved = names[dtype]
-    if resolved == torch.float16 and str(device).startswith("cpu"):
-        raise ValueError(
-            f"dtype {dtype!r} runs on GPUs only, and the device here is {device!r}. Use --dtype float32 (or bfloat16) "
-            f"on CPU, or run on a machine with a GPU."
-        )
-    return resolved
 
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .llm import LanguageModel, resolve_device, resolve_dtype
+from ..utils.devices import resolve_device, resolve_dtype
+from .llm import LanguageModel
 from .prompts import QUESTION_PROMPT, question_prompt
 
 DEFAULT_VQA = "dandelin/vilt-b32-finetuned-vqa"

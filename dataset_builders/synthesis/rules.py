@@ -1,7 +1,7 @@
 """Rule-based negative captions of SugarCrepe's seven kinds, from word lists and a light parser.
 
 For runs without an LLM (``tripletclip synthesize --rules``) and for the Space, which proposes hard negatives for a
-user's caption. Each negative caption is labelled with its kind (one of `schema.NEGATIVE_KINDS`):
+user's caption. Each negative caption is labelled with its kind (one of `NEGATIVE_KINDS`):
 
 * ``replace_obj``: one object noun becomes another of its category ("A man riding a horse" -> "A woman riding
   a horse");
@@ -45,6 +45,10 @@ Limits, honestly:
   ("A cat on a couch is ..."), but the result can still read as a list ("riding a horse and a cow").
 * The changes are the easy, lexical kind that text-only models can spot (SugarCrepe was built to remove such
   artefacts); an LLM (:mod:`.llm`) gives more varied and more natural negative captions.
+
+This module is self-contained (standard library only, no import of the package): it defines SugarCrepe's seven kinds
+(:data:`NEGATIVE_KINDS`, the one definition every part of the package uses) and travels alone with the Space, as the
+model files travel with a checkpoint.
 """
 
 from __future__ import annotations
@@ -54,14 +58,32 @@ import re
 import zlib
 from dataclasses import dataclass
 
-from ..schema import NEGATIVE_KINDS
+__all__ = ["NEGATIVE_KINDS", "SUGARCREPE_GROUPS", "NegativeCaption", "applicable_kinds", "generate_negative",
+           "propose_negatives"]
 
-__all__ = ["NegativeCaption", "applicable_kinds", "generate_negative", "propose_negatives"]
+#: SugarCrepe's seven kinds of hard negative: the values of TripletData's ``negative_kind`` for rule-based and world
+#: negatives, and the names of SugarCrepe's subsets (``<kind>.json``), in the SugarCrepe paper's order.
+NEGATIVE_KINDS: tuple[str, ...] = (
+    "replace_obj",
+    "replace_att",
+    "replace_rel",
+    "swap_obj",
+    "swap_att",
+    "add_obj",
+    "add_att",
+)
+
+#: SugarCrepe's three groups of kinds, each reported as the mean of its subsets.
+SUGARCREPE_GROUPS: dict[str, tuple[str, ...]] = {
+    "replace": ("replace_obj", "replace_att", "replace_rel"),
+    "swap": ("swap_obj", "swap_att"),
+    "add": ("add_obj", "add_att"),
+}
 
 
 @dataclass(frozen=True)
 class NegativeCaption:
-    """A negative caption and the kind of change that made it (one of `schema.NEGATIVE_KINDS`)."""
+    """A negative caption and the kind of change that made it (one of `NEGATIVE_KINDS`)."""
 
     text: str
     kind: str
@@ -821,7 +843,7 @@ def _rng(caption: str, seed: int | None) -> random.Random:
 
 
 def applicable_kinds(caption: str) -> tuple[str, ...]:
-    """The kinds of `schema.NEGATIVE_KINDS` for which at least one edit of ``caption`` exists, in that order."""
+    """The kinds of `NEGATIVE_KINDS` for which at least one edit of ``caption`` exists, in that order."""
     _check(caption, None)
     candidates = _candidates(caption, NEGATIVE_KINDS)
     return tuple(kind for kind in NEGATIVE_KINDS if candidates[kind])
@@ -832,7 +854,7 @@ def generate_negative(caption: str, kind: str | None = None, seed: int | None = 
 
     Args:
         caption: an English image description, e.g. ``"A man riding a horse on a beach."``.
-        kind: one of `schema.NEGATIVE_KINDS`, or None to pick, from ``seed``, one of the kinds that apply.
+        kind: one of `NEGATIVE_KINDS`, or None to pick, from ``seed``, one of the kinds that apply.
         seed: makes the choice of kind and edit reproducible; None derives a seed from the caption text.
 
     Returns:

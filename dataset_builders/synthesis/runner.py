@@ -10,8 +10,8 @@ Scale and safety:
   number. A row's seeds depend only on the run's seed and the row index (images) or the shard (LLM batches), so a
   shard comes out the same on any process, in any run.
 * **Atomic output.** A finished shard is one parquet file ``data/train-{i:05d}-of-{n:05d}.parquet`` (written to a
-  temporary name, then renamed) followed by its record ``synthesis/shards/{i:05d}.json``. The record is the
-  manifest entry: which rows were written, which were rejected and why, which failed and with what error, and how
+  temporary name, then renamed) followed by its record ``synthesis/shards/{i:05d}.json`` in the folder's ledger
+  (`dataset_builders.utils.output_folders.OutputFolder`). The record is the manifest entry: which rows were written, which were rejected and why, which failed and with what error, and how
   long each stage took. A rerun skips shards with a record and no failures, redoes shards without a record (a
   parquet file without a record is replaced), and for shards with failures redoes only the failed rows, merging them
   with the rows already written. After a crash or SIGKILL there are no duplicates and no holes.
@@ -33,24 +33,26 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
-import json
 import logging
 import math
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import datasets
 
 from .. import schema
-from ..hub_layout import atomic_path, shard_filename, write_dataset_card, write_parquet_shard
-from .llm import check_causal_lm, resolve_dtype
+from ..hub_layout import shard_filename, write_dataset_card, write_parquet_shard
+from ..utils import atomic
+from ..utils.devices import resolve_dtype
+from ..utils.errors import InputError
+from ..utils.output_folders import OutputFolder
+from .llm import DEFAULT_LLM, check_causal_lm
 from .prompts import NEGATIVE_CAPTION_PROMPT, negative_caption_prompt
-from .t2i import check_text_to_image
+from .t2i import DEFAULT_T2I, check_text_to_image
 
 logger = logging.getLogger(__name__)
 
@@ -59,82 +61,92 @@ STATE_DIR = "synthesis"
 NO_RULE_APPLIES = "no_rule_applies"
 STAGES = ("negative captions", "images", "negative images", "clip scores", "vqa scores")
 #: Options that do not change what is written; they may differ between a run and its resumption.
-RUNTIME_FIELDS = ("out", "keep_top_k", "min_clip_score", "device", "progress", "t2i_batch_size", "clip_batch_size",
-                  "vqa_batch_size")
+RUNTIME_FIELDS = ("output_dir", "keep_top_k", "min_clip_score", "device", "progress", "t2i_batch_size",
+                  "clip_batch_size", "vqa_batch_size")
+JOB = "tripletclip synthesize"
 
 
-class SynthesisError(ValueError):
+class SynthesisError(InputError):
     """Bad input for a synthesis run, found before generation starts; the message says what to change."""
+
+
+def _option(default, help_text: str, **metadata) -> Any:
+    return field(default=default, metadata={"help": help_text, **metadata})
 
 
 @dataclass
 class SynthesisConfig:
-    """Everything a synthesis run needs. Options not in `RUNTIME_FIELDS` are recorded and must match on resume.
+    """Everything a synthesis run needs; also the options of ``tripletclip synthesize`` (one flag per field).
 
-    Input and output:
-        input: anything `datasets.load_dataset` reads: a folder, a JSON-lines / JSON / CSV / TSV / parquet file, or
-            a Hub dataset id. caption_column / image_column: its columns (no image column: positive images are
-            rendered from the captions with ``t2i``). split: the split to read. max_rows: only the first rows.
-        out: the output folder (TripletData in the Hub layout). rows_per_shard: rows per parquet shard and per unit
-            of resumable work. seed: the run's seed.
-    Negative captions:
-        llm: a causal LM (Hub id or folder), or rules=True for the rule-based generator. prompt: the template (the
-        paper's, verbatim). llm_batch_size, max_new_tokens, do_sample, temperature, top_p, max_retries,
-        min_length_ratio, max_length_ratio: decoding and validation (see `llm.NegativeCaptionWriter`).
-    Images:
-        t2i: a diffusers text-to-image checkpoint (None: no negative images, e.g. for NegCLIP-style data).
-        num_inference_steps, guidance_scale, image_size, t2i_batch_size: rendering (SDXL-turbo: 1-4, 0.0, 512).
-    Scores:
-        clip_model: score triplets ``(s(x,y)+s(x',y'))/2`` into ``clip_score``; keep_top_k / min_clip_score then
-        write the best rows to ``out/filtered``. vqa_model (+ question_llm, default ``llm``): the quality check into
-        ``vqa_score``, num_questions per negative caption. trust_remote_code: for the CLIP model.
-    Runtime:
-        dtype: ``float32``, ``bfloat16``, ``float16`` (GPU only) or None. device: None = the process's accelerator.
+    Options not in `RUNTIME_FIELDS` are recorded in the output folder and must match on resume.
     """
 
-    input: str
-    caption_column: str
-    out: str
-    image_column: str | None = None
-    split: str = "train"
-    max_rows: int | None = None
-    rows_per_shard: int = 1000
-    seed: int = 0
-    llm: str | None = None
-    rules: bool = False
-    prompt: str = NEGATIVE_CAPTION_PROMPT
-    llm_batch_size: int = 16
-    max_new_tokens: int = 96
-    do_sample: bool = False
-    temperature: float = 0.7
-    top_p: float = 0.9
-    max_retries: int = 2
-    min_length_ratio: float = 0.5
-    max_length_ratio: float = 2.0
-    t2i: str | None = None
-    num_inference_steps: int = 1
-    guidance_scale: float = 0.0
-    image_size: int = 512
-    t2i_batch_size: int = 8
-    clip_model: str | None = None
-    clip_batch_size: int = 32
-    keep_top_k: int | None = None
-    min_clip_score: float | None = None
-    vqa_model: str | None = None
-    question_llm: str | None = None
-    num_questions: int = 5
-    vqa_batch_size: int = 32
-    trust_remote_code: bool = False
-    dtype: str | None = None
-    device: str | None = None
-    progress: bool = True
+    # ---- input and output
+    dataset: str = field(metadata={"help": "the captions (and images): a dataset folder, a JSON-lines/JSON/CSV/TSV/"
+                                           "parquet file, or a Hub dataset id", "aliases": ["--input"]})
+    caption_column: str = field(metadata={"help": "the column with the captions"})
+    output_dir: str = field(metadata={"help": "output folder (TripletData in the Hub layout)", "aliases": ["--out"]})
+    image_column: str | None = _option(None, "the column with the images (leave out to render positive images from "
+                                             "the captions with --t2i)")
+    split: str = _option("train", "the input split to read")
+    max_rows: int | None = _option(None, "use only the first N rows")
+    rows_per_shard: int = _option(1000, "rows per parquet shard (the unit of resume)")
+    seed: int = _option(0, "seed of the run (every row's seeds derive from it)")
+    # ---- negative captions
+    llm: str | None = _option(None, f"causal LM, Hub id or folder (the paper: {DEFAULT_LLM})")
+    rules: bool = _option(False, "write negative captions with the rule-based generator of SugarCrepe's seven kinds")
+    prompt_file: str | None = _option(None, "a text file with your own prompt template ('{}' marks the caption); "
+                                            "default: the paper's prompt")
+    llm_batch_size: int = _option(16, "prompts per generation batch")
+    max_new_tokens: int = _option(96, "generation budget per answer")
+    do_sample: bool = _option(False, "sample the first attempt (default: greedy)")
+    temperature: float = _option(0.7, "sampling temperature")
+    top_p: float = _option(0.9, "nucleus sampling")
+    max_retries: int = _option(2, "extra (sampled) attempts for an answer that fails validation before it is rejected")
+    min_length_ratio: float = _option(0.5, "reject answers with fewer words than this times the caption's")
+    max_length_ratio: float = _option(2.0, "reject answers with more words than this times the caption's (plus two)")
+    # ---- images
+    t2i: str | None = _option(None, f"diffusers text-to-image checkpoint (the paper: {DEFAULT_T2I})")
+    num_inference_steps: int = _option(1, "denoising steps (SDXL-turbo: 1 to 4)")
+    guidance_scale: float = _option(0.0, "classifier-free guidance (SDXL-turbo: 0.0)")
+    image_size: int = _option(512, "height and width in pixels (SDXL-turbo: 512)")
+    t2i_batch_size: int = _option(8, "prompts per pipeline call")
+    # ---- filtering and quality check
+    clip_model: str | None = _option(None, "CLIP-like model for the triplet score (clip_score)")
+    clip_batch_size: int = _option(32, "pairs per CLIP forward pass")
+    keep_top_k: int | None = _option(None, "write the K best triplets to OUTPUT_DIR/filtered")
+    min_clip_score: float | None = _option(None, "write triplets scoring at least this to OUTPUT_DIR/filtered")
+    vqa_model: str | None = _option(None, "visual-question-answering model for the quality check (vqa_score), e.g. "
+                                          "dandelin/vilt-b32-finetuned-vqa")
+    question_llm: str | None = _option(None, "LLM that writes the yes/no questions (default: --llm)")
+    num_questions: int = _option(5, "yes/no questions per negative caption")
+    vqa_batch_size: int = _option(32, "questions per VQA forward pass")
+    trust_remote_code: bool = _option(False, "for a CLIP model with its own code")
+    # ---- runtime
+    dtype: str | None = _option(None, "model dtype: float32, bfloat16, float16 (GPU only); default: each "
+                                      "checkpoint's own")
+    device: str | None = _option(None, "default: this process's accelerator, else CPU")
+    progress: bool = _option(True, "show progress bars")
+
+    @property
+    def prompt(self) -> str:
+        """The negative-caption prompt: the file's text, or the paper's prompt."""
+        if self.prompt_file is None:
+            return NEGATIVE_CAPTION_PROMPT
+        try:
+            return Path(self.prompt_file).read_text(encoding="utf-8").strip()
+        except OSError as error:
+            raise SynthesisError(f"Cannot read --prompt_file {self.prompt_file}: {error}") from error
 
     def identity(self) -> dict[str, Any]:
-        """The options that determine the output (all but `RUNTIME_FIELDS`), with local paths made absolute."""
+        """The options that determine the output (all but `RUNTIME_FIELDS`), with local paths made absolute and the
+        prompt file replaced by its text."""
         values = {k: v for k, v in dataclasses.asdict(self).items() if k not in RUNTIME_FIELDS}
-        for key in ("input", "llm", "t2i", "clip_model", "vqa_model", "question_llm"):
+        for key in ("dataset", "llm", "t2i", "clip_model", "vqa_model", "question_llm"):
             if values[key] is not None and Path(values[key]).expanduser().exists():
                 values[key] = str(Path(values[key]).expanduser().resolve())
+        del values["prompt_file"]
+        values["prompt"] = self.prompt
         return values
 
 
@@ -174,29 +186,16 @@ def row_seed(seed: int, row: int, stream: str) -> int:
 # Input
 # --------------------------------------------------------------------------------------------------------------------
 
-_FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".tsv": "csv", ".parquet": "parquet",
-                  ".arrow": "arrow", ".txt": "text"}
+def load_input(value: str, split: str = "train") -> datasets.Dataset:
+    """Load the input captions (and images): any dataset value `dataset_builders.sources` resolves (a file, a folder,
+    a Hub id)."""
+    from ..sources import load_dataset
 
-
-def load_input(path: str, split: str = "train") -> datasets.Dataset:
-    """Load the input captions (and images) with `datasets.load_dataset` from a file, a folder or a Hub id."""
-    local = Path(path).expanduser()
     try:
-        if local.is_file():
-            builder = _FILE_BUILDERS.get(local.suffix.lower())
-            if builder is None:
-                raise SynthesisError(
-                    f"Cannot read {path!r}: use a JSON-lines, JSON, CSV, TSV, parquet or text file, a dataset "
-                    f"folder, or a Hub dataset id."
-                )
-            kwargs = {"delimiter": "\t"} if local.suffix.lower() == ".tsv" else {}
-            return datasets.load_dataset(builder, data_files=str(local), split="train", **kwargs)
-        return datasets.load_dataset(str(local) if local.exists() else path, split=split)
-    except SynthesisError:
-        raise
-    except (FileNotFoundError, ValueError, OSError, datasets.exceptions.DatasetNotFoundError) as error:
+        return load_dataset(value, split=split)
+    except (InputError, FileNotFoundError, ValueError, OSError, datasets.exceptions.DatasetNotFoundError) as error:
         raise SynthesisError(
-            f"Could not load the input {path!r} (split {split!r}) with datasets.load_dataset: {error}"
+            f"Could not load the input {value!r} (split {split!r}) with datasets.load_dataset: {error}"
         ) from error
 
 
@@ -284,7 +283,7 @@ def _check_models(config: SynthesisConfig, device: str) -> None:
 def _prepare(config: SynthesisConfig, device: str) -> _Plan:
     _check_options(config)
     _check_models(config, device)
-    dataset = load_input(config.input, config.split)
+    dataset = load_input(config.dataset, config.split)
     columns = dataset.column_names
     if config.caption_column not in columns:
         raise SynthesisError(
@@ -319,10 +318,10 @@ def _prepare(config: SynthesisConfig, device: str) -> _Plan:
             f"Drop or fill them first, e.g. dataset.filter(lambda row: bool(row[{column}] and row[{column}].strip()))."
         )
     if not captions:
-        raise SynthesisError(f"The input {config.input!r} has no rows.")
+        raise SynthesisError(f"The input {config.dataset!r} has no rows.")
     num_shards = math.ceil(len(captions) / config.rows_per_shard)
     return _Plan(config, dataset, captions, len(captions), num_shards, _features(config),
-                 _captions_fingerprint(captions), Path(config.out).expanduser())
+                 _captions_fingerprint(captions), Path(config.output_dir).expanduser())
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -330,74 +329,22 @@ def _prepare(config: SynthesisConfig, device: str) -> _Plan:
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def _write_json(path: Path, value: Any) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(value, indent=2, sort_keys=True, default=str) + "\n")
-
-
-def _record_path(out: Path, index: int) -> Path:
-    return out / STATE_DIR / "shards" / f"{index:05d}.json"
-
-
 def _shard_path(plan: _Plan, index: int) -> Path:
     return plan.out / "data" / shard_filename(SPLIT, index, plan.num_shards)
 
 
-def _read_record(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-    except json.JSONDecodeError:  # not written by us (records are atomic): redo the shard
-        logger.warning("Unreadable shard record %s; the shard will be redone.", path)
-        return None
-
-
-def _remove_stale_temporaries(out: Path) -> None:
-    """Delete the temporary files a killed run left behind (``.name.xxxx.tmp``; no reader ever matches them)."""
-    for folder in (out / "data", out / STATE_DIR, out / STATE_DIR / "shards"):
-        if folder.is_dir():
-            for leftover in folder.glob(".*.tmp"):
-                leftover.unlink(missing_ok=True)
-
-
-def _folder_identity(plan: _Plan) -> dict[str, Any]:
-    return {"config": plan.config.identity(),
-            "input": {"num_rows": plan.num_rows, "captions_sha256": plan.fingerprint},
-            "layout": {"split": SPLIT, "num_shards": plan.num_shards}}
-
-
-def _check_folder(plan: _Plan) -> None:
-    """Refuse an output folder made by another configuration, or one that synthesis did not make (read-only)."""
-    path = plan.out / STATE_DIR / "config.json"
-    if path.exists():
-        wanted, found = _folder_identity(plan), json.loads(path.read_text())
-        if found != wanted:
-            differences = []
-            for section in wanted:
-                mine, theirs = wanted[section], found.get(section, {})
-                for key in sorted(set(mine) | set(theirs)):
-                    if mine.get(key) != theirs.get(key):
-                        differences.append(f"{section}.{key}: {theirs.get(key)!r} there, {mine.get(key)!r} now")
-            raise SynthesisError(
-                f"The output folder {plan.out} was made by a different synthesis configuration "
-                f"({'; '.join(differences[:6])}{' ...' if len(differences) > 6 else ''}). Rerun with the same "
-                f"options and input to resume it, or choose a new --out folder."
-            )
-    elif plan.out.exists() and any(plan.out.iterdir()):
-        raise SynthesisError(
-            f"The output folder {plan.out} is not empty and was not made by `tripletclip synthesize` (no "
-            f"{STATE_DIR}/config.json). Choose a new or empty --out folder."
-        )
-
-
-def _claim_folder(plan: _Plan) -> None:
-    """Write ``synthesis/config.json`` in a new folder; clear what a killed run left half-written in an old one."""
-    path = plan.out / STATE_DIR / "config.json"
-    if path.exists():
-        _remove_stale_temporaries(plan.out)
-    else:
-        _write_json(path, _folder_identity(plan))
+def _folder(plan: _Plan) -> OutputFolder:
+    """The run's claim on its output folder: its configuration, input and layout, and a ledger of finished shards."""
+    identity = {"config": plan.config.identity(),
+                "input": {"num_rows": plan.num_rows, "captions_sha256": plan.fingerprint},
+                "layout": {"split": SPLIT, "num_shards": plan.num_shards}}
+    return OutputFolder(
+        plan.out, identity, JOB, identity_file=f"{STATE_DIR}/config.json", ledger_dir=f"{STATE_DIR}/shards",
+        other_message="The output folder {path} was made by a different synthesis configuration ({differences}). "
+                      "Rerun with the same options and input to resume it, or choose a new --output_dir.",
+        foreign_message="The output folder {path} is not empty and was not made by `tripletclip synthesize` (no "
+                        f"{STATE_DIR}/config.json). Choose a new or empty --output_dir.",
+    )
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -455,16 +402,6 @@ def _load_models(config: SynthesisConfig, device: str) -> _Models:
 # --------------------------------------------------------------------------------------------------------------------
 # One shard
 # --------------------------------------------------------------------------------------------------------------------
-
-
-def _to_pil(value: Any):
-    from PIL import Image
-
-    if value is None or isinstance(value, Image.Image):
-        return value
-    if value.get("bytes") is not None:
-        return Image.open(io.BytesIO(value["bytes"]))
-    return Image.open(value["path"])
 
 
 def _stored_image(value: dict[str, Any]) -> dict[str, Any]:
@@ -561,7 +498,7 @@ def _process_shard(plan: _Plan, index: int, rows: list[int], models: _Models, ba
     clip_scores: dict[int, float] = {}
     if config.clip_model:
         clip_scores = stage(STAGES[3])(todo, lambda batch: models.clip.triplet_scores(
-            [_to_pil(images[r]) for r in batch], [captions[r] for r in batch],
+            [images[r] for r in batch], [captions[r] for r in batch],
             [negative_images[r] for r in batch], [negatives[r][0] for r in batch]).tolist())
         todo = [r for r in todo if r in clip_scores]
 
@@ -602,8 +539,8 @@ def _existing_rows(path: Path) -> list[dict[str, Any]]:
     return pq.read_table(path).to_pylist() if path.exists() else []
 
 
-def _run_shard(plan: _Plan, index: int, record: dict[str, Any] | None, models: _Models, bars: dict[str, Any]
-               ) -> dict[str, Any]:
+def _run_shard(plan: _Plan, folder: OutputFolder, index: int, record: dict[str, Any] | None, models: _Models,
+               bars: dict[str, Any]) -> dict[str, Any]:
     shard_range = plan.shard_rows(index)
     if record is None:
         rows, kept, rejected = list(shard_range), [], {}
@@ -621,7 +558,7 @@ def _run_shard(plan: _Plan, index: int, record: dict[str, Any] | None, models: _
         "rejected": rejected, "failed": {str(r): v for r, v in failed.items()}, "stages": timings,
         "attempts": attempts, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    _write_json(_record_path(plan.out, index), new_record)  # after the parquet: a record means the shard is there
+    folder.record(index, new_record)  # after the parquet: a record means the shard is there
     return new_record
 
 
@@ -669,13 +606,14 @@ def run_synthesis(config: SynthesisConfig) -> SynthesisReport:
     state = PartialState(cpu=_cpu_only(config))
     device = config.device or str(state.device)
     plan = _prepare(config, device)
-    _check_folder(plan)
+    folder = _folder(plan)
+    folder.check()
     state.wait_for_everyone()  # every process has looked at the folder before the main one writes to it
 
     mine = range(state.process_index, plan.num_shards, state.num_processes)
     pending = []
     for index in mine:
-        record = _read_record(_record_path(plan.out, index))
+        record = folder.record_for(index)
         if record is None or record["failed"]:
             pending.append((index, record))
     rows_todo = sum(len(plan.shard_rows(i)) if r is None else len(r["failed"]) for i, r in pending)
@@ -687,7 +625,7 @@ def run_synthesis(config: SynthesisConfig) -> SynthesisReport:
     except (ValueError, OSError) as error:
         raise SynthesisError(f"Could not load the models: {error}") from error
     if state.is_main_process:
-        _claim_folder(plan)
+        folder.claim()
     state.wait_for_everyone()
 
     totals: dict[str, dict[str, float]] = {}
@@ -700,7 +638,7 @@ def run_synthesis(config: SynthesisConfig) -> SynthesisReport:
                 for n, name in enumerate(stages)}
         try:
             for index, record in pending:
-                new_record = _run_shard(plan, index, record, models, bars)
+                new_record = _run_shard(plan, folder, index, record, models, bars)
                 _add_timings(totals, new_record["stages"])
         finally:
             for bar in bars.values():
@@ -710,7 +648,7 @@ def run_synthesis(config: SynthesisConfig) -> SynthesisReport:
                         totals[name]["seconds"], rate)
 
     state.wait_for_everyone()
-    report = _summarize(plan)
+    report = _summarize(plan, folder)
     if state.is_main_process:
         _finish(plan, report)
     state.wait_for_everyone()
@@ -722,12 +660,12 @@ def run_synthesis(config: SynthesisConfig) -> SynthesisReport:
     return report
 
 
-def _summarize(plan: _Plan) -> SynthesisReport:
+def _summarize(plan: _Plan, folder: OutputFolder) -> SynthesisReport:
     written, failed, done = 0, 0, 0
     rejected: Counter[str] = Counter()
     timings: dict[str, dict[str, float]] = {}
     for index in range(plan.num_shards):
-        record = _read_record(_record_path(plan.out, index))
+        record = folder.record_for(index)
         if record is None:
             continue
         done += 1
@@ -765,7 +703,7 @@ def _finish(plan: _Plan, report: SynthesisReport) -> None:
         "throughput_rows_per_second": report.throughput, "vqa": report.vqa,
         "filtered": str(report.filtered) if report.filtered else None,
     }
-    _write_json(plan.out / STATE_DIR / "manifest.json", manifest)
+    atomic.write_json(plan.out / STATE_DIR / "manifest.json", manifest, sort_keys=True, default=str)
     if not report.complete:
         logger.warning(
             "%d rows failed and %d of %d shards are done; rerun the same command to retry the rest (records in %s).",

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .llm import resolve_device, resolve_dtype
+from ..utils.devices import resolve_device, resolve_dtype
 
 logger = logging.getLogger(__name__)
 

@@ -10,6 +10,7 @@ benchmarks measure composition rather than memory.
 """
 
 from .generate import World, WorldConfig, generate_world, held_out_combinations, load_manifest, world_triplet_features
+from .layout import WorldLayout
 from .render import render_scene
 from .scene import (
     Phrasing,
@@ -30,6 +31,7 @@ __all__ = [
     "Scene",
     "World",
     "WorldConfig",
+    "WorldLayout",
     "WorldObject",
     "caption_true_of",
     "describe",

@@ -1,24 +1,20 @@
 """Generate the procedural compositional world: a training split and three benchmarks, all from one seed.
 
-Layout of the output folder::
-
-    DIR/world.json      the configuration, the held-out (colour, shape) combinations, counts and timings
-    DIR/train/          TripletData (Hub layout); scenes never show a held-out combination, nor do their negatives
-    DIR/test/           TripletData, split "test", from held-out scenes (each shows at least one held-out combination)
-    DIR/sugarcrepe/     add_att.json ... swap_obj.json in SugarCrepe's schema, and images/
-    DIR/winoground/     Hub layout: image_0, image_1, caption_0, caption_1, tag (the negative kind)
-    DIR/retrieval/      Hub layout: image, captions (several phrasings of the same scene)
+The layout of the output folder is described once, in :mod:`.layout` (`WorldLayout`): ``world.json`` (the manifest,
+written last), ``train/`` and ``test/`` (TripletData), ``sugarcrepe/``, ``winoground/`` and ``retrieval/``.
+Training scenes never show a held-out (colour, shape) combination, nor do their negatives; every scene of the test
+split and of the benchmarks shows at least one.
 
 Every row comes from its own random generator seeded by (world seed, part, row index), so any row can be
 regenerated alone, the output does not depend on the number of worker processes, and the same seed gives the same
-bytes.
+bytes. Generation resumes by part: the folder is claimed for one configuration (`OutputFolder`), each finished part is
+recorded in its ledger, and a rerun after an interruption redoes only the parts without a record.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import io
-import json
 import logging
 import multiprocessing
 import random
@@ -32,14 +28,17 @@ from typing import Any
 import datasets
 
 from .. import schema
-from ..hub_layout import atomic_path, write_dataset
+from ..hub_layout import write_dataset
+from ..synthesis.rules import NEGATIVE_KINDS
+from ..utils import atomic
+from ..utils.output_folders import OutputFolder
+from .layout import PARTS, WorldLayout
 from . import vocabulary as V
 from .render import render_scene
 from .scene import Phrasing, Scene, describe, make_negative, sample_phrasing, sample_scene
 
 logger = logging.getLogger(__name__)
 
-MANIFEST = "world.json"
 SCENE = "scene"
 NEGATIVE_SCENE = "negative_scene"
 #: Parts of the world; each has its own stream of seeds.
@@ -117,7 +116,7 @@ class World:
         while True:
             scene = sample_scene(rng, self.seen if train else allowed, require=None if train else self.unseen)
             phrasing = sample_phrasing(rng)
-            kinds = list(schema.NEGATIVE_KINDS)
+            kinds = list(NEGATIVE_KINDS)
             rng.shuffle(kinds)
             for kind in kinds:
                 negative = make_negative(scene, phrasing, kind, rng, allowed)
@@ -182,7 +181,7 @@ def _triplet_row(index: int, world: World, part: str) -> dict[str, Any]:
 
 
 def _winoground_row(index: int, world: World) -> dict[str, Any]:
-    kind = schema.NEGATIVE_KINDS[index % len(schema.NEGATIVE_KINDS)]
+    kind = NEGATIVE_KINDS[index % len(NEGATIVE_KINDS)]
     scene, phrasing, negative, negative_phrasing = world.draw_pair_of_kind("winoground", index, kind)
     size = world.config.image_size
     return {
@@ -218,7 +217,7 @@ def write_sugarcrepe(world: World, out_dir: Path) -> dict[str, int]:
     that is possible for it until each subset has ``sugarcrepe_per_kind`` items.
     """
     per_kind = world.config.sugarcrepe_per_kind
-    items: dict[str, dict[str, dict[str, str]]] = {kind: {} for kind in schema.NEGATIVE_KINDS}
+    items: dict[str, dict[str, dict[str, str]]] = {kind: {} for kind in NEGATIVE_KINDS}
     images = out_dir / "images"
     images.mkdir(parents=True, exist_ok=True)
     index = 0
@@ -230,7 +229,7 @@ def write_sugarcrepe(world: World, out_dir: Path) -> dict[str, int]:
         phrasing = sample_phrasing(rng)
         filename = f"{index:012d}.png"
         used = False
-        for kind in schema.NEGATIVE_KINDS:
+        for kind in NEGATIVE_KINDS:
             if len(items[kind]) >= per_kind:
                 continue
             negative = make_negative(scene, phrasing, kind, rng, lambda c, s: True)
@@ -243,18 +242,19 @@ def write_sugarcrepe(world: World, out_dir: Path) -> dict[str, int]:
             }
             used = True
         if used:
-            path = images / filename
-            with atomic_path(path) as tmp:
+            with atomic.atomic_path(images / filename) as tmp:
                 render_scene(scene, world.config.image_size).save(tmp, format="PNG")
         index += 1
     for kind, kind_items in items.items():
-        with atomic_path(out_dir / f"{kind}.json") as tmp:
-            tmp.write_text(json.dumps(kind_items, indent=1))
+        atomic.write_json(out_dir / f"{kind}.json", kind_items, indent=1)
     return {kind: len(v) for kind, v in items.items()}
 
 
 def _config_dict(config: WorldConfig) -> dict[str, Any]:
     return dataclasses.asdict(config)
+
+
+WORLD_JOB = "tripletclip data world"
 
 
 def generate_world(
@@ -268,11 +268,11 @@ def generate_world(
     progress: bool = True,
     **config_overrides: Any,
 ) -> Path:
-    """Generate the procedural world into ``out_dir`` (see the module docstring for the layout); returns it.
+    """Generate the procedural world into ``out_dir`` (see :mod:`.layout`); returns it.
 
     A folder that already holds a complete world with the same configuration is reused as it is (the world is a
-    cache: generating it again would give the same bytes). A folder holding a different world, or an unfinished
-    one, is regenerated only with ``overwrite=True``.
+    cache: generating it again would give the same bytes), and an interrupted one is completed part by part. A folder
+    holding a different world, or files of something else, is regenerated only with ``overwrite=True``.
 
     Args:
         out_dir: the output folder.
@@ -280,7 +280,7 @@ def generate_world(
         seed: the world's seed (scenes, phrasings, negatives, held-out combinations).
         image_size: side of the square images in pixels.
         num_proc: worker processes for rendering (the output does not depend on it).
-        overwrite: replace a different or unfinished world in ``out_dir``.
+        overwrite: replace a different world (or other files) in ``out_dir``.
         rows_per_shard: rows per parquet shard.
         progress: show progress bars.
         **config_overrides: other `WorldConfig` fields (``num_test``, ``sugarcrepe_per_kind``, ``num_winoground``,
@@ -290,82 +290,74 @@ def generate_world(
     if unknown:
         raise TypeError(f"Unknown world option(s) {sorted(unknown)}; valid: {[f.name for f in dataclasses.fields(WorldConfig)]}.")
     config = WorldConfig(seed=seed, image_size=image_size, num_train=num_train, **config_overrides)
-    out_dir = Path(out_dir)
-    manifest_path = out_dir / MANIFEST
-    if manifest_path.exists():
-        existing = json.loads(manifest_path.read_text())
-        if existing.get("config") == _config_dict(config):
-            logger.info("Reusing the world already in %s (same configuration).", out_dir)
-            return out_dir
-        if not overwrite:
-            raise FileExistsError(
-                f"{out_dir} holds a world with a different configuration ({existing.get('config')}). "
-                f"Choose another --out folder, or pass overwrite=True (--overwrite) to replace it."
-            )
-    elif out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
-        raise FileExistsError(
-            f"{out_dir} is not empty and holds no finished world ({MANIFEST} is missing). Choose an empty folder, "
-            f"or pass overwrite=True (--overwrite) to generate the world there."
-        )
-    if manifest_path.exists():
-        manifest_path.unlink()  # the world is unfinished until the manifest is written again
-    out_dir.mkdir(parents=True, exist_ok=True)
+    layout = WorldLayout(out_dir)
+    if layout.is_world() and layout.load_manifest().get("config") == _config_dict(config):
+        logger.info("Reusing the world already in %s (same configuration).", layout.root)
+        return layout.root
+    folder = OutputFolder(
+        layout.root, {"config": _config_dict(config)}, WORLD_JOB,
+        other_message="{path} holds a world with a different configuration ({differences}). Choose another "
+                      "--output_dir, or pass overwrite=True ({flag}) to replace it.",
+        foreign_message="{path} is not empty and holds no world of this package. Choose an empty folder, or pass "
+                        "overwrite=True ({flag}) to generate the world there.",
+    )
+    folder.claim(overwrite=overwrite)
+    layout.manifest.unlink(missing_ok=True)  # the world is unfinished until the manifest is written again
     world = World(config)
-    timings: dict[str, dict[str, float]] = {}
-
-    def timed(name: str, count: int, function) -> Any:
-        start = time.perf_counter()
-        result = function()
-        seconds = time.perf_counter() - start
-        timings[name] = {"rows": count, "seconds": round(seconds, 3),
-                         "rows_per_second": round(count / seconds, 1) if seconds > 0 else None}
-        return result
-
     common = dict(rows_per_shard=rows_per_shard, progress=progress, license="apache-2.0",
                   tags=("tripletclip", "compositionality", "hard-negatives", "synthetic", "procedural-world"))
     details = _card_details(world)
-    timed("train", config.num_train, lambda: write_dataset(
-        _rows(partial(_triplet_row, world=world, part="train"), config.num_train, num_proc), out_dir / "train",
-        world_triplet_features(), pretty_name="TripletData procedural world (train)", details=details, **common))
-    timed("test", config.num_test, lambda: write_dataset(
-        _rows(partial(_triplet_row, world=world, part="test"), config.num_test, num_proc), out_dir / "test",
-        world_triplet_features(), split="test", pretty_name="TripletData procedural world (held-out test)", details=details,
-        **common))
-    counts = timed("sugarcrepe", 7 * config.sugarcrepe_per_kind,
-                   lambda: write_sugarcrepe(world, out_dir / "sugarcrepe"))
-    timed("winoground", config.num_winoground, lambda: write_dataset(
-        _rows(partial(_winoground_row, world=world), config.num_winoground, num_proc), out_dir / "winoground",
-        schema.winoground_features(), split="test", pretty_name="Procedural world, Winoground-style",
-        description="Pairs of held-out scenes of the procedural world: `caption_0` describes `image_0`, `caption_1` "
-                    "describes `image_1`, and they differ by one hard-negative edit named in `tag`.", **common))
-    timed("retrieval", config.num_retrieval, lambda: write_dataset(
-        _rows(partial(_retrieval_row, world=world), config.num_retrieval, num_proc), out_dir / "retrieval",
-        schema.retrieval_features(), split="test", pretty_name="Procedural world, retrieval",
-        description="Held-out scenes of the procedural world, each with several captions in different phrasings.",
-        **common))
+    writers = {
+        "train": (config.num_train, lambda: write_dataset(
+            _rows(partial(_triplet_row, world=world, part="train"), config.num_train, num_proc), layout.train,
+            world_triplet_features(), pretty_name="TripletData procedural world (train)", details=details, **common)),
+        "test": (config.num_test, lambda: write_dataset(
+            _rows(partial(_triplet_row, world=world, part="test"), config.num_test, num_proc), layout.test,
+            world_triplet_features(), split="test", pretty_name="TripletData procedural world (held-out test)",
+            details=details, **common)),
+        "sugarcrepe": (7 * config.sugarcrepe_per_kind, lambda: write_sugarcrepe(world, layout.sugarcrepe)),
+        "winoground": (config.num_winoground, lambda: write_dataset(
+            _rows(partial(_winoground_row, world=world), config.num_winoground, num_proc), layout.winoground,
+            schema.winoground_features(), split="test", pretty_name="Procedural world, Winoground-style",
+            description="Pairs of held-out scenes of the procedural world: `caption_0` describes `image_0`, "
+                        "`caption_1` describes `image_1`, and they differ by one hard-negative edit named in `tag`.",
+            **common)),
+        "retrieval": (config.num_retrieval, lambda: write_dataset(
+            _rows(partial(_retrieval_row, world=world), config.num_retrieval, num_proc), layout.retrieval,
+            schema.retrieval_features(), split="test", pretty_name="Procedural world, retrieval",
+            description="Held-out scenes of the procedural world, each with several captions in different phrasings.",
+            **common)),
+    }
+    records = {}
+    for part in PARTS:
+        record = folder.record_for(part)
+        if record is None:
+            count, write = writers[part]
+            start = time.perf_counter()
+            result = write()
+            seconds = time.perf_counter() - start
+            record = {"rows": count, "seconds": round(seconds, 3),
+                      "rows_per_second": round(count / seconds, 1) if seconds > 0 else None}
+            if part == "sugarcrepe":
+                record["counts"] = result
+            folder.record(part, record)
+        records[part] = record
 
     manifest = {
         "config": _config_dict(config),
         "held_out": sorted([list(pair) for pair in world.held_out]),
         "vocabulary": {"shapes": list(V.SHAPES), "colours": list(V.COLOUR_NAMES), "sizes": list(V.SIZE_NAMES),
                        "relations": list(V.RELATIONS), "backgrounds": list(V.BACKGROUND_NAMES)},
-        "sugarcrepe": counts,
-        "timings": timings,
+        "sugarcrepe": records["sugarcrepe"]["counts"],
+        "timings": {part: {k: v for k, v in record.items() if k != "counts"} for part, record in records.items()},
     }
-    with atomic_path(manifest_path) as tmp:
-        tmp.write_text(json.dumps(manifest, indent=2))
-    return out_dir
+    atomic.write_json(layout.manifest, manifest)
+    return layout.root
 
 
 def load_manifest(world_dir: str | Path) -> dict[str, Any]:
     """The manifest of a generated world (configuration, held-out combinations, counts, timings)."""
-    path = Path(world_dir) / MANIFEST
-    if not path.exists():
-        raise FileNotFoundError(
-            f"{path} not found: {world_dir} is not a finished world. Generate one with "
-            f"`tripletclip data world --out {world_dir}`."
-        )
-    return json.loads(path.read_text())
+    return WorldLayout(world_dir).load_manifest()
 
 
 def _card_details(world: World) -> str:

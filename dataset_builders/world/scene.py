@@ -19,7 +19,7 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from .. import schema
+from ..synthesis.rules import NEGATIVE_KINDS
 from . import vocabulary as V
 
 MAX_OBJECTS = 4
@@ -489,7 +489,7 @@ _EDITS = {
     "add_obj": _add_obj,
     "add_att": _add_att,
 }
-assert tuple(_EDITS) == schema.NEGATIVE_KINDS
+assert tuple(_EDITS) == NEGATIVE_KINDS
 
 
 def make_negative(scene: Scene, phrasing: Phrasing, kind: str, rng: random.Random, allowed: Allowed,
@@ -500,7 +500,7 @@ def make_negative(scene: Scene, phrasing: Phrasing, kind: str, rng: random.Rando
     and true of the negative scene, whose objects keep their positions wherever the edit allows.
     """
     if kind not in _EDITS:
-        raise ValueError(f"Unknown negative kind {kind!r}; choose one of {', '.join(schema.NEGATIVE_KINDS)}.")
+        raise ValueError(f"Unknown negative kind {kind!r}; choose one of {', '.join(NEGATIVE_KINDS)}.")
     positive_caption = describe(scene, phrasing)
     for attempt in range(attempts):
         edited = _EDITS[kind](scene, phrasing, rng, allowed)

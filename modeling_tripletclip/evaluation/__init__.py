@@ -2,24 +2,28 @@
 
 Benchmarks: SugarCrepe, Winoground-style pairs, TripletData as an evaluation set, image-text retrieval, zero-shot
 classification, and the similarity analysis of positive vs negative pairs. Any TripletCLIP or plain CLIP checkpoint
-can be evaluated; each distinct image and caption is encoded once per run.
+can be evaluated; each distinct image and caption is encoded once per run. The data may come in the formats the
+community downloads (see :mod:`.data`); the results go into an `EvaluationReport`.
 
 Python::
 
+    from dataset_builders.world import WorldLayout
     from modeling_tripletclip.evaluation import evaluate_model, load_model_and_processor
 
     model, processor = load_model_and_processor("outputs/tripletclip-world")
     results = evaluate_model(model, processor, {"sugarcrepe": "world/sugarcrepe", "winoground": "world/winoground"})
-    results = evaluate_model(model, processor, world_benchmarks("world"))  # every benchmark of the built-in world
+    results = evaluate_model(model, processor, WorldLayout("world").benchmark_paths())  # the built-in world's
 
 Command line::
 
     tripletclip evaluate --model outputs/tripletclip-world --model openai/clip-vit-base-patch32 \\
         --benchmark sugarcrepe --data world/sugarcrepe --benchmark winoground --data world/winoground \\
-        --output report.json
-    tripletclip evaluate --model outputs/tripletclip-world --model untrained/ --world world --output report.json
+        --output_dir reports
+    tripletclip evaluate --model outputs/tripletclip-world --model untrained/ --world world --output_dir reports
 """
 
+from ..encoding import CLIPEncoder, ImageSource
+from ..loading import load_model_and_processor
 from .benchmarks import (
     BENCHMARKS,
     Benchmark,
@@ -30,12 +34,10 @@ from .benchmarks import (
     load_benchmark,
     prepare_benchmarks,
     run_benchmarks,
-    world_benchmarks,
 )
-from .encoding import CLIPEncoder, ImageSource, load_model_and_processor
 from .errors import EvaluationInputError
 from .metric_modules import METRIC_MODULE_NAMES, metric_module_path
-from .report import eval_results_for_card, load_report, markdown_table, plot_similarity, save_report
+from .report import EvaluationReport, eval_results_for_card, plot_similarity, split_report
 from .templates import OPENAI_IMAGENET_TEMPLATES
 
 __all__ = [
@@ -45,6 +47,7 @@ __all__ = [
     "BenchmarkResult",
     "CLIPEncoder",
     "EvaluationInputError",
+    "EvaluationReport",
     "ImageSource",
     "METRIC_MODULE_NAMES",
     "OPENAI_IMAGENET_TEMPLATES",
@@ -53,12 +56,9 @@ __all__ = [
     "evaluate_model_detailed",
     "load_benchmark",
     "load_model_and_processor",
-    "load_report",
-    "markdown_table",
     "metric_module_path",
     "plot_similarity",
     "prepare_benchmarks",
     "run_benchmarks",
-    "save_report",
-    "world_benchmarks",
+    "split_report",
 ]

@@ -7,13 +7,18 @@ are the pure functions of :mod:`.metrics`.
 =============  =========================================================  ==========================================
 name           data                                                       metrics
 =============  =========================================================  ==========================================
-sugarcrepe     folder of the seven JSON files (+ image folder)            the seven subsets, replace/swap/add, overall
+sugarcrepe     folder of the seven JSON files, or one (+ image folder)    the subsets, replace/swap/add, overall
 winoground     dataset with image_0, image_1, caption_0, caption_1 [tag]  text, image, group (+ "<tag>/text", ...)
 tripletdata    TripletData (image, caption, negative_image, negative_...)  text, image, group (+ per negative_kind)
-retrieval      dataset with image, captions; or a Karpathy-split JSON     image/text_retrieval_recall@1/5/10
-zeroshot       image-classification dataset or folder of class folders    top1, top5, mean_per_class_recall
+retrieval      image + captions (list); Karpathy JSON; CLIP_benchmark     image/text_retrieval_recall@1/5/10
+zeroshot       image + ClassLabel; class folders; CLIP_benchmark          top1, top5, mean_per_class_recall
 similarity     TripletData (or Winoground-style) dataset                  image/text_similarity_mean/std/median
 =============  =========================================================  ==========================================
+
+Each result says how many items the data had, how many were scored and how many were skipped (an image that could not
+be decoded, a caption that could not be read), per SugarCrepe subset too. A metric that does not apply to the data
+(top-5 accuracy with fewer than five classes, recall@k with no more than k candidates) is left out with a note,
+never reported as 100%.
 """
 
 from __future__ import annotations
@@ -21,18 +26,19 @@ from __future__ import annotations
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from dataset_builders import schema
+from dataset_builders.rows import text_or_none
 
+from ..encoding import CLIPEncoder, ImageSource, image_source_from_file, image_source_from_value
 from . import data as readers
-from .encoding import CLIPEncoder, ImageSource, image_source_from_file, image_source_from_value
 from .errors import EvaluationInputError
 from .metrics import (
     SUGARCREPE_OVERALL_DEFINITION,
@@ -58,7 +64,7 @@ class BenchmarkOptions:
         split: dataset split (default: test, else validation, else train; Karpathy JSON: test).
         streaming: read datasets as streams (for sets too large to prepare on disk).
         max_items: score only the first N rows (or N SugarCrepe items per subset).
-        templates: zero-shot prompt templates (default: OpenAI's 80 ImageNet templates).
+        templates: zero-shot prompt templates (default: the dataset's own, else OpenAI's 80 ImageNet templates).
         tag_column: Winoground-style column whose values give per-tag scores (``tag``; ``negative_kind`` for
             TripletData); ignored when absent.
         ks: retrieval cut-offs.
@@ -79,8 +85,9 @@ class BenchmarkResult:
 
     Attributes:
         metrics: ``{metric: value}`` (fractions in [0, 1], similarities in [-1, 1]).
-        num_items: items in the data; num_scored: items actually scored (the rest had an undecodable image).
+        num_items: items in the data; num_scored: items actually scored; the rest were skipped.
         skipped_images: ``{image name: reason}`` of the images that could not be decoded.
+        subsets: per subset (SugarCrepe), ``{"items", "scored", "skipped"}``.
         details: per-item arrays (e.g. the similarity values behind the similarity histograms).
         notes: statements a reader of the numbers needs (e.g. which average ``overall`` is).
     """
@@ -89,15 +96,29 @@ class BenchmarkResult:
     num_items: int
     num_scored: int
     skipped_images: dict[str, str] = field(default_factory=dict)
+    subsets: dict[str, dict[str, int]] = field(default_factory=dict)
     details: dict[str, np.ndarray] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
+    @property
+    def num_skipped(self) -> int:
+        return self.num_items - self.num_scored
+
+    def counts(self) -> dict[str, Any]:
+        """The counts a report carries: items, scored, skipped (and per subset)."""
+        counts: dict[str, Any] = {"items": self.num_items, "scored": self.num_scored, "skipped": self.num_skipped}
+        if self.subsets:
+            counts["subsets"] = self.subsets
+        return counts
+
     def summary(self, name: str) -> str:
         line = f"{name}: scored {self.num_scored} of {self.num_items} items"
+        if self.num_skipped:
+            line += f", SKIPPED {self.num_skipped}"
         if self.skipped_images:
             shown = ", ".join(list(self.skipped_images)[:5])
             more = " ..." if len(self.skipped_images) > 5 else ""
-            line += f" ({len(self.skipped_images)} undecodable image(s) skipped: {shown}{more})"
+            line += f" ({len(self.skipped_images)} undecodable image(s): {shown}{more})"
         return line
 
 
@@ -145,13 +166,14 @@ class SugarCrepeBenchmark(Benchmark):
         image_row = {p: i for i, p in enumerate(paths)}
         text_row = {t: i for i, t in enumerate(texts)}
 
-        accuracies, details, scored, skipped = {}, {}, 0, {}
+        accuracies, details, scored, skipped, subsets = {}, {}, 0, {}, {}
         _skipped(encoder, sources, ok, skipped)
         for subset, items in self.items.items():
             images = torch.tensor([image_row[item.image_path] for item in items], dtype=torch.long)
             keep = ok[images]
             images = images[keep]
             kept = [item for item, k in zip(items, keep.tolist()) if k]
+            subsets[subset] = {"items": len(items), "scored": len(kept), "skipped": len(items) - len(kept)}
             if not kept:
                 logger.warning("SugarCrepe %s: no item has a decodable image; the subset is not scored.", subset)
                 continue
@@ -164,13 +186,19 @@ class SugarCrepeBenchmark(Benchmark):
             details[f"{subset}/positive_scores"] = positive.numpy()
             details[f"{subset}/negative_scores"] = negative.numpy()
             scored += len(kept)
+        notes = [f"SugarCrepe: {SUGARCREPE_OVERALL_DEFINITION}; replace/swap/add = mean of their subsets."]
+        partial = [s for s, c in subsets.items() if c["skipped"]]
+        if partial:
+            notes.append(f"sugarcrepe: items skipped (undecodable images) in {', '.join(partial)}: those subsets and "
+                         f"the averages over them are computed on the remaining items only.")
         return BenchmarkResult(
             metrics=sugarcrepe_summary(accuracies),
             num_items=len(all_items),
             num_scored=scored,
             skipped_images=skipped,
+            subsets=subsets,
             details=details,
-            notes=[f"SugarCrepe: {SUGARCREPE_OVERALL_DEFINITION}; replace/swap/add = mean of their subsets."],
+            notes=notes,
         )
 
 
@@ -196,7 +224,7 @@ def _length(dataset, max_items: int | None) -> int | None:
 
 
 class _DatasetBenchmark(Benchmark):
-    """A benchmark over a dataset: opens it and checks its columns at construction."""
+    """A benchmark over a dataset: opens it (:meth:`open`) and checks its columns (:meth:`check`) at construction."""
 
     required: ClassVar[tuple[str, ...]] = ()
     optional: ClassVar[tuple[str, ...]] = ()
@@ -204,11 +232,18 @@ class _DatasetBenchmark(Benchmark):
 
     def __init__(self, data, options=None):
         super().__init__(data, options)
-        self.dataset, self.split = readers.open_dataset(
-            data, split=self.options.split, streaming=self.options.streaming, what=f"{self.name} data"
-        )
-        self.columns = readers.require_columns(self.dataset, self.required, self.name, str(data), self.optional)
+        self.dataset, self.split = self.open()
+        self.columns = self.check()
         self.dataset = readers.undecoded_images(self.dataset, [c for c in self.image_columns if c in self.columns])
+
+    def open(self):
+        """``(dataset, split)`` of the benchmark's data."""
+        return readers.open_dataset(self.data, split=self.options.split, streaming=self.options.streaming,
+                                    what=f"{self.name} data")
+
+    def check(self) -> list[str]:
+        """The dataset's columns, after checking that the benchmark's are there."""
+        return readers.require_columns(self.dataset, self.required, self.name, str(self.data), self.optional)
 
     def _progress(self, encoder: CLIPEncoder):
         return tqdm(
@@ -222,15 +257,21 @@ class _DatasetBenchmark(Benchmark):
         return max(1, encoder.batch_size * 4)
 
 
+def _texts(values) -> tuple[list[str], list[bool]]:
+    """Captions as text (UTF-8 bytes decoded, as WebDataset shards hold them) and whether each could be read."""
+    texts = [text_or_none(v) for v in values]
+    return [t if t is not None else "" for t in texts], [t is not None for t in texts]
+
+
 class _PairOfPairs(_DatasetBenchmark):
     """Rows of two images and two captions, caption_k describing image_k, read in chunks."""
 
     pair_columns: ClassVar[tuple[str, str, str, str]]  # image_0, image_1, caption_0, caption_1
 
     def _scores(self, encoder: CLIPEncoder):
-        """Encode the dataset chunk by chunk. Yields, per chunk: the rows, a mask of the rows whose two images both
-        decoded, the embeddings ``(u0, u1, v0, v1)`` of every row (image_0, image_1, caption_0, caption_1), and the
-        image sources with their decoded mask."""
+        """Encode the dataset chunk by chunk. Yields, per chunk: the rows, a mask of the rows whose two images
+        decoded and two captions could be read, the embeddings ``(u0, u1, v0, v1)`` of every row (image_0, image_1,
+        caption_0, caption_1), and the image sources with their decoded mask."""
         image_0, image_1, caption_0, caption_1 = self.pair_columns
         with self._progress(encoder) as bar:
             for start, batch in _chunks(self.dataset, self._chunk_size(encoder), self.options.max_items):
@@ -241,9 +282,11 @@ class _PairOfPairs(_DatasetBenchmark):
                     for j, value in enumerate(batch[column])
                 ]
                 images, ok = encoder.encode_images(sources, progress=False)
-                texts = encoder.encode_texts(list(batch[caption_0]) + list(batch[caption_1]), progress=False)
-                keep = ok[:n] & ok[n:]
-                yield batch, keep, (images[:n], images[n:], texts[:n], texts[n:]), sources, ok
+                texts, readable = _texts(list(batch[caption_0]) + list(batch[caption_1]))
+                text_ok = torch.tensor(readable, dtype=torch.bool)
+                embeddings = encoder.encode_texts(texts, progress=False)
+                keep = ok[:n] & ok[n:] & text_ok[:n] & text_ok[n:]
+                yield batch, keep, (images[:n], images[n:], embeddings[:n], embeddings[n:]), sources, ok
                 bar.update(n)
 
 
@@ -307,20 +350,15 @@ class SimilarityBenchmark(_PairOfPairs):
     name = "similarity"
     image_columns = (schema.IMAGE, schema.NEGATIVE_IMAGE, schema.IMAGE_0, schema.IMAGE_1)
 
-    def __init__(self, data, options=None):
-        Benchmark.__init__(self, data, options)
-        self.dataset, self.split = readers.open_dataset(
-            data, split=self.options.split, streaming=self.options.streaming, what="similarity data"
-        )
+    def check(self) -> list[str]:
         present = readers.dataset_columns(self.dataset)
         if all(c in present for c in readers.TRIPLETDATA_COLUMNS):
             self.pair_columns = readers.TRIPLETDATA_COLUMNS
         elif all(c in present for c in readers.WINOGROUND_COLUMNS):
             self.pair_columns = readers.WINOGROUND_COLUMNS
         else:
-            readers.require_columns(self.dataset, readers.TRIPLETDATA_COLUMNS, self.name, str(data))
-        self.columns = present
-        self.dataset = readers.undecoded_images(self.dataset, [c for c in self.image_columns if c in present])
+            readers.require_columns(self.dataset, readers.TRIPLETDATA_COLUMNS, self.name, str(self.data))
+        return present
 
     def run(self, encoder: CLIPEncoder) -> BenchmarkResult:
         image_similarity, text_similarity, total, skipped = [], [], 0, {}
@@ -349,10 +387,12 @@ class SimilarityBenchmark(_PairOfPairs):
 
 
 class RetrievalBenchmark(Benchmark):
-    """Zero-shot image-text retrieval recall@k with several captions per image (CLIP_benchmark's semantics).
+    """Zero-shot image-text retrieval recall@k with several captions per image (CLIP_benchmark's semantics, except
+    that a tie counts against the model: see :mod:`.metrics`).
 
-    Data: a dataset with ``image`` and ``captions`` (list of strings), or a Karpathy-split JSON file (COCO /
-    Flickr30k; ``--images`` is its image folder, ``--split`` its split, default test).
+    Data: a dataset with ``image`` and ``captions`` (or a list-valued ``caption``), a CLIP_benchmark retrieval
+    export, or a Karpathy-split JSON file (COCO / Flickr30k; ``--images`` is its image folder, ``--split`` its
+    split, default test).
     """
 
     name = "retrieval"
@@ -365,12 +405,20 @@ class RetrievalBenchmark(Benchmark):
             if self.options.max_items:
                 rows = rows[: self.options.max_items]
             self.rows = rows
+            return
+        exported = readers.find_clip_benchmark(data, self.options.split)
+        if exported is not None and exported.task != "retrieval":
+            raise EvaluationInputError(f"{data} is a CLIP_benchmark {exported.task} dataset: evaluate it with "
+                                       f"--benchmark zeroshot.")
+        if exported is not None:
+            self.split = exported.split(self.options.split)
+            self.dataset = exported.dataset(self.split, streaming=self.options.streaming)
         else:
             self.dataset, self.split = readers.open_dataset(
                 data, split=self.options.split, streaming=self.options.streaming, what="retrieval data"
             )
-            readers.require_columns(self.dataset, readers.RETRIEVAL_COLUMNS, self.name, str(data))
-            self.dataset = readers.undecoded_images(self.dataset, [schema.IMAGE])
+        self.captions_column = readers.retrieval_columns(self.dataset, str(data))
+        self.dataset = readers.undecoded_images(self.dataset, [schema.IMAGE])
 
     def _row_chunks(self, chunk_size: int):
         """Yield ``(sources, captions per row)`` chunks."""
@@ -384,7 +432,8 @@ class RetrievalBenchmark(Benchmark):
                     image_source_from_value(v, f"row {start + j}, column {schema.IMAGE}")
                     for j, v in enumerate(batch[schema.IMAGE])
                 ]
-                yield sources, [list(c) for c in batch[schema.CAPTIONS]]
+                captions = [[t for t in map(text_or_none, c or []) if t is not None] for c in batch[self.captions_column]]
+                yield sources, captions
 
     def run(self, encoder: CLIPEncoder) -> BenchmarkResult:
         image_rows, text_rows, owners, total, skipped = [], [], [], 0, {}
@@ -410,7 +459,16 @@ class RetrievalBenchmark(Benchmark):
             raise EvaluationInputError(f"The retrieval data {self.data!r} has no captions.")
         scores = (image_matrix @ text_matrix.T).numpy()
         metrics = retrieval_recall(scores, owners, ks=self.options.ks)
-        return BenchmarkResult(metrics, num_items=total, num_scored=len(image_rows), skipped_images=skipped)
+        notes = []
+        for direction, candidates in (("image", image_matrix.shape[0]), ("text", text_matrix.shape[0])):
+            trivial = [k for k in self.options.ks if k >= candidates]
+            for k in trivial:
+                metrics.pop(f"{direction}_retrieval_recall@{k}", None)
+            if trivial:
+                notes.append(f"retrieval: {direction}_retrieval_recall@{','.join(map(str, trivial))} not applicable "
+                             f"(only {candidates} {direction}s to rank: every one is in the top k), left out.")
+        return BenchmarkResult(metrics, num_items=total, num_scored=len(image_rows), skipped_images=skipped,
+                               notes=notes)
 
 
 # Zero-shot classification ---------------------------------------------------------------------------------------
@@ -420,19 +478,31 @@ class ZeroShotBenchmark(_DatasetBenchmark):
     """Zero-shot classification with prompt ensembling: top-1, top-5 and mean per-class recall.
 
     Data: an image-classification dataset (an ``Image`` column and a ``ClassLabel`` column whose names are the class
-    names; underscores read as spaces) or a folder of class sub-folders ``<class name>/<image>``.
+    names; underscores read as spaces), a folder of class sub-folders ``<class name>/<image>``, or a CLIP_benchmark
+    classification export (its ``classnames.txt`` and, unless ``templates`` is given, its own templates).
     """
 
     name = "zeroshot"
 
-    def __init__(self, data, options=None):
-        Benchmark.__init__(self, data, options)
-        self.dataset, self.split = readers.open_dataset(
-            data, split=self.options.split, streaming=self.options.streaming, what="zeroshot data"
-        )
-        self.image_column, self.label_column, self.class_names = readers.classification_columns(self.dataset, str(data))
-        self.templates = validate_templates(self.options.templates or OPENAI_IMAGENET_TEMPLATES)
-        self.dataset = readers.undecoded_images(self.dataset, [self.image_column])
+    def open(self):
+        exported = readers.find_clip_benchmark(self.data, self.options.split)
+        self.exported_templates: list[str] = []
+        if exported is None:
+            return super().open()
+        if exported.task != "classification":
+            raise EvaluationInputError(f"{self.data} is a CLIP_benchmark {exported.task} dataset: evaluate it with "
+                                       f"--benchmark {exported.task}.")
+        self.exported_templates = exported.templates
+        split = exported.split(self.options.split)
+        return exported.dataset(split, streaming=self.options.streaming), split
+
+    def check(self) -> list[str]:
+        self.image_column, self.label_column, self.class_names = readers.classification_columns(
+            self.dataset, str(self.data))
+        self.templates = validate_templates(self.options.templates or self.exported_templates
+                                            or OPENAI_IMAGENET_TEMPLATES)
+        self.image_columns = (self.image_column,)
+        return readers.dataset_columns(self.dataset)
 
     def class_embeddings(self, encoder: CLIPEncoder) -> torch.Tensor:
         """The classifier: per class, the mean of its normalised prompt embeddings, renormalised.
@@ -465,14 +535,13 @@ class ZeroShotBenchmark(_DatasetBenchmark):
         if not labels or sum(len(x) for x in labels) == 0:
             raise EvaluationInputError(f"No image of {self.data!r} could be scored (no rows, or none decodable).")
         ranks, labels = np.concatenate(ranks), np.concatenate(labels)
-        metrics = zero_shot_metrics_from_ranks(ranks, labels, ks=(1, 5))
-        return BenchmarkResult(
-            metrics,
-            num_items=total,
-            num_scored=len(labels),
-            skipped_images=skipped,
-            notes=[f"zeroshot: {len(self.class_names)} classes x {len(self.templates)} prompt templates."],
-        )
+        applicable = tuple(k for k in (1, 5) if k < len(self.class_names))
+        notes = [f"zeroshot: {len(self.class_names)} classes x {len(self.templates)} prompt templates."]
+        if 5 not in applicable:
+            notes.append(f"zeroshot: top5 not applicable ({len(self.class_names)} classes: the true class is always in "
+                         f"the top 5), left out.")
+        metrics = zero_shot_metrics_from_ranks(ranks, labels, ks=applicable or (1,))
+        return BenchmarkResult(metrics, num_items=total, num_scored=len(labels), skipped_images=skipped, notes=notes)
 
 
 BENCHMARKS: dict[str, type[Benchmark]] = {
@@ -486,55 +555,33 @@ BENCHMARKS: dict[str, type[Benchmark]] = {
 """Every benchmark by the name the CLI and reports use."""
 
 
-WORLD_LAYOUT: dict[str, str] = {
-    "sugarcrepe": "sugarcrepe",
-    "winoground": "winoground",
-    "retrieval": "retrieval",
-    "tripletdata": "test",
-    "similarity": "test",
-}
-"""Where each benchmark's data sits in a folder written by ``tripletclip data world`` (TripletData-based benchmarks use
-the held-out ``test`` triplets)."""
-
-
-def world_benchmarks(world_dir: str | Path, names: Sequence[str] | None = None) -> dict[str, Path]:
-    """``{benchmark: data path}`` for the built-in world in ``world_dir``, ready for :func:`evaluate_model`.
-
-    Args:
-        world_dir: a folder written by ``tripletclip data world --out DIR``.
-        names: the benchmarks wanted (default: every benchmark of :data:`WORLD_LAYOUT` whose folder exists).
-    """
-    world_dir = Path(world_dir)
-    if not world_dir.is_dir():
-        raise EvaluationInputError(f"The world folder {world_dir} does not exist; create it with "
-                                   f"`tripletclip data world --out {world_dir}`.")
-    if names is None:
-        found = {name: world_dir / sub for name, sub in WORLD_LAYOUT.items() if (world_dir / sub).is_dir()}
-        if not found:
-            raise EvaluationInputError(
-                f"{world_dir} holds none of the world's benchmark folders "
-                f"({', '.join(sorted(set(WORLD_LAYOUT.values())))}); "
-                f"create it with `tripletclip data world --out {world_dir}`."
-            )
-        return found
-    paths = {}
-    for name in names:
-        if name not in WORLD_LAYOUT:
-            raise EvaluationInputError(
-                f"The world has no data for the {name} benchmark; it has {', '.join(WORLD_LAYOUT)}. Give --data for it."
-            )
-        path = world_dir / WORLD_LAYOUT[name]
-        if not path.is_dir():
-            raise EvaluationInputError(f"{path} does not exist: {world_dir} is not a complete world.")
-        paths[name] = path
-    return paths
-
-
 def load_benchmark(name: str, data: str | Path, options: BenchmarkOptions | None = None) -> Benchmark:
     """Read and check the data of benchmark ``name`` (nothing is encoded yet)."""
     if name not in BENCHMARKS:
         raise EvaluationInputError(f"Unknown benchmark {name!r}. Choose one of: {', '.join(BENCHMARKS)}.")
     return BENCHMARKS[name](data, options)
+
+
+def prepare_benchmarks(benchmarks: Mapping[str, str | Path], **options: Any) -> dict[str, Benchmark]:
+    """Read and check every benchmark's data before any model runs.
+
+    Args:
+        benchmarks: ``{benchmark name: data path}``, names from :data:`BENCHMARKS`.
+        **options: `BenchmarkOptions` fields; ``images`` may also be ``{benchmark: folder}``.
+    """
+    unknown = [name for name in benchmarks if name not in BENCHMARKS]
+    if unknown:
+        raise EvaluationInputError(f"Unknown benchmark(s) {unknown}. Choose from: {', '.join(BENCHMARKS)}.")
+    valid = {f.name for f in fields(BenchmarkOptions)}
+    wrong = sorted(set(options) - valid)
+    if wrong:
+        raise TypeError(f"Unknown benchmark option(s) {wrong}; valid: {sorted(valid)}.")
+    images = options.pop("images", None)
+    loaded = {}
+    for name, path in benchmarks.items():
+        folder = images.get(name) if isinstance(images, Mapping) else images
+        loaded[name] = load_benchmark(name, path, BenchmarkOptions(images=folder, **options))
+    return loaded
 
 
 def run_benchmarks(encoder: CLIPEncoder, benchmarks: Mapping[str, Benchmark]) -> dict[str, BenchmarkResult]:
@@ -547,21 +594,11 @@ def run_benchmarks(encoder: CLIPEncoder, benchmarks: Mapping[str, Benchmark]) ->
     return results
 
 
-def evaluate_model(
-    model,
-    processor,
-    benchmarks: Mapping[str, str | Path],
-    *,
-    images: str | Path | Mapping[str, str | Path] | None = None,
-    split: str | None = None,
-    streaming: bool = False,
-    max_items: int | None = None,
-    templates: Sequence[str] | None = None,
-    batch_size: int = 64,
-    num_workers: int | None = None,
-    progress: bool = True,
-) -> dict[str, dict[str, float]]:
-    """Evaluate a CLIP-like model on benchmarks; the trainer's entry point.
+def evaluate_model_detailed(model, processor, benchmarks: Mapping[str, str | Path], *, batch_size: int = 64,
+                            num_workers: int | None = None, progress: bool = True,
+                            **options: Any) -> dict[str, BenchmarkResult]:
+    """Evaluate a CLIP-like model on benchmarks; returns full :class:`BenchmarkResult` objects (counts, skipped
+    images, details).
 
     Args:
         model: a `TripletCLIPModel`, `CLIPModel` or any model with ``get_text_features`` / ``get_image_features``
@@ -569,51 +606,11 @@ def evaluate_model(
         processor: its processor.
         benchmarks: ``{benchmark name: data path}``, names from :data:`BENCHMARKS`. SugarCrepe's images default to
             ``<path>/images`` (the built-in world's layout).
-        images: image folder for SugarCrepe / Karpathy-split retrieval, or ``{benchmark: folder}``.
-        split, streaming, max_items, templates: see :class:`BenchmarkOptions`.
         batch_size, num_workers, progress: see :class:`CLIPEncoder`.
-
-    Returns:
-        ``{benchmark: {metric: value}}``, fractions in [0, 1].
-
-    Example:
-        >>> benchmarks = {"sugarcrepe": "world/sugarcrepe", "winoground": "world/winoground"}
-        >>> results = evaluate_model(model, processor, benchmarks)  # doctest: +SKIP
-        >>> results["sugarcrepe"]["overall"]  # doctest: +SKIP
+        **options: `BenchmarkOptions` fields (``images``, ``split``, ``streaming``, ``max_items``, ``templates``,
+            ...); ``images`` may also be ``{benchmark: folder}``.
     """
-    results = evaluate_model_detailed(
-        model,
-        processor,
-        benchmarks,
-        images=images,
-        split=split,
-        streaming=streaming,
-        max_items=max_items,
-        templates=templates,
-        batch_size=batch_size,
-        num_workers=num_workers,
-        progress=progress,
-    )
-    return {name: result.metrics for name, result in results.items()}
-
-
-def evaluate_model_detailed(
-    model,
-    processor,
-    benchmarks: Mapping[str, str | Path],
-    *,
-    images=None,
-    split=None,
-    streaming=False,
-    max_items=None,
-    templates=None,
-    batch_size=64,
-    num_workers=None,
-    progress=True,
-) -> dict[str, BenchmarkResult]:
-    """As :func:`evaluate_model`, returning full :class:`BenchmarkResult` objects (counts, skipped images, details)."""
-    loaded = prepare_benchmarks(benchmarks, images=images, split=split, streaming=streaming,
-                                max_items=max_items, templates=templates)
+    loaded = prepare_benchmarks(benchmarks, **options)
     encoder = CLIPEncoder(model, processor, batch_size=batch_size, num_workers=num_workers, progress=progress)
     was_training = model.training
     model.eval()
@@ -623,24 +620,13 @@ def evaluate_model_detailed(
         model.train(was_training)
 
 
-def prepare_benchmarks(
-    benchmarks: Mapping[str, str | Path],
-    *,
-    images=None,
-    split=None,
-    streaming=False,
-    max_items=None,
-    templates=None,
-) -> dict[str, Benchmark]:
-    """Read and check every benchmark's data before any model runs; see :func:`evaluate_model` for the arguments."""
-    unknown = [name for name in benchmarks if name not in BENCHMARKS]
-    if unknown:
-        raise EvaluationInputError(f"Unknown benchmark(s) {unknown}. Choose from: {', '.join(BENCHMARKS)}.")
-    loaded = {}
-    for name, path in benchmarks.items():
-        folder = images.get(name) if isinstance(images, Mapping) else images
-        options = BenchmarkOptions(
-            images=folder, split=split, streaming=streaming, max_items=max_items, templates=templates
-        )
-        loaded[name] = load_benchmark(name, path, options)
-    return loaded
+def evaluate_model(model, processor, benchmarks: Mapping[str, str | Path], **kwargs: Any) -> dict[str, dict[str, float]]:
+    """As :func:`evaluate_model_detailed`, returning ``{benchmark: {metric: value}}`` (fractions in [0, 1]).
+
+    Example:
+        >>> benchmarks = WorldLayout("world").benchmark_paths(["sugarcrepe", "winoground"])
+        >>> results = evaluate_model(model, processor, benchmarks)  # doctest: +SKIP
+        >>> results["sugarcrepe"]["overall"]  # doctest: +SKIP
+    """
+    return {name: result.metrics for name, result in evaluate_model_detailed(model, processor, benchmarks,
+                                                                             **kwargs).items()}

@@ -1,25 +1,34 @@
-"""tripletclip evaluate: score one or more CLIP-like checkpoints on one or more benchmarks.
+"""``tripletclip evaluate``: score one or more CLIP-like checkpoints on one or more benchmarks.
 
     tripletclip evaluate --model M [--model M2 ...] --benchmark NAME --data PATH [--benchmark NAME --data PATH ...]
-        [--images DIR] --output report.json
-    tripletclip evaluate --model M [--model M2 ...] --world DIR --output report.json
+        [--images DIR] --output_dir DIR
+    tripletclip evaluate --model M [--model M2 ...] --world DIR --output_dir DIR
 
---data is given once per --benchmark, in the same order, or as NAME=PATH (then --benchmark may be left out).
---world DIR takes the data of the built-in world written by `tripletclip data world --out DIR`: every benchmark it
-has, or those named by --benchmark; --data NAME=PATH still overrides one.
---images is the image folder of data that names image files (SugarCrepe, Karpathy-split JSON), for all of them, or
-NAME=DIR for one.
+--data is given once per --benchmark, in the same order, or as NAME=PATH (then --benchmark may be left out); it may be
+a Hub id, a folder or a file in any of the formats `modeling_tripletclip.evaluation.data` recognises (SugarCrepe's
+JSON files, CLIP_benchmark's WebDataset exports, facebook/winoground, Karpathy splits, TripletData in any form, ...).
+--world DIR takes the data of the built-in world written by `tripletclip data world --output_dir DIR`: every benchmark
+it has, or those named by --benchmark; --data NAME=PATH still overrides one. --images is the image folder of data that
+names image files (SugarCrepe, Karpathy-split JSON), for all of them, or NAME=DIR for one.
 
-Writes the JSON report {model: {benchmark: {metric: value}}}, a Markdown table beside it (report.md), and for the
-similarity analysis a histogram PNG and its numbers (report_similarity.png, report_similarity.json).
+Scoring follows each benchmark's official rule; a tie always counts against the model (SugarCrepe and Winoground
+compare strictly; for retrieval recall@k and top-k accuracy a correct candidate tied with a wrong one ranks after it,
+which can differ from CLIP_benchmark's `topk` on exact ties, where index order decides).
+
+Writes, in --output_dir: the report (report.json: results, counts of items scored and skipped, notes), a Markdown table
+(report.md), and for the similarity analysis a histogram PNG and its numbers (report_similarity.png / .json). A run
+that had to skip items (an undecodable image, an unreadable caption) says so and exits with status 1, unless
+--allow_skipped is given; bad input exits with status 2 before any model runs.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from dataset_builders.utils.options import Command
 
 from .benchmarks import BENCHMARKS
 from .errors import EvaluationInputError
@@ -29,45 +38,62 @@ BENCHMARK_NAMES = tuple(BENCHMARKS)
 logger = logging.getLogger(__name__)
 
 
-def register(subparsers) -> None:
-    """Add the ``evaluate`` subcommand."""
-    parser = subparsers.add_parser(
-        "evaluate",
-        help="score CLIP-like checkpoints on SugarCrepe, Winoground, TripletData, retrieval, zero-shot, similarity",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--model", action="append", required=True, metavar="M",
-                        help="checkpoint folder or Hub id (TripletCLIP or CLIP); repeat to compare models")
-    parser.add_argument("--benchmark", action="append", default=[], choices=BENCHMARK_NAMES, metavar="NAME",
-                        help=f"benchmark to run, one of {', '.join(BENCHMARK_NAMES)}; repeat for several")
-    parser.add_argument("--data", action="append", default=[], metavar="PATH",
-                        help="the benchmark's data, once per --benchmark in the same order, or NAME=PATH")
-    parser.add_argument("--world", type=Path, default=None, metavar="DIR",
-                        help="evaluate on the built-in world in DIR (sugarcrepe, winoground, retrieval; tripletdata "
-                             "and similarity on its held-out test triplets)")
-    parser.add_argument("--images", action="append", default=[], metavar="DIR",
-                        help="image folder for SugarCrepe / Karpathy-split JSON (default for SugarCrepe: "
-                             "<data>/images); NAME=DIR for one benchmark")
-    parser.add_argument("--output", default="report.json", type=Path, help="the JSON report (default: report.json)")
-    parser.add_argument("--split", default=None, help="dataset split (default: test, else validation, else train)")
-    parser.add_argument("--streaming", action="store_true", help="stream datasets instead of preparing them on disk")
-    parser.add_argument("--max-items", type=int, default=None, metavar="N", help="score only the first N rows/items")
-    parser.add_argument("--templates", type=Path, default=None, metavar="FILE",
-                        help="zero-shot prompt templates: JSON list or one per line, each with one '{}' "
-                             "(default: OpenAI's 80 ImageNet templates)")
-    parser.add_argument("--batch-size", type=int, default=64, help="images or captions per forward pass")
-    parser.add_argument("--num-workers", type=int, default=None, help="threads decoding images")
-    parser.add_argument("--device", default=None, help="cuda, cpu, cuda:1, ... (default: cuda when available)")
-    parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"),
-                        help="model dtype (default: the checkpoint's)")
-    parser.add_argument("--trust-remote-code", action="store_true",
-                        help="allow code shipped with a checkpoint to run (not needed for TripletCLIP or CLIP)")
-    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    parser.set_defaults(func=run)
+@dataclass
+class EvaluateOptions:
+    """Options of ``tripletclip evaluate``."""
+
+    model: list[str] = field(default_factory=list, metadata={
+        "help": "checkpoint folder or Hub id (TripletCLIP or CLIP); repeat to compare models"})
+    benchmark: list[str] = field(default_factory=list, metadata={
+        "help": f"benchmark to run, one of {', '.join(BENCHMARK_NAMES)}; repeat for several",
+        "choices": BENCHMARK_NAMES})
+    data: list[str] = field(default_factory=list, metadata={
+        "help": "the benchmark's data (Hub id, folder or file), once per --benchmark in the same order, or NAME=PATH"})
+    world: str | None = field(default=None, metadata={
+        "help": "evaluate on the built-in world in DIR (sugarcrepe, winoground, retrieval; tripletdata and similarity "
+                "on its held-out test triplets)"})
+    images: list[str] = field(default_factory=list, metadata={
+        "help": "image folder for SugarCrepe / Karpathy-split JSON (default for SugarCrepe: <data>/images); NAME=DIR "
+                "for one benchmark"})
+    output_dir: str = field(default=".", metadata={"help": "where the report files go"})
+    report_name: str = field(default="report", metadata={"help": "file name stem of the report files"})
+    output: str | None = field(default=None, metadata={"help": "deprecated: the report's JSON path (use --output_dir "
+                                                                "and --report_name)"})
+    split: str | None = field(default=None, metadata={"help": "dataset split (default: test, else validation, else "
+                                                              "train)"})
+    streaming: bool = field(default=False, metadata={"help": "stream datasets instead of preparing them on disk"})
+    max_items: int | None = field(default=None, metadata={"help": "score only the first N rows/items"})
+    templates: str | None = field(default=None, metadata={
+        "help": "zero-shot prompt templates: JSON list or one per line, each with one '{}' (default: the dataset's "
+                "own, else OpenAI's 80 ImageNet templates)"})
+    batch_size: int = field(default=64, metadata={"help": "images or captions per forward pass"})
+    num_workers: int | None = field(default=None, metadata={"help": "threads decoding images"})
+    device: str | None = field(default=None, metadata={"help": "cuda, cpu, cuda:1, ... (default: cuda when "
+                                                               "available)"})
+    dtype: str = field(default="auto", metadata={"help": "model dtype (default: the checkpoint's; float16 on GPUs "
+                                                         "only)", "choices": ("auto", "float32", "bfloat16", "float16")})
+    trust_remote_code: bool = field(default=False, metadata={
+        "help": "allow code shipped with a checkpoint to run (not needed for TripletCLIP or CLIP)"})
+    progress: bool = field(default=True, metadata={"help": "show progress bars"})
+    allow_skipped: bool = field(default=False, metadata={
+        "help": "exit with status 0 even when items were skipped (their counts are in the report either way)"})
+
+    def validate(self) -> None:
+        if self.output is not None:
+            output = Path(self.output)
+            logger.warning("--output is deprecated; use --output_dir %s --report_name %s.", output.parent, output.stem)
+            self.output_dir, self.report_name = str(output.parent), output.stem
+        if not self.model:
+            raise EvaluationInputError("Give at least one --model (a checkpoint folder or a Hub id).")
+        if len(set(self.model)) != len(self.model):
+            raise EvaluationInputError("A --model is given twice; give each model once.")
+        if self.batch_size < 1:
+            raise EvaluationInputError(f"--batch_size must be at least 1, got {self.batch_size}.")
+        if self.max_items is not None and self.max_items < 1:
+            raise EvaluationInputError(f"--max_items must be at least 1, got {self.max_items}.")
 
 
-def pair_benchmarks_with_data(benchmarks: list[str], data: list[str], world: Path | None = None) -> dict[str, str]:
+def pair_benchmarks_with_data(benchmarks: list[str], data: list[str], world: str | Path | None = None) -> dict[str, str]:
     """Match ``--data`` values to benchmarks: ``NAME=PATH`` entries by name, the others in ``--benchmark`` order;
     with ``world``, benchmarks without ``NAME=PATH`` data take the world's (all of the world's when none is named).
 
@@ -84,15 +110,16 @@ def pair_benchmarks_with_data(benchmarks: list[str], data: list[str], world: Pat
         else:
             positional.append(entry)
     if world is not None:
-        from .benchmarks import world_benchmarks
+        from dataset_builders.world import WorldLayout
 
+        layout = WorldLayout(world)
         if positional:
             raise EvaluationInputError("With --world, give other data only as --data NAME=PATH.")
         if benchmarks:
             needing = [b for b in benchmarks if b not in keyed]
-            from_world = world_benchmarks(world, needing) if needing else {}
+            from_world = layout.benchmark_paths(needing) if needing else {}
         else:
-            from_world = {k: v for k, v in world_benchmarks(world).items() if k not in keyed}
+            from_world = {k: v for k, v in layout.benchmark_paths().items() if k not in keyed}
         keyed = {**{k: str(v) for k, v in from_world.items()}, **keyed}
         benchmarks = list(benchmarks) or list(keyed)
     order = list(benchmarks) + [name for name in keyed if name not in benchmarks]
@@ -134,81 +161,82 @@ def parse_images(values: list[str], benchmarks: list[str]):
     return keyed
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run the ``evaluate`` command; returns the exit code (2 for bad input)."""
-    try:
-        return _run(args)
-    except EvaluationInputError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-
-
-def _run(args: argparse.Namespace) -> int:
+def evaluate_command(options: EvaluateOptions) -> int:
+    """Run ``tripletclip evaluate``; returns the exit status (1 when items were skipped and not allowed)."""
     import json
 
     import numpy as np
 
+    from dataset_builders.utils import atomic
+
+    from ..encoding import CLIPEncoder
+    from ..loading import check_clip_like_checkpoint, load_model_and_processor
     from .benchmarks import prepare_benchmarks, run_benchmarks
-    from .encoding import CLIPEncoder, check_clip_like_checkpoint, load_model_and_processor
-    from .report import (
-        _atomic_write_text,
-        markdown_table,
-        plot_similarity,
-        save_markdown,
-        save_report,
-        similarity_histograms,
-    )
+    from .report import EvaluationReport, plot_similarity, similarity_histograms
     from .templates import load_templates
 
-    benchmarks = pair_benchmarks_with_data(args.benchmark, args.data, world=args.world)
-    images = parse_images(args.images, list(benchmarks))
-    templates = load_templates(args.templates) if args.templates else None
-    if len(set(args.model)) != len(args.model):
-        raise EvaluationInputError("A --model is given twice; give each model once.")
+    benchmarks = pair_benchmarks_with_data(options.benchmark, options.data, world=options.world)
+    images = parse_images(options.images, list(benchmarks))
+    templates = load_templates(options.templates) if options.templates else None
 
     # Every input is checked before any model runs: the data first, then each model's configuration.
     prepared = prepare_benchmarks(
-        benchmarks, images=images, split=args.split, streaming=args.streaming, max_items=args.max_items,
+        benchmarks, images=images, split=options.split, streaming=options.streaming, max_items=options.max_items,
         templates=templates,
     )
-    for model_name in args.model:
-        check_clip_like_checkpoint(model_name, trust_remote_code=args.trust_remote_code)
+    for model_name in options.model:
+        check_clip_like_checkpoint(model_name, trust_remote_code=options.trust_remote_code)
 
-    report, counts, notes, similarity = {}, {}, [], {}
-    for model_name in args.model:
+    report, similarity = EvaluationReport(), {}
+    for model_name in options.model:
         logger.info("Evaluating %s on %s", model_name, ", ".join(benchmarks))
         model, processor = load_model_and_processor(
-            model_name, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code
+            model_name, device=options.device, dtype=options.dtype, trust_remote_code=options.trust_remote_code
         )
-        encoder = CLIPEncoder(
-            model, processor, batch_size=args.batch_size, num_workers=args.num_workers, progress=not args.no_progress
-        )
+        encoder = CLIPEncoder(model, processor, batch_size=options.batch_size, num_workers=options.num_workers,
+                              progress=options.progress)
         results = run_benchmarks(encoder, prepared)
-        report[model_name] = {name: result.metrics for name, result in results.items()}
-        counts[model_name] = {name: f"{r.num_scored}/{r.num_items}" for name, r in results.items()}
+        report.add(model_name, {name: r.metrics for name, r in results.items()},
+                   counts={name: r.counts() for name, r in results.items()},
+                   notes=[note for r in results.values() for note in r.notes])
         for name, result in results.items():
             print(f"{model_name} | {result.summary(name)}")
-            notes.extend(result.notes)
             if name == "similarity":
                 similarity[model_name] = result.details
         del model, encoder
 
-    output = Path(args.output)
-    save_report(report, output)
-    table = markdown_table(report, notes=notes, counts=counts)
-    save_markdown(report, output.with_suffix(".md"), notes=notes, counts=counts)
+    output = Path(options.output_dir) / f"{options.report_name}.json"
+    report.save(output)
+    table = report.to_markdown()
+    report.save_markdown(output.with_suffix(".md"))
     written = [output, output.with_suffix(".md")]
     if similarity:
         png = output.with_name(f"{output.stem}_similarity.png")
         plot_similarity(similarity, png)
         numbers = {
-            "summary": {m: report[m]["similarity"] for m in similarity},
+            "summary": {m: report.results[m]["similarity"] for m in similarity},
             "histograms": similarity_histograms(similarity),
             "values": {m: {k: np.asarray(v).round(6).tolist() for k, v in d.items()} for m, d in similarity.items()},
         }
-        _atomic_write_text(output.with_name(f"{output.stem}_similarity.json"), json.dumps(numbers) + "\n")
+        atomic.write_text(output.with_name(f"{output.stem}_similarity.json"), json.dumps(numbers) + "\n")
         written += [png, output.with_name(f"{output.stem}_similarity.json")]
     print()
     print(table)
     print("Wrote " + ", ".join(str(p) for p in written))
+    skipped = report.skipped
+    if skipped:
+        lines = [f"{model}: {', '.join(f'{b} {n}' for b, n in per.items())}" for model, per in skipped.items()]
+        print("Items were SKIPPED (counts in the report; the metrics are over the items scored):\n  "
+              + "\n  ".join(lines), file=sys.stderr)
+        if not options.allow_skipped:
+            print("Exit status 1: pass --allow_skipped to accept results computed on part of the data.",
+                  file=sys.stderr)
+            return 1
     return 0
+
+
+COMMANDS = [
+    Command("evaluate", EvaluateOptions, evaluate_command,
+            help="score CLIP-like checkpoints on SugarCrepe, Winoground, TripletData, retrieval, zero-shot, similarity",
+            description=__doc__),
+]

@@ -1,11 +1,19 @@
-"""Readers for the benchmark formats people actually have, each checked before any model runs.
+"""Readers for the benchmark formats people actually have, each recognised by its layout and checked before any
+model runs.
 
-- SugarCrepe: the seven official JSON files ``{key: {"filename", "caption", "negative_caption"}}`` (keys are not
-  contiguous) plus a folder with the images they name (COCO val2017, or ``<data>/images`` in the built-in world).
-- Datasets readable with ``datasets.load_dataset`` (a Hub id or a folder in the Hub layout) or saved with
-  ``save_to_disk``: Winoground-style pairs of pairs, TripletData, retrieval (image + captions), image
-  classification (image + ClassLabel), including a plain folder of class sub-folders.
-- Karpathy-split JSON for COCO / Flickr30k retrieval: ``{"images": [{"filename", "split", "sentences": [{"raw"}]}]}``.
+- **SugarCrepe**: the seven official JSON files ``{key: {"filename", "caption", "negative_caption"}}`` (keys are not
+  contiguous) in a folder, or one of them alone, plus a folder with the images they name (COCO val2017, or
+  ``<data>/images`` in the built-in world).
+- **Datasets** in any form `dataset_builders.sources` resolves (a Hub id, a Hub-layout or ``save_to_disk`` folder,
+  WebDataset shards such as the released TripletData, a folder of class sub-folders): Winoground-style pairs of pairs
+  (``facebook/winoground``'s columns), TripletData, retrieval (``image`` + ``captions``, or a list-valued ``caption``
+  column as the Karpathy test splits are published), image classification (``image`` + ``ClassLabel``).
+- **CLIP_benchmark WebDataset repositories** (``clip-benchmark/wds_*``, as its ``clip_benchmark_export_wds``
+  writes them): ``<split>/{0..N-1}.tar`` with ``<split>/nshards.txt``; images ``.webp``/``.png``/``.jpg``/``.jpeg``;
+  classification samples carry ``.cls`` with ``classnames.txt`` and ``zeroshot_classification_templates.txt`` at
+  the root, retrieval ones ``.txt`` (one caption per line) with ``dataset_type.txt`` = ``retrieval``. A Hub id whose
+  name starts with ``wds_`` is downloaded (that split and the text files) with ``huggingface_hub.snapshot_download``.
+- **Karpathy-split JSON** for COCO / Flickr30k retrieval: ``{"images": [{"filename", "split", "sentences": [{"raw"}]}]}``.
 """
 
 from __future__ import annotations
@@ -13,20 +21,31 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
 
 from dataset_builders import schema
+from dataset_builders.sources import DatasetSourceError, dataset_columns, load_dataset
+from dataset_builders.synthesis.rules import NEGATIVE_KINDS
+from dataset_builders.utils.locations import is_local
 
 from .errors import EvaluationInputError
-from .metrics import SUGARCREPE_SUBSETS
 
 logger = logging.getLogger(__name__)
 
 SPLIT_PREFERENCE = ("test", "validation", "val", "train")
 """The split evaluated when none is given: the first of these the dataset has (else its first split)."""
+
+FORMATS = (
+    "SugarCrepe JSON files (a folder of <subset>.json, or one of them)",
+    "Karpathy-split JSON (COCO / Flickr30k)",
+    "a CLIP_benchmark WebDataset folder or Hub id (<split>/*.tar with nshards.txt, classnames.txt / dataset_type.txt)",
+    "a dataset the datasets library reads: a Hub id, a Hub-layout folder (data/*.parquet), a save_to_disk folder, "
+    "WebDataset shards, or a folder of class sub-folders",
+)
+"""The evaluation data formats, for messages."""
 
 
 # SugarCrepe -----------------------------------------------------------------------------------------------------
@@ -69,7 +88,7 @@ def load_sugarcrepe(
     """Read SugarCrepe's annotation files and check that every image they name exists.
 
     Args:
-        data_dir: folder holding ``<subset>.json`` for the subsets (any of :data:`SUGARCREPE_SUBSETS`).
+        data_dir: folder holding ``<subset>.json`` for the subsets (any of :data:`NEGATIVE_KINDS`).
         images: folder of the images; defaults to ``<data_dir>/images``.
         subsets: the subsets to read; defaults to every subset file present.
 
@@ -81,22 +100,34 @@ def load_sugarcrepe(
             message names the files).
     """
     data_dir = Path(data_dir)
-    if not data_dir.is_dir():
-        raise EvaluationInputError(f"The SugarCrepe folder {data_dir} does not exist.")
+    if data_dir.is_file():
+        if data_dir.suffix != ".json" or data_dir.stem not in NEGATIVE_KINDS:
+            raise EvaluationInputError(
+                f"{data_dir} is not a SugarCrepe subset file: give the folder of the seven files, or one of "
+                f"{', '.join(s + '.json' for s in NEGATIVE_KINDS)} (then only that subset is scored)."
+            )
+        if subsets is not None and list(subsets) != [data_dir.stem]:
+            raise EvaluationInputError(f"{data_dir} holds the subset {data_dir.stem} only.")
+        subsets, data_dir = [data_dir.stem], data_dir.parent
+    elif not data_dir.is_dir():
+        raise EvaluationInputError(
+            f"The SugarCrepe folder {data_dir} does not exist. Give the folder of the seven JSON files (or one of "
+            f"them), e.g. the official repository's data/ folder."
+        )
     if subsets is None:
-        subsets = [s for s in SUGARCREPE_SUBSETS if (data_dir / f"{s}.json").is_file()]
+        subsets = [s for s in NEGATIVE_KINDS if (data_dir / f"{s}.json").is_file()]
         if not subsets:
             raise EvaluationInputError(
-                f"{data_dir} holds none of SugarCrepe's files ({', '.join(s + '.json' for s in SUGARCREPE_SUBSETS)})."
+                f"{data_dir} holds none of SugarCrepe's files ({', '.join(s + '.json' for s in NEGATIVE_KINDS)})."
             )
-        absent = [s for s in SUGARCREPE_SUBSETS if s not in subsets]
+        absent = [s for s in NEGATIVE_KINDS if s not in subsets]
         if absent:
             logger.warning("SugarCrepe subsets missing from %s: %s (no overall average).", data_dir, ", ".join(absent))
     else:
-        unknown = [s for s in subsets if s not in SUGARCREPE_SUBSETS]
+        unknown = [s for s in subsets if s not in NEGATIVE_KINDS]
         if unknown:
             raise EvaluationInputError(
-                f"Unknown SugarCrepe subset(s) {unknown}; choose from {list(SUGARCREPE_SUBSETS)}."
+                f"Unknown SugarCrepe subset(s) {unknown}; choose from {list(NEGATIVE_KINDS)}."
             )
     image_dir = find_sugarcrepe_images(data_dir, images)
 
@@ -142,38 +173,26 @@ def load_sugarcrepe(
 
 
 def open_dataset(path: str | Path, split: str | None = None, streaming: bool = False, what: str = "dataset"):
-    """Open a dataset for evaluation: a folder or Hub id ``load_dataset`` reads, or a ``save_to_disk`` folder.
+    """Open a dataset for evaluation in any supported format (see the module docstring).
 
     Without ``split``, the first of :data:`SPLIT_PREFERENCE` the dataset has is used (else its first split).
 
     Returns:
         ``(dataset, split)``: a `datasets.Dataset` (or `datasets.IterableDataset` when streaming) and its split.
     """
-    local = Path(path).expanduser()
+    clip_benchmark = find_clip_benchmark(path, split)
+    if clip_benchmark is not None:
+        return clip_benchmark.dataset(split, streaming=streaming), clip_benchmark.split(split)
     try:
-        if local.is_dir() and ((local / "dataset_dict.json").is_file() or (local / "state.json").is_file()):
-            loaded = datasets.load_from_disk(str(local))
-            if streaming:
-                loaded = (
-                    loaded.to_iterable_dataset()
-                    if isinstance(loaded, datasets.Dataset)
-                    else datasets.IterableDatasetDict({k: v.to_iterable_dataset() for k, v in loaded.items()})
-                )
-        else:
-            if not local.exists() and (str(path).startswith((".", "/", "~")) or str(path).count("/") > 1):
-                raise EvaluationInputError(f"The {what} {path} does not exist.")
-            loaded = datasets.load_dataset(str(local) if local.exists() else str(path), streaming=streaming)
-    except EvaluationInputError:
-        raise
+        loaded = load_dataset(path, split=None, streaming=streaming)
+    except DatasetSourceError as error:
+        raise EvaluationInputError(f"Cannot read the {what}: {error} Known evaluation formats: "
+                                   + "; ".join(FORMATS) + ".") from error
     except (OSError, ValueError, datasets.exceptions.DatasetNotFoundError) as error:
-        where = (
-            f"the folder {str(local)!r} could not be read"
-            if local.exists()
-            else f"{str(path)!r} is not a local folder, nor a dataset loadable from the Hub"
-        )
+        where = (f"the folder {str(path)!r} could not be read" if is_local(path)
+                 else f"{str(path)!r} is not a local folder, nor a dataset loadable from the Hub")
         raise EvaluationInputError(
-            f"Cannot read the {what}: {where} ({error}). Give a folder in the Hub layout (data/*.parquet), a folder "
-            "written by save_to_disk, or a Hub dataset id."
+            f"Cannot read the {what}: {where} ({error}). Known evaluation formats: " + "; ".join(FORMATS) + "."
         ) from error
     if isinstance(loaded, (datasets.Dataset, datasets.IterableDataset)):
         return loaded, split or "train"
@@ -183,14 +202,6 @@ def open_dataset(path: str | Path, split: str | None = None, streaming: bool = F
     elif split not in loaded:
         raise EvaluationInputError(f"The {what} at {path!r} has no split {split!r}; it has {splits}.")
     return loaded[split], split
-
-
-def dataset_columns(dataset) -> list[str]:
-    """Column names of a dataset or stream (a stream without declared features is peeked at)."""
-    if dataset.features is not None:
-        return list(dataset.features)
-    first = next(iter(dataset), None)
-    return [] if first is None else list(first)
 
 
 def require_columns(dataset, required: Sequence[str], benchmark: str, source: str, optional: Sequence[str] = ()):
@@ -217,9 +228,152 @@ def undecoded_images(dataset, columns: Sequence[str]):
     return dataset
 
 
+def retrieval_columns(dataset, source: str) -> str:
+    """Check a retrieval dataset's columns; returns the one holding each image's captions: ``captions``, or a
+    list-valued ``caption`` (as the Karpathy test splits of COCO and Flickr30k are published: ``image``, ``caption``
+    (5 strings), ``filename``, ``img_id``)."""
+    present = dataset_columns(dataset)
+    feature = (dataset.features or {}).get(schema.CAPTION)
+    listed = isinstance(feature, (datasets.List, datasets.Sequence, list)) or (
+        feature is None and dataset.features is None and schema.CAPTION in present)
+    column = schema.CAPTIONS if schema.CAPTIONS in present else schema.CAPTION if listed else schema.CAPTIONS
+    require_columns(dataset, (schema.IMAGE, column), "retrieval", source,
+                    optional=(f"a list-valued {schema.CAPTION!r} instead of {schema.CAPTIONS!r}",))
+    return column
+
+
+# CLIP_benchmark ---------------------------------------------------------------------------------------------------
+
+CLIP_BENCHMARK_IMAGE_KEYS = ("webp", "png", "jpg", "jpeg")
+
+
+@dataclass
+class ClipBenchmarkData:
+    """A dataset exported by CLIP_benchmark's ``clip_benchmark_export_wds``.
+
+    Attributes:
+        root: the local folder.
+        task: ``"classification"`` or ``"retrieval"`` (from ``dataset_type.txt``; classification when absent).
+        splits: the split folders holding shards.
+        classnames: the class names (classification).
+        templates: the dataset's own zero-shot templates, with ``{}`` for the class (classification; may be empty).
+    """
+
+    root: Path
+    task: str
+    splits: list[str]
+    classnames: list[str] = field(default_factory=list)
+    templates: list[str] = field(default_factory=list)
+
+    def split(self, split: str | None) -> str:
+        if split is None:
+            return next((s for s in SPLIT_PREFERENCE if s in self.splits), self.splits[0])
+        if split not in self.splits:
+            raise EvaluationInputError(f"The CLIP_benchmark dataset {self.root} has no split {split!r}; it has "
+                                       f"{self.splits}.")
+        return split
+
+    def shards(self, split: str | None) -> list[str]:
+        folder = self.root / self.split(split)
+        count_file = folder / "nshards.txt"
+        if count_file.is_file():
+            count = int(count_file.read_text().strip())
+            shards = [str(folder / f"{i}.tar") for i in range(count)]
+            missing = [s for s in shards if not Path(s).is_file()]
+            if missing:
+                raise EvaluationInputError(f"{count_file} announces {count} shards, but {len(missing)} are missing "
+                                           f"(e.g. {missing[0]}). Download the whole split.")
+            return shards
+        return sorted(str(p) for p in folder.glob("*.tar"))
+
+    def features(self) -> datasets.Features:
+        if self.task == "retrieval":
+            return datasets.Features({schema.IMAGE: datasets.Image(decode=False),
+                                      schema.CAPTIONS: datasets.List(datasets.Value("string"))})
+        return datasets.Features({schema.IMAGE: datasets.Image(decode=False),
+                                  "label": datasets.ClassLabel(names=self.classnames)})
+
+    def dataset(self, split: str | None, streaming: bool = False):
+        """The split as a `datasets` dataset with ``image`` (undecoded) and ``label`` or ``captions``."""
+        shards = self.shards(split)
+        retrieval = self.task == "retrieval"
+
+        def samples(shards):
+            import webdataset as wds
+
+            for sample in wds.WebDataset(shards, shardshuffle=False, empty_check=False):
+                image = next((sample[k] for k in CLIP_BENCHMARK_IMAGE_KEYS if sample.get(k) is not None), None)
+                row = {schema.IMAGE: None if image is None else {"bytes": image, "path": sample["__key__"]}}
+                if retrieval:
+                    text = (sample.get("txt") or b"").decode("utf-8", errors="replace")
+                    row[schema.CAPTIONS] = [line.strip() for line in text.splitlines() if line.strip()]
+                else:
+                    row["label"] = int((sample.get("cls") or b"-1").decode().strip())
+                yield row
+
+        kwargs = {"gen_kwargs": {"shards": shards}, "features": self.features()}
+        if streaming:
+            return datasets.IterableDataset.from_generator(samples, **kwargs)
+        return datasets.Dataset.from_generator(samples, **kwargs)
+
+
+def _read_lines(path: Path) -> list[str]:
+    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def find_clip_benchmark(value: str | Path, split: str | None = None) -> ClipBenchmarkData | None:
+    """The CLIP_benchmark export at ``value`` (a folder, or a Hub id whose name starts with ``wds_``, downloaded),
+    or None when ``value`` is not one."""
+    root = Path(str(value)).expanduser()
+    if not root.is_dir():
+        if is_local(value) or not str(value).split("/")[-1].startswith("wds_"):
+            return None
+        root = _download_clip_benchmark(str(value), split)
+    markers = [root / "classnames.txt", root / "dataset_type.txt", root / "zeroshot_classification_templates.txt"]
+    splits = sorted(p.parent.name for p in root.glob("*/nshards.txt"))
+    if not splits and not any(m.is_file() for m in markers):
+        return None
+    if not splits:
+        splits = sorted(p.name for p in root.iterdir() if p.is_dir() and any(p.glob("*.tar")))
+    if not splits:
+        raise EvaluationInputError(f"{root} looks like a CLIP_benchmark export (it has "
+                                   f"{', '.join(m.name for m in markers if m.is_file())}) but holds no "
+                                   f"<split>/*.tar shards.")
+    task = "classification"
+    if (root / "dataset_type.txt").is_file():
+        task = (root / "dataset_type.txt").read_text().strip().lower() or "classification"
+    if task not in ("classification", "retrieval"):
+        raise EvaluationInputError(f"{root}: CLIP_benchmark datasets of type {task!r} are not supported "
+                                   f"(classification and retrieval are).")
+    data = ClipBenchmarkData(root, task, splits)
+    if task == "classification":
+        if not (root / "classnames.txt").is_file():
+            raise EvaluationInputError(f"{root} is a CLIP_benchmark classification export without classnames.txt "
+                                       f"(one class name per line, in class-index order).")
+        data.classnames = _read_lines(root / "classnames.txt")
+        templates = root / "zeroshot_classification_templates.txt"
+        if templates.is_file():
+            data.templates = [t.replace("{c}", "{}") for t in _read_lines(templates)]
+    return data
+
+
+def _download_clip_benchmark(repo_id: str, split: str | None) -> Path:
+    """A local copy of a CLIP_benchmark Hub dataset: its text files and the shards of ``split`` (default: test)."""
+    from huggingface_hub import snapshot_download
+
+    patterns = ["*.txt", f"{split or 'test'}/*"]
+    try:
+        return Path(snapshot_download(repo_id, repo_type="dataset", allow_patterns=patterns))
+    except Exception as error:  # offline, gated, missing: say so in the user's terms
+        raise EvaluationInputError(
+            f"Cannot download the CLIP_benchmark dataset {repo_id!r} ({type(error).__name__}: {error}). Check the id "
+            f"and the network, or download it once with `hf download --repo-type dataset {repo_id} --local-dir DIR` "
+            f"and pass DIR."
+        ) from error
+
+
 WINOGROUND_COLUMNS = (schema.IMAGE_0, schema.IMAGE_1, schema.CAPTION_0, schema.CAPTION_1)
 TRIPLETDATA_COLUMNS = (schema.IMAGE, schema.NEGATIVE_IMAGE, schema.CAPTION, schema.NEGATIVE_CAPTION)
-RETRIEVAL_COLUMNS = (schema.IMAGE, schema.CAPTIONS)
 
 
 # Karpathy splits ------------------------------------------------------------------------------------------------

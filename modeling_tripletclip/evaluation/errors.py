@@ -1,8 +1,11 @@
-"""The error every evaluation input problem raises."""
+"""The error every evaluation input problem raises: the package's `InputError`.
 
+A missing file or column, a model that is not CLIP-like, an unknown benchmark: the message says what is wrong and how
+to fix it, and it is raised before any expensive work starts.
+"""
 
-class EvaluationInputError(ValueError):
-    """Bad evaluation input: a missing file or column, a model that is not CLIP-like, an unknown benchmark.
+from dataset_builders.utils.errors import InputError
 
-    The message says what is wrong and how to fix it. Raised before any expensive work starts.
-    """
+EvaluationInputError = InputError
+
+__all__ = ["EvaluationInputError"]

@@ -18,20 +18,10 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
-SUGARCREPE_SUBSETS = ("add_att", "add_obj", "replace_att", "replace_obj", "replace_rel", "swap_att", "swap_obj")
-"""The seven SugarCrepe subsets, named as the official annotation files (``<subset>.json``)."""
-
-SUGARCREPE_KINDS = {
-    "replace": ("replace_obj", "replace_att", "replace_rel"),
-    "swap": ("swap_obj", "swap_att"),
-    "add": ("add_obj", "add_att"),
-}
-"""SugarCrepe's three kinds of hard negative and the subsets each kind averages."""
+from dataset_builders.synthesis.rules import NEGATIVE_KINDS, SUGARCREPE_GROUPS
 
 SUGARCREPE_OVERALL_DEFINITION = "overall = unweighted mean of the seven subset accuracies"
 """How the ``overall`` SugarCrepe number is computed (the average the paper reports), stated wherever it is shown."""
-
-WINOGROUND_METRICS = ("text", "image", "group")
 
 
 def _as_array(values, name: str, ndim: int | None = None) -> np.ndarray:
@@ -83,11 +73,11 @@ def sugarcrepe_summary(subset_accuracies: Mapping[str, float]) -> dict[str, floa
         A new dict: the given subset accuracies followed by the averages that can be computed.
     """
     summary = dict(subset_accuracies)
-    for kind, subsets in SUGARCREPE_KINDS.items():
+    for kind, subsets in SUGARCREPE_GROUPS.items():
         if all(s in subset_accuracies for s in subsets):
             summary[kind] = float(np.mean([subset_accuracies[s] for s in subsets]))
-    if all(s in subset_accuracies for s in SUGARCREPE_SUBSETS):
-        summary["overall"] = float(np.mean([subset_accuracies[s] for s in SUGARCREPE_SUBSETS]))
+    if all(s in subset_accuracies for s in NEGATIVE_KINDS):
+        summary["overall"] = float(np.mean([subset_accuracies[s] for s in NEGATIVE_KINDS]))
     return summary
 
 
@@ -270,10 +260,7 @@ def similarity_summary(similarities: Sequence[float], prefix: str) -> dict[str, 
 
 
 __all__ = [
-    "SUGARCREPE_SUBSETS",
-    "SUGARCREPE_KINDS",
     "SUGARCREPE_OVERALL_DEFINITION",
-    "WINOGROUND_METRICS",
     "sugarcrepe_correct",
     "sugarcrepe_accuracy",
     "sugarcrepe_summary",

@@ -1,28 +1,43 @@
-"""Evaluation reports: the JSON file, the Markdown comparison table, similarity plots and model-card results.
+"""The evaluation report: one type that every reader and writer of results goes through.
 
-A report is ``{"<model as given>": {"<benchmark>": {"<metric>": value}}}`` with fractions in [0, 1] (the
-similarity analysis holds cosine similarities in [-1, 1]).
+An `EvaluationReport` holds, per model (as it was given, e.g. a folder or a Hub id) and per benchmark, the metrics
+(fractions in [0, 1]; the similarity analysis holds cosine similarities in [-1, 1]) and the counts behind them (items
+in the data, scored, skipped, per SugarCrepe subset too), plus the notes a reader needs (which average ``overall`` is,
+which metric does not apply). It is written by ``tripletclip evaluate`` (``report.json``) and by the trainer
+(``eval_results.json``), and read by the model card and ``tripletclip push``.
+
+On disk (JSON)::
+
+    {"results": {model: {benchmark: {metric: value}}},
+     "counts":  {model: {benchmark: {"items": N, "scored": M, "skipped": K, "subsets": {name: {...}}}}},
+     "notes": [...]}
+
+A plain ``{model: {benchmark: {metric: value}}}`` or one model's ``{benchmark: {metric: value}}`` (earlier reports,
+`evaluate_model`'s return value) is read as well.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from dataset_builders.utils import atomic
+
 from .metrics import SUGARCREPE_OVERALL_DEFINITION
 
-Report = dict[str, dict[str, dict[str, float]]]
+Results = dict[str, dict[str, dict[str, float]]]
+SINGLE_MODEL_KEY = "this model"
 
 # Benchmarks whose values are not fractions: shown as they are, not as percentages.
 _RAW_VALUE_BENCHMARKS = ("similarity",)
 
-# Model-card metadata per benchmark: (task name, dataset type, dataset name).
+#: Model-card metadata per benchmark: (task name, dataset type, dataset name).
 CARD_DATASETS: dict[str, tuple[str, str, str]] = {
     "sugarcrepe": ("Compositional image-text matching", "sugarcrepe", "SugarCrepe"),
     "winoground": ("Compositional image-text matching", "facebook/winoground", "Winoground"),
@@ -30,83 +45,271 @@ CARD_DATASETS: dict[str, tuple[str, str, str]] = {
     "retrieval": ("Zero-shot image-text retrieval", "retrieval", "Image-text retrieval"),
     "zeroshot": ("Zero-shot image classification", "zeroshot", "Zero-shot classification"),
 }
+#: The built-in world's benchmarks have the official formats but are not the official datasets: a card must never
+#: report them under the names of SugarCrepe or Winoground. Each has its own dataset type (the model-index groups
+#: results by task and dataset type): (dataset name, dataset type).
+WORLD_CARD_DATASETS: dict[str, tuple[str, str]] = {
+    "sugarcrepe": ("SugarCrepe-format held-out set of the TripletCLIP procedural world", "tripletclip-world-sugarcrepe"),
+    "winoground": ("Winoground-format held-out set of the TripletCLIP procedural world", "tripletclip-world-winoground"),
+    "tripletdata": ("Held-out TripletData of the TripletCLIP procedural world", "tripletclip-world-test"),
+    "retrieval": ("Retrieval set of the TripletCLIP procedural world", "tripletclip-world-retrieval"),
+}
 CARD_TASK_TYPE = "zero-shot-image-classification"
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _numbers(results: Mapping[str, Any]) -> dict[str, dict[str, float]]:
+    """Only the finite numbers of ``{benchmark: {metric: value}}`` (counts written as text, NaN: not results)."""
+    clean: dict[str, dict[str, float]] = {}
+    for benchmark, metrics in results.items():
+        if not isinstance(metrics, Mapping):
+            raise ValueError(f"Benchmark {benchmark!r} must map metric names to numbers, got {metrics!r}.")
+        values = {str(m): float(v) for m, v in metrics.items()
+                  if not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(float(v))}
+        if values:
+            clean[str(benchmark)] = values
+    return clean
 
 
-def save_report(report: Report, path: str | Path) -> Path:
-    """Write the report as JSON (atomically: a crash leaves the previous file or none, never half a file)."""
-    path = Path(path)
-    _atomic_write_text(path, json.dumps(report, indent=2, sort_keys=False) + "\n")
-    return path
+@dataclass
+class EvaluationReport:
+    """Results of one or more models on one or more benchmarks, with their counts and notes.
 
-
-def load_report(path: str | Path) -> Report:
-    """Read a report written by :func:`save_report` (or the trainer's ``eval_results.json``)."""
-    return json.loads(Path(path).read_text(encoding="utf-8"))
-
-
-def _format(benchmark: str, value: float | None) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    if benchmark in _RAW_VALUE_BENCHMARKS:
-        return f"{value:.3f}"
-    return f"{100 * value:.2f}"
-
-
-def markdown_table(
-    report: Report, notes: Sequence[str] = (), counts: Mapping[str, Mapping[str, str]] | None = None
-) -> str:
-    """A Markdown table with one row per benchmark and metric and one column per model.
-
-    Accuracies and recalls are shown as percentages; similarity values as cosine similarities. ``notes`` are added
-    below the table (e.g. which average ``overall`` is); ``counts`` (``{model: {benchmark: "7511/7511"}}``) adds a
-    table of how many items each run scored.
+    Attributes:
+        results: ``{model: {benchmark: {metric: value}}}``.
+        counts: ``{model: {benchmark: {"items", "scored", "skipped", "subsets"?}}}`` (absent for older reports).
+        notes: statements a reader of the numbers needs (definitions, metrics that do not apply).
     """
-    models = list(report)
-    rows: list[tuple[str, str]] = []
-    for model in models:
-        for benchmark, metrics in report[model].items():
-            for metric in metrics:
-                if (benchmark, metric) not in rows:
-                    rows.append((benchmark, metric))
-    header = "| benchmark | metric | " + " | ".join(models) + " |"
-    lines = [header, "|---|---|" + "---:|" * len(models)]
-    for benchmark, metric in rows:
-        values = [_format(benchmark, report[m].get(benchmark, {}).get(metric)) for m in models]
-        lines.append(f"| {benchmark} | {metric} | " + " | ".join(values) + " |")
-    benchmarks = list(dict.fromkeys(b for b, _ in rows))
-    units = ", similarities as cosine similarity." if "similarity" in benchmarks else "."
-    footer = ["", "Accuracies and recalls in %" + units]
-    if "sugarcrepe" in benchmarks:
-        footer.append(f"SugarCrepe {SUGARCREPE_OVERALL_DEFINITION}; replace, swap, add = mean of their subsets.")
-    footer.extend(n for n in dict.fromkeys(notes) if not n.startswith("SugarCrepe:"))
-    if counts:
-        footer += ["", "| benchmark | " + " | ".join(models) + " |", "|---|" + "---:|" * len(models)]
-        for benchmark in benchmarks:
-            cells = [counts.get(m, {}).get(benchmark, "–") for m in models]
-            footer.append(f"| {benchmark} | " + " | ".join(cells) + " |")
-        footer.append("")
-        footer.append("Items scored / items in the data (the rest had an image that could not be decoded).")
-    return "\n".join(lines + footer) + "\n"
+
+    results: Results = field(default_factory=dict)
+    counts: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    # ------------------------------------------------------------------ reading and writing
+
+    @classmethod
+    def from_mapping(cls, value: Mapping[str, Any] | None, model_key: str | None = None) -> "EvaluationReport":
+        """A report from its JSON form, a plain ``{model: {benchmark: {metric: value}}}``, or one model's
+        ``{benchmark: {metric: value}}`` (stored under ``model_key``, default ``"this model"``)."""
+        if not value:
+            return cls()
+        if isinstance(value, Mapping) and isinstance(value.get("results"), Mapping) and \
+                set(value) <= {"results", "counts", "notes"}:
+            return cls({str(m): _numbers(r) for m, r in value["results"].items()},
+                       {str(m): dict(c) for m, c in (value.get("counts") or {}).items()},
+                       list(value.get("notes") or []))
+        if not isinstance(value, Mapping) or not all(isinstance(v, Mapping) for v in value.values()):
+            kinds = [type(v).__name__ for v in dict(value).values()][:3] if isinstance(value, Mapping) else []
+            raise ValueError(
+                "An evaluation report must be {benchmark: {metric: value}} or {model: {benchmark: {metric: value}}}; "
+                f"got {type(value).__name__} with values {kinds}."
+            )
+        nested = all(isinstance(m, Mapping) for per_model in value.values() for m in per_model.values())
+        if not nested:
+            return cls({model_key or SINGLE_MODEL_KEY: _numbers(value)})
+        return cls({str(name): _numbers(results) for name, results in value.items()})
+
+    @classmethod
+    def load(cls, path: str | Path) -> "EvaluationReport":
+        return cls.from_mapping(json.loads(Path(path).read_text(encoding="utf-8")))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"results": self.results, "counts": self.counts, "notes": list(dict.fromkeys(self.notes))}
+
+    def save(self, path: str | Path) -> Path:
+        """Write the report as JSON, atomically."""
+        return atomic.write_json(path, self.to_json(), allow_nan=False)
+
+    def add(self, model: str, results: Mapping[str, Mapping[str, float]],
+            counts: Mapping[str, Mapping[str, Any]] | None = None, notes: Sequence[str] = ()) -> None:
+        """Add (or replace) one model's results."""
+        self.results[str(model)] = _numbers(results)
+        if counts:
+            self.counts[str(model)] = {b: dict(c) for b, c in counts.items()}
+        self.notes.extend(n for n in notes if n not in self.notes)
+
+    # ------------------------------------------------------------------ selecting
+
+    @property
+    def models(self) -> list[str]:
+        return list(self.results)
+
+    def select(self, model: str | None = None) -> str | None:
+        """The key of the model a card describes: ``model`` itself, or the only model of the report.
+
+        Raises:
+            ValueError: several models and none named, or a model the report does not hold.
+        """
+        if not self.results:
+            return None
+        if model is None:
+            if len(self.results) == 1:
+                return next(iter(self.results))
+            raise ValueError(
+                f"The evaluation report covers several models ({', '.join(self.results)}); say which one the card "
+                f"describes (model_key=..., or --eval_model on the command line)."
+            )
+        if model not in self.results:
+            raise ValueError(f"The evaluation report has no model {model!r}; it has: {', '.join(self.results)}.")
+        return model
+
+    def key_for(self, *names: str | Path | None) -> str | None:
+        """The report's key that names one of ``names`` (a checkpoint folder as given to ``tripletclip evaluate``,
+        resolved, or the ``output_dir`` of the run that wrote it); the only key of a one-model report; else None."""
+        if len(self.results) == 1:
+            return next(iter(self.results))
+        wanted = {str(n) for n in names if n} | {str(Path(str(n)).expanduser().resolve()) for n in names if n}
+        for key in self.results:
+            if key in wanted or str(Path(key).expanduser().resolve()) in wanted:
+                return key
+        return None
+
+    @property
+    def skipped(self) -> dict[str, dict[str, int]]:
+        """``{model: {benchmark: items skipped}}`` for every run that skipped items."""
+        found: dict[str, dict[str, int]] = {}
+        for model, per_benchmark in self.counts.items():
+            for benchmark, count in per_benchmark.items():
+                if count.get("skipped"):
+                    found.setdefault(model, {})[benchmark] = int(count["skipped"])
+        return found
+
+    # ------------------------------------------------------------------ rendering
+
+    def rows(self, models: Sequence[str] | None = None) -> list[tuple[str, str, list[float | None]]]:
+        """``(benchmark, metric, [value per model])`` in the order the metrics first appear."""
+        models = list(models or self.results)
+        order: list[tuple[str, str]] = []
+        for model in models:
+            for benchmark, metrics in self.results.get(model, {}).items():
+                for metric in metrics:
+                    if (benchmark, metric) not in order:
+                        order.append((benchmark, metric))
+        return [(b, m, [self.results.get(model, {}).get(b, {}).get(m) for model in models]) for b, m in order]
+
+    @staticmethod
+    def format_value(benchmark: str, value: float | None, percent: bool = True) -> str:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return "–"
+        if benchmark in _RAW_VALUE_BENCHMARKS or not percent:
+            return f"{value:.3f}"
+        return f"{100 * value:.2f}"
+
+    def to_markdown(self, models: Sequence[str] | None = None, labels: Mapping[str, str] | None = None,
+                    percent: bool = True) -> str:
+        """A Markdown table (one row per benchmark and metric, one column per model), then the units, the notes and,
+        when the report has counts, how many items each run scored and skipped."""
+        models = list(models or self.results)
+        labels = dict(labels or {})
+        header = "| benchmark | metric | " + " | ".join(labels.get(m, m) for m in models) + " |"
+        lines = [header, "|---|---|" + "---:|" * len(models)]
+        rows = self.rows(models)
+        for benchmark, metric, values in rows:
+            cells = [self.format_value(benchmark, v, percent) for v in values]
+            lines.append(f"| {benchmark} | {metric} | " + " | ".join(cells) + " |")
+        benchmarks = list(dict.fromkeys(b for b, _, _ in rows))
+        units = ", similarities as cosine similarity." if "similarity" in benchmarks else "."
+        footer = ["", ("Accuracies and recalls in %" if percent else "Accuracies and recalls as fractions") + units]
+        if "sugarcrepe" in benchmarks:
+            footer.append(f"SugarCrepe {SUGARCREPE_OVERALL_DEFINITION}; replace, swap, add = mean of their subsets.")
+        footer.extend(n for n in dict.fromkeys(self.notes) if not n.startswith("SugarCrepe:"))
+        counted = [m for m in models if m in self.counts]
+        if counted:
+            footer += ["", "| benchmark | " + " | ".join(labels.get(m, m) for m in counted) + " |",
+                       "|---|" + "---:|" * len(counted)]
+            for benchmark in benchmarks:
+                cells = []
+                for model in counted:
+                    count = self.counts[model].get(benchmark)
+                    if not count:
+                        cells.append("–")
+                        continue
+                    cell = f"{count.get('scored', '?')}/{count.get('items', '?')}"
+                    cells.append(cell + (f" ({count['skipped']} skipped)" if count.get("skipped") else ""))
+                footer.append(f"| {benchmark} | " + " | ".join(cells) + " |")
+            footer += ["", "Items scored / items in the data; a skipped item had an image that could not be decoded "
+                           "or a caption that could not be read."]
+        return "\n".join(lines + footer) + "\n"
+
+    def save_markdown(self, path: str | Path, **kwargs: Any) -> Path:
+        return atomic.write_text(path, self.to_markdown(**kwargs))
+
+    # ------------------------------------------------------------------ model cards
+
+    def card_results(
+        self,
+        model: str | None = None,
+        *,
+        world: bool = False,
+        dataset_names: Mapping[str, str] | None = None,
+        dataset_types: Mapping[str, str] | None = None,
+        dataset_split: str | None = None,
+        as_percent: bool = False,
+        source_name: str | None = None,
+    ) -> list:
+        """One model's results as ``huggingface_hub.EvalResult`` objects for ``ModelCardData(eval_results=...)``.
+
+        Args:
+            model: which model (needed when the report holds several).
+            world: the results come from the built-in world's benchmarks, named as such (never as the official
+                SugarCrepe or Winoground datasets).
+            dataset_names / dataset_types: per benchmark, the pretty name and dataset id shown on the card.
+            dataset_split: the split evaluated, if one applies to all.
+            as_percent: values x100 (as the paper's tables) instead of fractions.
+            source_name: where the numbers come from (e.g. "tripletclip evaluate").
+
+        The similarity analysis is descriptive, not a score, and is left out. SugarCrepe's ``overall`` is named as the
+        mean of the seven subsets.
+        """
+        from huggingface_hub import EvalResult
+
+        key = self.select(model)
+        if key is None:
+            return []
+        names = {b: n for b, (n, _) in WORLD_CARD_DATASETS.items()} if world else {}
+        types = {b: t for b, (_, t) in WORLD_CARD_DATASETS.items()} if world else {}
+        names.update(dataset_names or {})
+        types.update(dataset_types or {})
+        results = []
+        for benchmark, metrics in self.results[key].items():
+            if benchmark not in CARD_DATASETS:
+                continue
+            task_name, dataset_type, dataset_name = CARD_DATASETS[benchmark]
+            dataset_type = types.get(benchmark, dataset_type)
+            dataset_name = names.get(benchmark, dataset_name)
+            for metric, value in metrics.items():
+                pretty = metric
+                if benchmark == "sugarcrepe" and metric == "overall":
+                    pretty = "overall (mean of the seven subsets)"
+                elif benchmark == "sugarcrepe" and metric in ("replace", "swap", "add"):
+                    pretty = f"{metric} (mean of its subsets)"
+                results.append(
+                    EvalResult(
+                        task_type=CARD_TASK_TYPE,
+                        task_name=task_name,
+                        dataset_type=dataset_type,
+                        dataset_name=dataset_name,
+                        dataset_split=dataset_split,
+                        metric_type="recall" if "recall" in metric else "accuracy",
+                        metric_name=f"{dataset_name} {pretty}",
+                        metric_value=round(100 * float(value), 2) if as_percent else float(value),
+                        source_name=source_name,
+                    )
+                )
+        return results
 
 
-def save_markdown(report: Report, path: str | Path, **kwargs) -> Path:
-    """Write :func:`markdown_table` to ``path`` (atomically)."""
-    path = Path(path)
-    _atomic_write_text(path, markdown_table(report, **kwargs))
-    return path
+def split_report(report: Mapping[str, Any] | None, model_key: str | None = None) -> tuple[str | None, Results]:
+    """``(key of the model a card describes, {model: {benchmark: {metric: value}}})`` of any report form."""
+    parsed = EvaluationReport.from_mapping(report, model_key)
+    return parsed.select(model_key), parsed.results
+
+
+def eval_results_for_card(report: Mapping[str, Any], model_name: str | None = None, **kwargs: Any) -> list:
+    """`EvaluationReport.card_results` of any report form (see there for the arguments)."""
+    return EvaluationReport.from_mapping(report).card_results(model_name, **kwargs)
+
+
+# ------------------------------------------------------------------------------------------------ similarity
 
 
 def similarity_histograms(values: Mapping[str, Mapping[str, np.ndarray]], bins: int = 40) -> dict:
@@ -130,7 +333,7 @@ def plot_similarity(values: Mapping[str, Mapping[str, np.ndarray]], path: str | 
     Args:
         values: ``{model: {"image_similarity": array, "text_similarity": array}}`` (cosine similarity between each
             positive and its negative).
-        path: the PNG to write.
+        path: the PNG to write (atomically).
     """
     import matplotlib
 
@@ -160,85 +363,17 @@ def plot_similarity(values: Mapping[str, Mapping[str, np.ndarray]], path: str | 
         axis.set_ylabel("pairs")
         axis.legend(fontsize=8)
     figure.suptitle("Cosine similarity of each positive with its hard negative (lower: the model tells them apart)")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    figure.savefig(tmp, dpi=120)
+    path = atomic.save_figure(figure, path, dpi=120)
     plt.close(figure)
-    os.replace(tmp, path)
     return path
 
 
-def _model_results(report: Mapping, model_name: str | None) -> Mapping[str, Mapping[str, float]]:
-    """The ``{benchmark: {metric: value}}`` of one model, from a full report or a single-model result."""
-    def is_metrics(value):
-        return isinstance(value, Mapping) and all(isinstance(v, (int, float)) for v in value.values())
-
-    if report and all(is_metrics(v) for v in report.values()):
-        return report
-    if model_name is not None and model_name in report:
-        return report[model_name]
-    if len(report) == 1:
-        return next(iter(report.values()))
-    raise ValueError(
-        f"The report holds several models ({', '.join(report)}); pass model_name to choose the one for the card."
-    )
-
-
-def eval_results_for_card(
-    report: Mapping,
-    model_name: str | None = None,
-    *,
-    dataset_names: Mapping[str, str] | None = None,
-    dataset_types: Mapping[str, str] | None = None,
-    dataset_split: str | None = None,
-    as_percent: bool = False,
-    source_name: str | None = None,
-) -> list:
-    """Evaluation results as ``huggingface_hub.EvalResult`` objects for ``ModelCardData(eval_results=...)``.
-
-    Args:
-        report: a full report ``{model: {benchmark: {metric: value}}}`` or one model's ``{benchmark: {metric:
-            value}}`` (what :func:`evaluate_model` returns).
-        model_name: which model of a full report (needed when it holds several).
-        dataset_names / dataset_types: per benchmark, the pretty name and the dataset id shown on the card (e.g.
-            ``{"sugarcrepe": "SugarCrepe-format held-out set of the built-in world"}``); defaults in
-            :data:`CARD_DATASETS`.
-        dataset_split: the split evaluated, if one applies to all.
-        as_percent: report values ×100 (as the paper's tables) instead of fractions.
-        source_name: where the numbers come from (e.g. "tripletclip evaluate").
-
-    Returns:
-        One ``EvalResult`` per benchmark and metric. The similarity analysis is descriptive, not a score, and is
-        left out. SugarCrepe's ``overall`` is named as the mean of the seven subsets.
-    """
-    from huggingface_hub import EvalResult
-
-    results = []
-    for benchmark, metrics in _model_results(report, model_name).items():
-        if benchmark not in CARD_DATASETS:
-            continue
-        task_name, dataset_type, dataset_name = CARD_DATASETS[benchmark]
-        dataset_type = (dataset_types or {}).get(benchmark, dataset_type)
-        dataset_name = (dataset_names or {}).get(benchmark, dataset_name)
-        for metric, value in metrics.items():
-            metric_type = "recall" if "recall" in metric else "accuracy"
-            pretty = metric
-            if benchmark == "sugarcrepe" and metric == "overall":
-                pretty = "overall (mean of the seven subsets)"
-            elif benchmark == "sugarcrepe" and metric in ("replace", "swap", "add"):
-                pretty = f"{metric} (mean of its subsets)"
-            results.append(
-                EvalResult(
-                    task_type=CARD_TASK_TYPE,
-                    task_name=task_name,
-                    dataset_type=dataset_type,
-                    dataset_name=dataset_name,
-                    dataset_split=dataset_split,
-                    metric_type=metric_type,
-                    metric_name=f"{dataset_name} {pretty}",
-                    metric_value=round(100 * float(value), 2) if as_percent else float(value),
-                    source_name=source_name,
-                )
-            )
-    return results
+__all__ = [
+    "CARD_DATASETS",
+    "EvaluationReport",
+    "WORLD_CARD_DATASETS",
+    "eval_results_for_card",
+    "plot_similarity",
+    "similarity_histograms",
+    "split_report",
+]

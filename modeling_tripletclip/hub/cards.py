@@ -15,13 +15,16 @@ data package shipped with the wheel.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from huggingface_hub import EvalResult, ModelCard, ModelCardData, SpaceCard, SpaceCardData
+from huggingface_hub import ModelCard, ModelCardData, SpaceCard, SpaceCardData
+
+from dataset_builders.utils.locations import is_local
+
+from ..evaluation.report import EvaluationReport
 
 MODEL_CARD_TEMPLATE = "model_card.md"
 SPACE_CARD_TEMPLATE = "space_card.md"
@@ -45,87 +48,6 @@ def template_path(name: str) -> Path:
     from model_cards import template_path as find
 
     return find(name)
-
-
-# ------------------------------------------------------------------------------------------------ evaluation reports
-
-
-def split_report(
-    report: Mapping[str, Any] | None, model_key: str | None = None
-) -> tuple[str | None, dict[str, dict[str, dict[str, float]]]]:
-    """Normalise an evaluation report to ``(key of this model, {model: {benchmark: {metric: value}}})``.
-
-    ``report`` is either one model's results ``{benchmark: {metric: value}}`` (what `evaluate_model` returns) or a
-    report over several models ``{model: {benchmark: {metric: value}}}`` (what ``tripletclip evaluate`` writes).
-    With several models, ``model_key`` names the one the card describes; the others appear beside it in the table.
-    """
-    if not report:
-        return None, {}
-    if not isinstance(report, Mapping) or not all(isinstance(v, Mapping) for v in report.values()):
-        raise ValueError(
-            "An evaluation report must be {benchmark: {metric: value}} or {model: {benchmark: {metric: value}}}; "
-            f"got {type(report).__name__} with values {[type(v).__name__ for v in dict(report).values()][:3]}."
-        )
-    nested = all(isinstance(m, Mapping) for per_model in report.values() for m in per_model.values())
-    if not nested:  # one model: {benchmark: {metric: value}}
-        return (model_key or "this model"), {(model_key or "this model"): _numbers(report)}
-    models = {str(name): _numbers(results) for name, results in report.items()}
-    if model_key is None:
-        if len(models) == 1:
-            model_key = next(iter(models))
-        else:
-            raise ValueError(
-                f"The evaluation report covers several models ({', '.join(models)}); say which one the card "
-                f"describes (model_key=..., or --eval-model on the command line)."
-            )
-    if model_key not in models:
-        raise ValueError(f"The evaluation report has no model {model_key!r}; it has: {', '.join(models)}.")
-    return model_key, models
-
-
-def _numbers(results: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, float]]:
-    clean: dict[str, dict[str, float]] = {}
-    for benchmark, metrics in results.items():
-        if not isinstance(metrics, Mapping):
-            raise ValueError(f"Benchmark {benchmark!r} must map metric names to numbers, got {metrics!r}.")
-        values = {}
-        for metric, value in metrics.items():
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                continue  # counts of skipped items, notes: not results
-            if math.isfinite(float(value)):
-                values[str(metric)] = float(value)
-        if values:
-            clean[str(benchmark)] = values
-    return clean
-
-
-# The built-in world's benchmarks have the official formats but are not the official datasets: a card must never
-# report them under the names of SugarCrepe or Winoground.
-# Each needs its own dataset type: the model-index groups results by task and dataset type.
-WORLD_CARD_DATASETS = {
-    "sugarcrepe": ("SugarCrepe-format held-out set of the TripletCLIP procedural world", "tripletclip-world-sugarcrepe"),
-    "winoground": ("Winoground-format held-out set of the TripletCLIP procedural world", "tripletclip-world-winoground"),
-    "tripletdata": ("Held-out TripletData of the TripletCLIP procedural world", "tripletclip-world-test"),
-    "retrieval": ("Retrieval set of the TripletCLIP procedural world", "tripletclip-world-retrieval"),
-}
-
-
-def eval_results_from_report(
-    results: Mapping[str, Mapping[str, float]], model_name: str, world: bool = False
-) -> list[EvalResult]:
-    """The `EvalResult`s (the card's ``model-index``) of one model's ``{benchmark: {metric: value}}``.
-
-    Delegates to the evaluation package's `eval_results_for_card`, which knows each benchmark's dataset and metric
-    names, so that the trainer and the push command describe results identically. ``world``: the results come from
-    the built-in world's benchmarks, named as such.
-    """
-    from modeling_tripletclip.evaluation import eval_results_for_card
-
-    if not world:
-        return list(eval_results_for_card(dict(results)))
-    names = {bench: name for bench, (name, _) in WORLD_CARD_DATASETS.items()}
-    types = {bench: kind for bench, (_, kind) in WORLD_CARD_DATASETS.items()}
-    return list(eval_results_for_card(dict(results), dataset_names=names, dataset_types=types))
 
 
 # ------------------------------------------------------------------------------------------------ model card
@@ -155,8 +77,9 @@ def render_model_card(
             ``loss_type``, ``dataset`` and ``model_name_or_path`` fill in what is not given explicitly.
         datasets: the training dataset(s): Hub ids go to the card metadata (``datasets:``), anything else (the
             built-in world, a local folder) is described in the body only.
-        eval_report: ``{benchmark: {metric: value}}`` for this model, or ``{model: {benchmark: {metric: value}}}``
-            (then ``model_key`` picks this model; the others are shown beside it as baselines).
+        eval_report: an `EvaluationReport`, or any form it reads: ``{benchmark: {metric: value}}`` for this model, or
+            ``{model: {benchmark: {metric: value}}}`` (then ``model_key`` picks this model; the others are shown beside
+            it as baselines).
         base_model: the checkpoint it was fine-tuned from (Hub id), if any.
         license: an SPDX-style Hub license id.
         repo_id: the Hub id (or folder) the usage snippet loads; defaults to a placeholder.
@@ -185,14 +108,14 @@ def render_model_card(
     hub_datasets = [d for d in dataset_list if _is_repo_id(d)]
     loss_type = training_config.get("loss_type") or config.get("loss_type")
 
-    if model_key is None and model_name and isinstance(eval_report, Mapping) and model_name in eval_report:
+    report = eval_report if isinstance(eval_report, EvaluationReport) else EvaluationReport.from_mapping(
+        eval_report, model_key)
+    if model_key is None and model_name and model_name in report.results:
         model_key = model_name
     model_name = model_name or Path(repo_id).name or "TripletCLIP"
-    key, report = split_report(eval_report, model_key)
+    key = report.select(model_key)
     world = training_config.get("dataset") == "world"
-    eval_results = (
-        eval_results_from_report(report[key], model_name, world=world) if key is not None and report[key] else None
-    )
+    eval_results = report.card_results(key, world=world) if key is not None and report.results[key] else None
 
     card_data = ModelCardData(
         license=license,
@@ -284,15 +207,13 @@ def _details(config, loss_type, base_model, datasets, num_parameters, license) -
     return rows
 
 
-def _result_rows(report: dict, key: str | None) -> tuple[list[tuple[str, str, list[str]]], list[str]]:
+def _result_rows(report: EvaluationReport, key: str | None) -> tuple[list[tuple[str, str, list[str]]], list[str]]:
+    """The card's table: this model's metrics, with the report's other models beside it."""
     if key is None:
         return [], []
-    models = [key] + [name for name in report if name != key]
-    rows = []
-    for benchmark, metrics in report[key].items():
-        for metric in metrics:
-            values = [report[m].get(benchmark, {}).get(metric) for m in models]
-            rows.append((benchmark, metric, ["–" if v is None else f"{v:.3f}" for v in values]))
+    models = [key] + [name for name in report.models if name != key]
+    rows = [(benchmark, metric, [report.format_value(benchmark, v, percent=False) for v in values])
+            for benchmark, metric, values in report.rows(models) if metric in report.results[key].get(benchmark, {})]
     return rows, models
 
 
@@ -360,16 +281,8 @@ def render_space_card(
 
 
 def _is_repo_id(value: Any) -> bool:
-    """True for a string shaped like a Hub id ``namespace/name`` that is not an existing local path."""
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
-
-    if not isinstance(value, str) or value.count("/") != 1 or os.path.exists(value):
-        return False
-    try:
-        validate_repo_id(value)
-    except HFValidationError:
-        return False
-    return True
+    """True for a Hub id (`dataset_builders.utils.locations`); the built-in world's name is not one."""
+    return isinstance(value, str) and value != "world" and not is_local(value)
 
 
 def _unique(items) -> list[str]:
@@ -403,7 +316,5 @@ def _yaml(values: Mapping[str, Any]) -> str:
 __all__ = [
     "render_model_card",
     "render_space_card",
-    "split_report",
-    "eval_results_from_report",
     "template_path",
 ]

@@ -25,6 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dataset_builders.utils import atomic
+from dataset_builders.utils.errors import InputError
+from dataset_builders.utils.locations import is_local
+
+from ..evaluation.report import EvaluationReport
 from . import cards
 
 logger = logging.getLogger(__name__)
@@ -35,12 +40,14 @@ EVAL_RESULTS_FILE = "eval_results.json"
 TRAINING_CONFIG_FILES = ("training_config.yaml", "training_config.json")
 LOSS_CURVE_FILE = "loss_curve.png"
 SPACE_MODELS_FILE = "models.json"
-SPACE_IGNORE = ("__pycache__", "*.pyc", ".gradio", "flagged", "README.md", SPACE_MODELS_FILE, "models", "screenshot.png")
+#: The self-contained modules of the package the Space uses, staged beside app.py (standard library and Pillow only).
+SPACE_MODULES = {"rules.py": "dataset_builders.synthesis.rules", "images.py": "dataset_builders.utils.images"}
+SPACE_IGNORE = ("__pycache__", "*.pyc", ".gradio", "flagged", "README.md", "models.json", "models", "screenshot.png")
 MODEL_FILES = ("config.json", "*.safetensors", "model.safetensors.index.json", "*.py", "processor_config.json",
                "preprocessor_config.json", "tokenizer*", "special_tokens_map.json", "vocab.json", "merges.txt")
 
 
-class PushError(ValueError):
+class PushError(InputError):
     """A push cannot go ahead; the message names the problem and the fix. Nothing was uploaded."""
 
 
@@ -166,9 +173,7 @@ def stage_model(
     multi-model report), its training configuration from ``training_config.yaml``/``.json`` in ``source``, and its
     metadata (datasets, base model, license) from the arguments, else from a card already in ``source``.
     """
-    from transformers import AutoProcessor
-
-    from ..modeling_tripletclip import TripletCLIPModel
+    from ..loading import load_processor, load_tripletclip
 
     source = Path(source)
     if not source.is_dir():
@@ -178,26 +183,27 @@ def stage_model(
     if eval_results and not report_path.is_file():
         raise PushError(f"--eval-results {report_path} does not exist; give the JSON report of `tripletclip evaluate`.")
     try:
-        model = TripletCLIPModel.from_pretrained(source)
+        model = load_tripletclip(source)
     except (ValueError, OSError) as error:
         raise PushError(f"Cannot push {source}: {error}") from None
     try:
-        model_processor = AutoProcessor.from_pretrained(processor or source)
-    except (ValueError, OSError, TypeError) as error:
+        model_processor = load_processor(processor or source)
+    except InputError as error:
         raise PushError(
             f"{processor or source} holds no processor (tokenizer and image processor) to publish with the model "
-            f"({type(error).__name__}). Save one next to the weights with `processor.save_pretrained({str(source)!r})`, "
+            f"({error}). Save one next to the weights with `processor.save_pretrained({str(source)!r})`, "
             f"or pass --processor PATH_OR_ID."
         ) from None
 
     existing = _existing_card_data(source / "README.md", "model")
     training_config = _read_training_config(source)
-    report = _read_json(report_path, "evaluation report") if report_path.is_file() else None
-    if report is not None:
-        if eval_model is None:
-            eval_model = _report_key_for(report, source, training_config)
+    report = None
+    if report_path.is_file():
         try:
-            cards.split_report(report, eval_model)
+            report = EvaluationReport.from_mapping(_read_json(report_path, "evaluation report"))
+            if eval_model is None:
+                eval_model = report.key_for(source, (training_config or {}).get("output_dir"))
+            report.select(eval_model)
         except ValueError as error:
             raise PushError(f"{report_path}: {error}") from None
 
@@ -230,23 +236,6 @@ def stage_model(
     return StagedFolder(out, repo_id, "model", notes)
 
 
-def _report_key_for(report: dict, source: Path, training_config: dict | None) -> str | None:
-    """In a multi-model report, the key that names this checkpoint: its folder as given to ``tripletclip evaluate``,
-    or the ``output_dir`` of the run that wrote it."""
-    try:
-        key, _ = cards.split_report(report)
-        return key
-    except ValueError:
-        pass
-    names = {source.resolve()}
-    if training_config and training_config.get("output_dir"):
-        names.add(Path(str(training_config["output_dir"])).expanduser().resolve())
-    for key in report:
-        if Path(str(key)).expanduser().resolve() in names or str(key) == str((training_config or {}).get("output_dir")):
-            return key
-    return None  # split_report then raises its message listing the models
-
-
 def _read_training_config(source: Path) -> dict[str, Any] | None:
     for name in TRAINING_CONFIG_FILES:
         path = source / name
@@ -270,10 +259,12 @@ def stage_dataset(
     pretty_name: str | None = None,
     license: str | None = None,
 ) -> StagedFolder:
-    """Assemble a dataset repository from the TripletData folder ``source`` (Hub layout: ``data/*.parquet``).
+    """Assemble a dataset repository from TripletData in any form `dataset_builders.sources` resolves.
 
-    The shards of every split are copied (hard-linked when possible), and the card is rewritten for ``repo_id`` with
-    `dataset_builders.hub_layout.write_dataset_card`: YAML with configs, splits and features (so
+    A folder in the Hub layout (``data/*.parquet``) has its shards copied (hard-linked when possible); the released
+    layout (a Hub id, a local copy, WebDataset shards) is converted into the staging folder first
+    (`convert_official_shards`, one parquet shard per tar, bad samples skipped and counted). The card is rewritten for
+    ``repo_id`` with `dataset_builders.hub_layout.write_dataset_card`: YAML with configs, splits and features (so
     ``load_dataset(repo_id)`` works), the sample grid, and a usage snippet. The name, license, tags and the
     "How it was made" section of a card already in ``source`` are kept.
     """
@@ -286,30 +277,45 @@ def stage_dataset(
         validate_columns,
         write_dataset_card,
     )
+    from dataset_builders.sources import HUB_LAYOUT, resolve_dataset
+    from dataset_builders.webdataset import convert_official_shards
 
-    source = Path(source)
-    if not source.is_dir():
-        raise PushError(f"{source} is not a folder. Give a TripletData folder (README.md + data/*.parquet), e.g. one "
-                        f"written by `tripletclip data world --out DIR` (DIR/train).")
-    shards = list_shards(source)
+    try:
+        resolved = resolve_dataset(str(source))
+    except InputError as error:
+        raise PushError(f"Cannot push {source}: {error}") from None
+    if resolved.kind != HUB_LAYOUT:
+        existing = {}
+        out = prepare_staging_dir(staging_dir, "dataset")
+        try:
+            report = convert_official_shards(str(source), out, progress=False, repo_id=repo_id,
+                                             pretty_name=pretty_name or "TripletData",
+                                             license=license or cards.DEFAULT_LICENSE)
+        except (InputError, FileNotFoundError) as error:
+            raise PushError(f"{source} is not TripletData: {error}") from None
+        shutil.rmtree(out / ".conversion", ignore_errors=True)
+        return StagedFolder(out, repo_id, "dataset", [report.summary()])
+
+    path = resolved.path
+    shards = list_shards(path)
     if not shards:
         raise PushError(
-            f"{source} holds no parquet shards named like {DATA_DIR}/train-00000-of-00001.parquet: it is not TripletData "
+            f"{path} holds no parquet shards named like {DATA_DIR}/train-00000-of-00001.parquet: it is not TripletData "
             f"in the Hub layout. Write one with `tripletclip data world`, `tripletclip data convert-webdataset` or "
             f"`dataset_builders.hub_layout.write_tripletdata`."
         )
     try:
         features = read_features(next(iter(shards.values()))[0])
         for split, paths in shards.items():
-            validate_columns(read_features(paths[0]), schema.REQUIRED_COLUMNS, source=f"{source} (split {split!r})")
+            validate_columns(read_features(paths[0]), schema.REQUIRED_COLUMNS, source=f"{path} (split {split!r})")
     except NotTripletDataError as error:
-        raise PushError(f"{source} is not TripletData: {error}") from None
+        raise PushError(f"{path} is not TripletData: {error}") from None
 
-    existing = _existing_card_data(source / "README.md", "dataset")
+    existing = _existing_card_data(path / "README.md", "dataset")
     out = prepare_staging_dir(staging_dir, "dataset")
     for paths in shards.values():
-        for path in paths:
-            _link_or_copy(path, out / DATA_DIR / path.name)
+        for shard in paths:
+            _link_or_copy(shard, out / DATA_DIR / shard.name)
     write_dataset_card(
         out,
         features=features,
@@ -317,7 +323,7 @@ def stage_dataset(
         license=license or existing.get("license") or cards.DEFAULT_LICENSE,
         tags=existing.get("tags") or ("tripletclip", "compositionality", "hard-negatives"),
         repo_id=repo_id,
-        details=_card_section(source / "README.md", "How it was made"),
+        details=_card_section(path / "README.md", "How it was made"),
     )
     return StagedFolder(out, repo_id, "dataset")
 
@@ -337,12 +343,14 @@ def stage_space(
 ) -> StagedFolder:
     """Assemble a Space repository from the app folder ``source`` (``spaces/``).
 
-    Copies the app, its requirements and examples, bundles the `dataset_builders` package (the rule-based generator
-    of negative captions the app uses), writes ``models.json`` and the card. ``model`` (TripletCLIP) and
+    Copies the app, its requirements and examples, and the two self-contained modules of the package it uses (the
+    rule-based generator of hard negatives and the image decoder, :data:`SPACE_MODULES`: the Space needs only
+    transformers, gradio and the model code each checkpoint carries); writes ``models.json`` and the card.
+    ``model`` (TripletCLIP) and
     ``baseline`` (a CLIP to compare with) are Hub ids, listed in the card so the model pages link to the Space, or
     local checkpoint folders, which are bundled under ``models/`` (small models only: they are uploaded with the app).
     """
-    import dataset_builders
+    import importlib
 
     source = Path(source)
     if not (source / "app.py").is_file():
@@ -350,20 +358,20 @@ def stage_space(
     limits = _space_limits(source / "app.py")
     configured = [(label, value) for label, value in (("TripletCLIP", model), ("CLIP baseline", baseline)) if value]
     for label, value in configured:
-        if _looks_local(value) and not (Path(value) / "config.json").is_file():
+        if is_local(value) and not (Path(value) / "config.json").is_file():
             raise PushError(f"The {label} model {value!r} is neither a checkpoint folder (no config.json there) nor a "
                             f"Hub id like 'namespace/name'.")
-        if _looks_local(value) and not any(Path(value).glob("*.safetensors")):
+        if is_local(value) and not any(Path(value).glob("*.safetensors")):
             raise PushError(f"The {label} checkpoint {value} has no safetensors weights to bundle into the Space.")
 
     out = prepare_staging_dir(staging_dir, "space")
     shutil.copytree(source, out, dirs_exist_ok=True, ignore=shutil.ignore_patterns(*SPACE_IGNORE))
-    package = Path(next(iter(dataset_builders.__path__)))
-    shutil.copytree(package, out / package.name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for name, module in SPACE_MODULES.items():
+        shutil.copy2(importlib.import_module(module).__file__, out / name)
 
     notes, entries, hub_models = [], [], []
     for label, value in configured:
-        if _looks_local(value):
+        if is_local(value):
             target = f"models/{_slug(label)}"
             _copy_checkpoint(Path(value), out / target)
             entries.append({"label": label, "model": target})
@@ -371,7 +379,7 @@ def stage_space(
             entries.append({"label": label, "model": value})
             hub_models.append(value)
     if entries:
-        (out / SPACE_MODELS_FILE).write_text(json.dumps(entries, indent=2) + "\n", encoding="utf-8")
+        atomic.write_json(out / SPACE_MODELS_FILE, entries)
     else:
         notes.append("no model configured: pass --model (and --baseline), or set TRIPLETCLIP_MODEL / BASELINE_MODEL "
                      "in the Space's variables")
@@ -520,10 +528,6 @@ def _link_or_copy(source: Path, target: Path) -> None:
         os.link(source, target)
     except OSError:
         shutil.copy2(source, target)
-
-
-def _looks_local(value: str) -> bool:
-    return os.path.exists(value) or value.startswith((".", "/", "~")) or value.count("/") != 1
 
 
 def _slug(text: str) -> str:

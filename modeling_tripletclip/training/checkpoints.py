@@ -1,24 +1,66 @@
 """Resumable checkpoints: `accelerator.save_state` folders named by step, written atomically, the last K kept.
 
-A checkpoint is written to ``checkpoint-<step>.tmp`` and renamed to ``checkpoint-<step>`` only once every process has
-finished writing and the trainer state (step, data positions, skip counts) is in it, so a run killed at any moment
-leaves either a complete checkpoint or none; a leftover ``.tmp`` folder is ignored and cleaned up.
+A checkpoint is written to a temporary folder beside ``checkpoint-<step>`` (`dataset_builders.utils.atomic`) and
+renamed into place only once every process has finished writing and the trainer state (step, data positions, skip
+counts) is in it, so a run killed at any moment leaves either a complete checkpoint or none; a leftover temporary
+folder is ignored and cleaned up. The output folder itself belongs to one run configuration
+(`dataset_builders.utils.output_folders.OutputFolder`): :func:`claim_output_dir`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import shutil
 from pathlib import Path
+
+from dataset_builders.utils import atomic
+from dataset_builders.utils.errors import InputError
+from dataset_builders.utils.output_folders import OutputFolder
+
+from .tracking import METRICS_FILE
 
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 TRAINER_STATE = "trainer_state.json"
 CONFIG_FILE = "training_config.yaml"
+TRAIN_JOB = "train_accelerate.py"
+
+
+def output_folder(config, output_dir: str | Path) -> OutputFolder:
+    """The run's claim on its output folder: what it trains (`TrainingConfig.run_identity`) and its checkpoints."""
+    return OutputFolder(
+        output_dir, config.run_identity(), TRAIN_JOB, refuse_foreign=False,
+        other_message="{path} holds a run with another configuration ({differences}). Choose another --output_dir, "
+                      "or replace it with {flag}.",
+    )
+
+
+def claim_output_dir(config, output_dir: str | Path) -> None:
+    """Refuse to mix two runs in one folder; record this run's configuration (main process, before anything else).
+
+    A folder holding this run is continued only with ``--resume_from_checkpoint``; one holding another run is
+    replaced only with ``--overwrite_output_dir`` (its checkpoints and metrics are removed first).
+    """
+    output_dir = Path(output_dir)
+    folder = output_folder(config, output_dir)
+    state = folder.state()
+    if config.resume_from_checkpoint and state == "other":
+        raise InputError(
+            f"Cannot resume: the run in {output_dir} was made with other settings ({folder.describe_differences()}). "
+            f"Resume with the same settings, or start a new run in another --output_dir."
+        )
+    if not config.resume_from_checkpoint and state == "same" and not config.overwrite_output_dir:
+        raise InputError(
+            f"{output_dir} already holds this run. Continue it with --resume_from_checkpoint latest, or start over "
+            f"with --overwrite_output_dir."
+        )
+    if config.overwrite_output_dir and not config.resume_from_checkpoint and state in ("same", "other"):
+        folder.reset([p.name for p in list_checkpoints(output_dir)] + [METRICS_FILE])
+    folder.claim(overwrite=config.overwrite_output_dir)
+    config.save(output_dir / CONFIG_FILE)
 
 
 def list_checkpoints(output_dir: str | Path) -> list[Path]:
@@ -42,21 +84,24 @@ def save_checkpoint(accelerator, output_dir: str | Path, step: int, rank_state: 
     """
     output_dir = Path(output_dir)
     final = output_dir / f"checkpoint-{step}"
-    tmp = output_dir / f"checkpoint-{step}.tmp"
+    tmp = atomic.temporary_path(final, unique=False)  # one name all processes agree on
     if accelerator.is_main_process:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp))
-    (tmp / f"data_state_rank{accelerator.process_index}.json").write_text(json.dumps(rank_state))
+    try:
+        accelerator.save_state(str(tmp))
+        atomic.write_json(tmp / f"data_state_rank{accelerator.process_index}.json", rank_state)
+    except OSError as error:
+        if atomic.is_disk_full(error):
+            raise atomic.DiskFullError(final, error) from error
+        raise
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         if config is not None:
             config.save(tmp / CONFIG_FILE)
-        _write_atomic(tmp / TRAINER_STATE, json.dumps({"step": step, **shared_state}, indent=2))
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        atomic.write_json(tmp / TRAINER_STATE, {"step": step, **shared_state})
+        atomic.commit(tmp, final)
         if total_limit:
             for old in list_checkpoints(output_dir)[:-total_limit]:
                 shutil.rmtree(old, ignore_errors=True)
@@ -96,12 +141,3 @@ def load_checkpoint(accelerator, path: Path) -> tuple[dict, dict]:
     return shared, rank_state
 
 
-def clean_partial_checkpoints(output_dir: str | Path) -> None:
-    for path in Path(output_dir).glob("checkpoint-*.tmp"):
-        shutil.rmtree(path, ignore_errors=True)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)

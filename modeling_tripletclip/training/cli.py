@@ -6,24 +6,20 @@ For several processes or mixed precision, launch through Accelerate instead:
 
 from __future__ import annotations
 
-import argparse
+from dataset_builders.utils.options import Command
 
-from .config import add_arguments, config_from_args
+from .config import DESCRIPTION, TrainingConfig
 
 
-def _train_command(args: argparse.Namespace) -> int:
+def _train(config: TrainingConfig) -> int:
     from .trainer import train
 
-    train(config_from_args(args))
+    train(config)
     return 0
 
 
-def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "train",
-        help="train TripletCLIP or a baseline (defaults: tiny model on the built-in world)",
-        description="Train TripletCLIP (or CLIP, NegCLIP, LaCLIP+HN) with Accelerate. With no flags: the tiny "
-        "preset on the built-in compositional world. For several processes use `accelerate launch`.",
-    )
-    add_arguments(parser)
-    parser.set_defaults(func=_train_command)
+COMMANDS = [
+    Command("train", TrainingConfig, _train,
+            help="train TripletCLIP or a baseline (defaults: tiny model on the built-in world)",
+            description=DESCRIPTION + " For several processes use `accelerate launch train_accelerate.py`."),
+]

@@ -1,4 +1,5 @@
-"""The trainer's configuration: one dataclass, read from flags and/or a YAML file (flags win), validated before any
+"""The trainer's configuration: one dataclass, read from flags and/or a YAML file (flags win) by the package's
+command-line convention (`dataset_builders.utils.options`, transformers' `HfArgumentParser`), validated before any
 model or data is touched, and saved next to every checkpoint.
 
 Flag names follow transformers' and diffusers' example scripts (`--output_dir`, `--train_batch_size`,
@@ -10,16 +11,16 @@ step), except where the built-in world needs a CPU-sized run (the `tiny` preset'
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from ..configuration_tripletclip import LOSS_NEEDS_NEGATIVES, LOSS_TYPES
+from dataset_builders.utils import atomic
+
+from ..losses import LOSS_NEEDS_NEGATIVES, LOSS_TYPES, check_loss_type
 
 DEFAULT_OUTPUT_DIR = "outputs/tripletclip-world"
 WORLD = "world"
@@ -63,8 +64,9 @@ class TrainingConfig:
     # ---- data
     dataset: str = field(
         default=WORLD,
-        metadata={"help": "'world' (built-in, generated on first use), a TripletData folder or Hub id, or "
-                  "official WebDataset .tar shards (comma-separated or a glob)"},
+        metadata={"help": "'world' (built-in, generated on first use), a Hub dataset id (e.g. "
+                  "TripletCLIP/TripletCLIP-High-Quality), a local folder (Hub layout, or holding WebDataset .tar shards), "
+                  "or shards as paths, globs or brace ranges", "nargs": "+"},
     )
     dataset_split: str = field(default="train", metadata={"help": "split of the dataset to train on"})
     streaming: bool = field(default=False, metadata={"help": "stream the dataset instead of loading it"})
@@ -117,8 +119,14 @@ class TrainingConfig:
     save_first_step_gradients: str | None = field(
         default=None, metadata={"help": "diagnostics: save the gradients of the first optimizer step to this file"}
     )
-    push_to_hub: bool = False
-    hub_model_id: str | None = None
+    push_to_hub: bool = field(
+        default=False,
+        metadata={"help": "push the final model (weights, remote code, processor, card with results) to the Hub, as "
+                  "`tripletclip push model` does"},
+    )
+    hub_model_id: str | None = field(default=None, metadata={"help": "the Hub repository to push to (namespace/name)"})
+    hub_private_repo: bool = field(default=False, metadata={"help": "create the Hub repository as private"})
+    hub_token: str | None = field(default=None, metadata={"help": "Hub token (default: HF_TOKEN or `hf auth login`)"})
 
     # ------------------------------------------------------------------------------------------------ helpers
 
@@ -126,7 +134,7 @@ class TrainingConfig:
         return dataclasses.asdict(self)
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False), encoding="utf-8")
+        atomic.write_text(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
 
     @property
     def model_source(self) -> str:
@@ -141,14 +149,16 @@ class TrainingConfig:
         volatile = {
             "resume_from_checkpoint", "overwrite_output_dir", "logging_steps", "report_to", "dataloader_num_workers",
             "checkpointing_steps", "checkpoints_total_limit", "eval_steps", "eval_before_training", "max_train_steps",
-            "save_first_step_gradients", "push_to_hub", "hub_model_id", "world_dir",
+            "save_first_step_gradients", "push_to_hub", "hub_model_id", "hub_private_repo", "hub_token", "world_dir",
         }
         return {key: value for key, value in self.to_dict().items() if key not in volatile}
 
     def validate(self) -> None:
         """Reject impossible settings with a message that says what to change. Runs before anything is loaded."""
         problems = []
-        if self.loss_type not in LOSS_TYPES:
+        try:
+            check_loss_type(self.loss_type)
+        except ValueError:
             problems.append(f"--loss_type {self.loss_type!r} is not one of {', '.join(LOSS_TYPES)}")
         if self.preset and self.model_name_or_path:
             problems.append("give either --preset (a random model) or --model_name_or_path (a checkpoint), not both")
@@ -203,77 +213,17 @@ class TrainingConfig:
         return LOSS_NEEDS_NEGATIVES[self.loss_type][0]
 
 
-def _bool(value: str) -> bool:
-    lowered = str(value).lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add one flag per `TrainingConfig` field, plus `--config` (YAML). Defaults are left unset (None) so that
-    flags given explicitly can be told apart from YAML values."""
-    parser.add_argument("--config", default=None, help="YAML file of settings; flags given on the command line win")
-    for f in dataclasses.fields(TrainingConfig):
-        kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
-        help_text = f.metadata.get("help", "")
-        default = f.default
-        help_text = f"{help_text} (default: {default})" if help_text else f"(default: {default})"
-        if "bool" in kind:
-            parser.add_argument(f"--{f.name}", type=_bool, nargs="?", const=True, default=None, help=help_text)
-        elif "int" in kind and "str" not in kind:
-            parser.add_argument(f"--{f.name}", type=int, default=None, help=help_text)
-        elif "float" in kind:
-            parser.add_argument(f"--{f.name}", type=float, default=None, help=help_text)
-        else:
-            parser.add_argument(f"--{f.name}", type=str, default=None, help=help_text)
-    return parser
-
-
-def config_from_args(args: argparse.Namespace) -> TrainingConfig:
-    """YAML values (if `--config`) overridden by the flags given on the command line; then validated."""
-    values: dict[str, Any] = {}
-    if getattr(args, "config", None):
-        path = Path(args.config)
-        if not path.is_file():
-            raise ValueError(f"--config {path}: no such file")
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        if not isinstance(loaded, dict):
-            raise ValueError(f"--config {path}: expected a mapping of setting names to values")
-        known = {f.name for f in dataclasses.fields(TrainingConfig)}
-        unknown = sorted(set(loaded) - known)
-        if unknown:
-            raise ValueError(
-                f"--config {path}: unknown settings {', '.join(unknown)}. Known settings are the trainer's flags "
-                f"(see `tripletclip train --help`)."
-            )
-        values.update(loaded)
-    for f in dataclasses.fields(TrainingConfig):
-        value = getattr(args, f.name, None)
-        if value is not None:
-            values[f.name] = value
-    config = TrainingConfig(**values)
-    config.validate()
-    return config
-
-
 def parse_args(argv: list[str] | None = None) -> TrainingConfig:
-    parser = argparse.ArgumentParser(
-        prog="train_accelerate.py",
-        allow_abbrev=False,
-        description="Train TripletCLIP (or its baselines) with Accelerate. With no arguments: the tiny preset on "
-        "the built-in compositional world, TripletCLIP loss, evaluation table at the end.",
-    )
-    add_arguments(parser)
-    return config_from_args(parser.parse_args(argv))
+    """The configuration from flags (and ``--config FILE.yaml``; flags win), validated."""
+    from dataset_builders.utils.options import parse_options
+
+    return parse_options(TrainingConfig, argv, prog="train_accelerate.py", description=DESCRIPTION)
+
+
+DESCRIPTION = ("Train TripletCLIP (or its baselines) with Accelerate. With no arguments: the tiny preset on the "
+               "built-in compositional world, TripletCLIP loss, evaluation table at the end.")
 
 
 def load_saved_config(path: str | Path) -> TrainingConfig:
     values = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     return TrainingConfig(**values)
-
-
-def dumps(config: TrainingConfig) -> str:
-    return json.dumps(config.to_dict(), indent=2)

@@ -11,8 +11,11 @@ Each process reads its own deterministic sequence of rows:
   batch would see, in the same places of the gathered batch;
 - streaming datasets (Hub ids, WebDataset shards): `datasets.distributed.split_dataset_by_node`, read in order.
 
-Worker processes decode rows in round-robin order, so the main process receives them in sequence order whatever
-the number of workers, and the position of the next row is all that a checkpoint needs to resume exactly.
+Worker processes decode, check and prepare rows (`TripletCollator.prepare`: captions decoded, images decoded and
+resized to the model's input) in round-robin order, so the main process receives them in sequence order whatever the
+number of workers; it counts the skipped ones and turns each full set of usable rows into one batch
+(`TripletCollator.collate`: one tokenizer call, one vectorised normalisation). The position of the next row is all
+that a checkpoint needs to resume exactly.
 """
 
 from __future__ import annotations
@@ -25,8 +28,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
-
-TEXT_KEYS = ("input_ids", "attention_mask", "negative_input_ids", "negative_attention_mask")
 
 
 @dataclass
@@ -42,10 +43,11 @@ class StreamPosition:
 
 @dataclass
 class DataStats:
-    """Rows used and rows skipped (by reason) on this process."""
+    """Rows used, rows skipped (by reason) and captions truncated to the model's length, on this process."""
 
     rows: int = 0
     skipped: Counter = field(default_factory=Counter)
+    truncated: int = 0
 
     @property
     def skipped_total(self) -> int:
@@ -62,7 +64,7 @@ def rank_sequence(num_rows: int, epoch: int, seed: int, rank: int, num_processes
 
 
 class _RowStream(IterableDataset):
-    """Yields ``(epoch, index, processed_row_or_None, skip_reason)`` in sequence order from ``start``."""
+    """Yields ``(epoch, index, decoded_row_or_None, skip_reason)`` in sequence order from ``start``."""
 
     def __init__(self, dataset, collator, *, streaming, seed, rank, num_processes, per_process, start: StreamPosition):
         self.dataset = dataset
@@ -102,40 +104,16 @@ class _RowStream(IterableDataset):
         for n, (epoch, index, row) in enumerate(self._rows()):
             if n % workers != worker_id:
                 continue
-            before = Counter(self.collator.skipped)
-            batch = self.collator([row])
-            reasons = Counter(self.collator.skipped) - before
-            if _batch_size(batch) == 0:
-                yield epoch, index, None, (next(iter(reasons)) if reasons else "unusable row")
-            else:
-                yield epoch, index, batch, None
-
-
-def _batch_size(batch) -> int:
-    if not batch or "pixel_values" not in batch:
-        return 0
-    return int(batch["pixel_values"].shape[0])
-
-
-def stack_rows(rows: list[dict[str, torch.Tensor]], pad_token_id: int) -> dict[str, torch.Tensor]:
-    """Concatenate single-row batches; token tensors are right-padded to the longest row."""
-    out: dict[str, torch.Tensor] = {}
-    for key in rows[0]:
-        tensors = [row[key] for row in rows]
-        if key in TEXT_KEYS and len({t.shape[-1] for t in tensors}) > 1:
-            length = max(t.shape[-1] for t in tensors)
-            pad = 0 if "attention_mask" in key else pad_token_id
-            tensors = [torch.nn.functional.pad(t, (0, length - t.shape[-1]), value=pad) for t in tensors]
-        out[key] = torch.cat(tensors)
-    return out
+            decoded, reason = self.collator.prepare(row)
+            yield epoch, index, decoded, reason
 
 
 class TripletBatches:
     """An endless iterator of full per-process batches, with its position and skip counts.
 
     ``dataset`` is a map-style `datasets.Dataset` or (``streaming=True``) an `IterableDataset` already split for
-    this process. ``collator`` is a `dataset_builders.collator.TripletCollator` (callable on a list of rows,
-    counting skipped rows in ``collator.skipped``).
+    this process. ``collator`` is a `dataset_builders.collator.TripletCollator`: its ``prepare`` runs per row in the
+    workers, its ``collate`` once per batch here; skipped rows are counted in ``stats.skipped`` by reason.
     """
 
     def __init__(
@@ -149,13 +127,12 @@ class TripletBatches:
         num_processes: int = 1,
         streaming: bool = False,
         num_workers: int = 0,
-        pad_token_id: int = 0,
         start: StreamPosition | None = None,
     ):
         self.position = start or StreamPosition()
         self.stats = DataStats()
         self.batch_size = per_process_batch_size
-        self.pad_token_id = pad_token_id
+        self.collator = collator
         stream = _RowStream(
             dataset,
             collator,
@@ -172,7 +149,8 @@ class TripletBatches:
                 batch_size=None,
                 num_workers=num_workers,
                 persistent_workers=num_workers > 0,
-                prefetch_factor=4 if num_workers > 0 else None,
+                # Enough prepared rows in flight that a batch is ready when the step ends.
+                prefetch_factor=max(4, per_process_batch_size // num_workers) if num_workers > 0 else None,
             )
         )
 
@@ -189,4 +167,4 @@ class TripletBatches:
                 continue
             rows.append(row)
         self.stats.rows += len(rows)
-        return stack_rows(rows, self.pad_token_id)
+        return self.collator.collate(rows)

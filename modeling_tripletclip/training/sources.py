@@ -1,4 +1,6 @@
-"""Where training data comes from: the built-in world, a TripletData folder or Hub id, or official WebDataset shards.
+"""Where training data comes from: the built-in world, or any dataset value `dataset_builders.sources` resolves (a
+Hub id such as the released ``TripletCLIP/TripletCLIP-High-Quality``, a local copy of it, WebDataset shards, a
+TripletData folder).
 
 Every source ends as a `datasets` dataset with the TripletData columns (map-style, or streaming and already split
 for this process), plus the benchmarks to evaluate on when the source has them (the world does).
@@ -6,7 +8,6 @@ for this process), plus the benchmarks to evaluate on when the source has them (
 
 from __future__ import annotations
 
-import glob
 import itertools
 import logging
 import os
@@ -29,12 +30,15 @@ class TrainingData:
 
     def caption_corpus(self, limit: int = 200_000) -> Iterator[str]:
         """Captions (real and negative) to train a tokenizer on, for models started from a preset."""
+        from dataset_builders.rows import text_or_none
+
         text_columns = [c for c in ("caption", "negative_caption") if c in self.columns]
         source = self.dataset.select_columns(text_columns)
         for row in itertools.islice(iter(source), limit):
             for column in text_columns:
-                if row[column]:
-                    yield row[column]
+                text = text_or_none(row[column])
+                if text:
+                    yield text
 
     def check_objective(self, config: TrainingConfig) -> None:
         """Fail before training when the data lacks what the objective needs."""
@@ -62,30 +66,26 @@ def load_training_data(config: TrainingConfig, rank: int, num_processes: int) ->
     """Resolve ``config.dataset`` (call it on the main process first: the world is generated once and cached)."""
     if config.is_world:
         return _world(config)
-    shards = _webdataset_shards(config.dataset)
-    if shards:
-        return _webdataset(config, shards, rank, num_processes)
-    return _hub_layout(config, rank, num_processes)
+    return _dataset(config, rank, num_processes)
 
 
 def _world(config: TrainingConfig) -> TrainingData:
-    from dataset_builders.hub_layout import load_tripletdata
-    from dataset_builders.world import generate_world
-    from dataset_builders.world.generate import MANIFEST
+    from dataset_builders.sources import load_tripletdata
+    from dataset_builders.world import WorldLayout, generate_world
 
-    if config.world_dir and (Path(config.world_dir) / MANIFEST).is_file():
-        world_dir = Path(config.world_dir)  # a finished world the user points to: used as it is
+    layout = WorldLayout(config.world_dir) if config.world_dir else None
+    if layout is not None and layout.is_world():
+        world_dir = layout.root  # a finished world the user points to: used as it is
     else:
-        # Generated on first use; an identical world already there is reused, an unfinished one redone.
+        # Generated on first use; an identical world already there is reused, an unfinished one completed.
         world_dir = Path(config.world_dir) if config.world_dir else default_world_dir(config)
         logger.info("Preparing the built-in world (%d training scenes) in %s", config.world_num_train, world_dir)
         generate_world(world_dir, num_train=config.world_num_train, seed=config.seed,
                        overwrite=config.world_dir is None)
-    from ..evaluation import world_benchmarks
-
-    dataset = load_tripletdata(world_dir / "train", split="train")
+        layout = WorldLayout(world_dir)
+    dataset = load_tripletdata(layout.train, split="train")
     wanted = [b.strip() for b in config.eval_benchmarks.split(",") if b.strip()]
-    benchmarks = {name: str(path) for name, path in world_benchmarks(world_dir, wanted).items()} if wanted else {}
+    benchmarks = {name: str(path) for name, path in layout.benchmark_paths(wanted).items()} if wanted else {}
     return TrainingData(
         dataset=dataset,
         streaming=False,
@@ -96,44 +96,19 @@ def _world(config: TrainingConfig) -> TrainingData:
     )
 
 
-def _hub_layout(config: TrainingConfig, rank: int, num_processes: int) -> TrainingData:
-    from dataset_builders.hub_layout import load_hub_dataset
+def _dataset(config: TrainingConfig, rank: int, num_processes: int) -> TrainingData:
+    from dataset_builders.sources import dataset_columns, load_hub_dataset, resolve_dataset
 
+    source = resolve_dataset(config.dataset)
     # Only real pairs are required to load; `check_objective` then says what the chosen loss additionally needs.
     required = ["image", "caption"]
-    dataset = load_hub_dataset(config.dataset, required, split=config.dataset_split, streaming=config.streaming)
-    columns = list(dataset.column_names or dataset.features or required)
+    dataset = load_hub_dataset(source, required, split=config.dataset_split, streaming=config.streaming)
+    columns = dataset_columns(dataset)
     if config.streaming:
         from datasets.distributed import split_dataset_by_node
 
         dataset = split_dataset_by_node(dataset, rank=rank, world_size=num_processes)
-        description = f"{config.dataset} (streaming, process {rank} of {num_processes})"
+        description = f"{source.describe()} (streaming, process {rank} of {num_processes})"
     else:
-        description = f"{config.dataset} ({len(dataset)} rows)"
+        description = f"{source.describe()} ({len(dataset)} rows)"
     return TrainingData(dataset, config.streaming, config.dataset, description, columns)
-
-
-def _webdataset_shards(spec: str) -> list[str]:
-    parts = [p.strip() for p in spec.split(",") if p.strip()]
-    if not parts or not all(p.endswith(".tar") or "*" in p or "{" in p for p in parts):
-        return []
-    shards: list[str] = []
-    for part in parts:
-        matches = sorted(glob.glob(part)) if "*" in part else [part]
-        shards.extend(matches)
-    return shards
-
-
-def _webdataset(config: TrainingConfig, shards: list[str], rank: int, num_processes: int) -> TrainingData:
-    from datasets.distributed import split_dataset_by_node
-
-    from dataset_builders.webdataset import read_official_shards
-
-    missing = [s for s in shards if not Path(s).exists()]
-    if missing:
-        raise ValueError(f"--dataset: shard(s) not found: {', '.join(missing[:5])}")
-    dataset = read_official_shards(shards)
-    dataset = split_dataset_by_node(dataset, rank=rank, world_size=num_processes)
-    columns = ["image", "caption", "negative_image", "negative_caption"]
-    return TrainingData(dataset, True, f"{len(shards)} WebDataset shard(s)",
-                        f"{len(shards)} official WebDataset shard(s), streaming", columns)

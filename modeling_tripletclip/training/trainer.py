@@ -5,17 +5,15 @@ optimizer -> `accelerator.prepare` -> resume -> (evaluate the untrained model) -
 `sync_gradients`, clamp the temperature, log, checkpoint, evaluate) -> save the model, its card and its results.
 
 Launch it with `accelerate launch train_accelerate.py [flags]`: mixed precision, the number of processes and
-machines, DeepSpeed/FSDP come from `accelerate config` / `accelerate launch` flags. The cross-process part of the
-loss (an all-gather with gradient) lives in the model's loss, so nothing here changes with the number of processes.
+machines, DeepSpeed/FSDP come from `accelerate config` / `accelerate launch` flags. The batch is one contrastive batch
+across all processes: the loop hands the model a `losses.Gather` with this process's rank, and the loss all-gathers
+the embeddings with gradient, so N processes with B rows each train exactly as one process with N x B.
 """
 
 from __future__ import annotations
 
 import gc
-import json
 import logging
-import math
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +23,10 @@ from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, set_seed
 from tqdm.auto import tqdm
 
+from dataset_builders.utils import atomic
+
+from ..evaluation.report import EvaluationReport
+from ..losses import Gather
 from . import checkpoints as ckpt
 from .config import TrainingConfig
 from .data import StreamPosition, TripletBatches
@@ -63,7 +65,7 @@ def train(config: TrainingConfig) -> TrainingResult:
     config.validate_world_size(accelerator.num_processes)
     _setup_logging(accelerator)
     if accelerator.is_main_process:
-        _prepare_output_dir(config, output_dir)
+        ckpt.claim_output_dir(config, output_dir)
     accelerator.wait_for_everyone()
 
     # ------------------------------------------------------------------ data
@@ -104,9 +106,10 @@ def train(config: TrainingConfig) -> TrainingResult:
         num_processes=accelerator.num_processes,
         streaming=data.streaming,
         num_workers=config.dataloader_num_workers,
-        pad_token_id=processor.tokenizer.pad_token_id or 0,
         start=position,
     )
+    # The loss is over the whole batch of every process: the model gathers the embeddings across them.
+    gather = Gather(accelerator.process_index, accelerator.num_processes) if accelerator.num_processes > 1 else None
     batches.stats.skipped.update(skipped.get(str(accelerator.process_index), {}))
 
     # ------------------------------------------------------------------ the untrained model, for comparison
@@ -133,7 +136,7 @@ def train(config: TrainingConfig) -> TrainingResult:
     while step < config.max_train_steps:
         with accelerator.accumulate(model):
             batch = _model_inputs(next(batches), config, accelerator.device)
-            output = model(**batch, return_loss=True)
+            output = model(**batch, return_loss=True, gather=gather)
             accelerator.backward(output.loss)
             if accelerator.sync_gradients:
                 if config.save_first_step_gradients and step == 0:
@@ -144,6 +147,7 @@ def train(config: TrainingConfig) -> TrainingResult:
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
         window.add(output, per_process)
+        batches.stats.truncated = collator.truncated
         if not accelerator.sync_gradients:
             continue
 
@@ -169,14 +173,14 @@ def train(config: TrainingConfig) -> TrainingResult:
         results = _evaluate(accelerator, eval_model, processor, data.benchmarks, step=step, label="trained model")
     skipped_all = _gather_skips(accelerator, batches.stats)
     if accelerator.is_main_process:
-        report = {}
+        report = EvaluationReport()
         if baseline:
-            report[UNTRAINED] = baseline
+            report.add(UNTRAINED, baseline)
         if results:
-            report[config.output_dir] = results
+            report.add(config.output_dir, results)
         _save_final(accelerator, config, model, processor, base_model, output_dir, report, data)
-        if report:
-            print(_comparison_table(report, config.output_dir))
+        if report.results:
+            print(report.to_markdown(labels={config.output_dir: "trained"}))
         if skipped_all:
             logger.info("Skipped rows (counted, not used): %s", dict(skipped_all))
     # ------------------------------------------------------------------ leave together
@@ -210,57 +214,16 @@ def _setup_logging(accelerator: Accelerator) -> None:
     datasets.logging.set_verbosity_error()
 
 
-def _prepare_output_dir(config: TrainingConfig, output_dir: Path) -> None:
-    """Refuse to mix two runs in one folder; record this run's configuration."""
-    saved = output_dir / ckpt.CONFIG_FILE
-    if saved.is_file() and not config.resume_from_checkpoint:
-        from .config import load_saved_config
-
-        try:
-            previous = load_saved_config(saved)
-            same = previous.run_identity() == config.run_identity()
-        except Exception:  # an unreadable or older file: treat as another run
-            same = False
-        if not config.overwrite_output_dir:
-            if same:
-                raise ValueError(
-                    f"{output_dir} already holds this run. Continue it with --resume_from_checkpoint latest, or "
-                    f"start over with --overwrite_output_dir."
-                )
-            raise ValueError(
-                f"{output_dir} holds a run with another configuration ({saved}). Choose another --output_dir, or "
-                f"replace it with --overwrite_output_dir."
-            )
-        for old in ckpt.list_checkpoints(output_dir):
-            shutil.rmtree(old)
-        (output_dir / METRICS_FILE).unlink(missing_ok=True)
-    if config.resume_from_checkpoint and saved.is_file():
-        from .config import load_saved_config
-
-        previous = load_saved_config(saved)
-        if previous.run_identity() != config.run_identity():
-            changed = sorted(k for k, v in config.run_identity().items() if previous.run_identity().get(k) != v)
-            raise ValueError(
-                f"Cannot resume: the run in {output_dir} was made with other settings ({', '.join(changed)} differ). "
-                f"Resume with the same settings, or start a new run in another --output_dir."
-            )
-    output_dir.mkdir(parents=True, exist_ok=True)
-    ckpt.clean_partial_checkpoints(output_dir)
-    config.save(saved)
-
-
 def _create_model(config: TrainingConfig, data: TrainingData):
     """The model and processor to train, with freezing, LoRA and gradient checkpointing applied."""
-    from ..modeling_tripletclip import TripletCLIPModel
     from ..presets import create_model_and_processor
 
     base_model = None
     if config.model_name_or_path:
-        from transformers import AutoProcessor
+        from ..loading import load_processor, load_tripletclip
 
-        model = TripletCLIPModel.from_pretrained(config.model_name_or_path)
-        model.config.loss_type = config.loss_type
-        processor = AutoProcessor.from_pretrained(config.model_name_or_path)
+        model = load_tripletclip(config.model_name_or_path, loss_type=config.loss_type)
+        processor = load_processor(config.model_name_or_path)
         base_model = config.model_name_or_path
     else:
         tokenizer = None
@@ -334,6 +297,7 @@ class _Window:
         logs["train/learning_rate"] = scheduler.get_last_lr()[0]
         logs["train/samples_per_second"] = self.samples * accelerator.num_processes / elapsed
         logs["train/skipped_rows"] = stats.skipped_total
+        logs["train/truncated_captions"] = stats.truncated
         self.reset()
         return logs
 
@@ -429,7 +393,8 @@ def _gather_skips(accelerator, stats) -> dict:
     return merged
 
 
-def _save_final(accelerator, config, model, processor, base_model, output_dir: Path, report: dict, data) -> None:
+def _save_final(accelerator, config, model, processor, base_model, output_dir: Path, report: EvaluationReport,
+                data) -> None:
     """The final model (safetensors, remote code, processor), its card, its results and the loss curve."""
     unwrapped = accelerator.unwrap_model(model)
     merged = None
@@ -440,7 +405,7 @@ def _save_final(accelerator, config, model, processor, base_model, output_dir: P
     else:
         unwrapped.save_pretrained(output_dir)
     processor.save_pretrained(output_dir)
-    (output_dir / EVAL_RESULTS).write_text(json.dumps(report, indent=2))
+    report.save(output_dir / EVAL_RESULTS)
     png = plot_loss_curve(output_dir / METRICS_FILE, output_dir / "loss_curve.png",
                           title=f"{config.loss_type} loss, {config.model_source}")
     from ..hub.cards import render_model_card
@@ -453,28 +418,12 @@ def _save_final(accelerator, config, model, processor, base_model, output_dir: P
         base_model=base_model,
         repo_id=config.hub_model_id or str(output_dir),
         model_config=saved.config,
-        model_key=config.output_dir if report else None,
+        model_key=config.output_dir if report.results else None,
         model_name=config.hub_model_id or output_dir.name,
         num_parameters=sum(p.numel() for p in saved.parameters()),
         loss_curve=png.name if png else None,
     )
-    card.save(output_dir / "README.md")
+    with atomic.atomic_path(output_dir / "README.md") as tmp:
+        card.save(tmp)
     if png:
         logger.info("Loss curve: %s", png)
-
-
-def _comparison_table(report: dict, trained_key: str) -> str:
-    """A Markdown table: one row per benchmark metric, the untrained and trained model side by side."""
-    models = [m for m in (UNTRAINED, trained_key) if m in report]
-    rows = []
-    for bench in report[models[-1]]:
-        for metric, value in report[models[-1]][bench].items():
-            if not isinstance(value, (int, float)):
-                continue
-            cells = []
-            for m in models:
-                v = report.get(m, {}).get(bench, {}).get(metric)
-                cells.append(f"{v:.3f}" if isinstance(v, (int, float)) else "")
-            rows.append(f"| {bench} | {metric} | " + " | ".join(cells) + " |")
-    header = "| benchmark | metric | " + " | ".join(m if m != trained_key else "trained" for m in models) + " |"
-    return "\n".join([header, "|" + "---|" * (len(models) + 2), *rows])

@@ -1,26 +1,34 @@
-"""Loading a CLIP-like checkpoint and encoding images and captions for evaluation.
+"""Encoding images and captions with any CLIP-like model: the one encoder of evaluation, filtering and scoring.
 
 :class:`CLIPEncoder` turns images and captions into L2-normalised embeddings, encoding each *distinct* image and
 caption once per run (embeddings are kept keyed by image identity and caption text), in batches, on the model's
-device and dtype. Image decoding and preprocessing run in background threads so the model never waits on them.
+device and dtype. Image decoding and preprocessing run in background threads so the model never waits on them; an
+image that cannot be decoded is skipped and reported with its reason, never fatal.
+
+    model, processor = load_model_and_processor("openai/clip-vit-base-patch32")
+    encoder = CLIPEncoder(model, processor)
+    images, ok = encoder.encode_images([image_source_from_file("cat.png")])
+    texts = encoder.encode_texts(["a photo of a cat"])
+    similarity = images @ texts.T
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
-from PIL import Image
 from tqdm.auto import tqdm
 
-from .errors import EvaluationInputError
+from dataset_builders.utils.images import decode_image
+
+from .loading import check_clip_like_model
 
 logger = logging.getLogger(__name__)
 
@@ -33,141 +41,50 @@ class ImageSource:
         key: identity of the image; two sources with the same key are the same image and are encoded once
             (a resolved file path, or a hash of the encoded bytes).
         name: how a person finds the image (a file name, or a row and column), used in messages.
-        load: returns the image; may raise if the file cannot be decoded.
+        value: what `dataset_builders.utils.images.decode_image` decodes (a path, bytes, a ``{"bytes", "path"}`` dict
+            or a PIL image); None when there is no image.
     """
 
     key: str
     name: str
-    load: Callable[[], Image.Image]
+    value: Any
+
+    def decode(self):
+        """``(RGB image, None)`` or ``(None, problem)``."""
+        return decode_image(self.value)
 
 
 def image_source_from_file(path: str | Path) -> ImageSource:
     """An :class:`ImageSource` for an image file, keyed by its resolved path."""
     path = Path(path)
     resolved = str(path.resolve())
-    return ImageSource(key=f"file:{resolved}", name=str(path), load=lambda: Image.open(resolved))
+    return ImageSource(key=f"file:{resolved}", name=str(path), value=resolved)
 
 
 def image_source_from_value(value, name: str) -> ImageSource:
     """An :class:`ImageSource` for a value of a ``datasets`` image column.
 
-    Accepts the undecoded form (``{"bytes": ..., "path": ...}``, as returned with ``Image(decode=False)``), a file
-    path string, or an already decoded PIL image. Encoded bytes are keyed by their SHA-1, so the same image stored in
-    two rows is encoded once.
+    Accepts the undecoded form (``{"bytes": ..., "path": ...}``, as returned with ``Image(decode=False)``), raw bytes,
+    a file path string, or an already decoded PIL image. Encoded bytes are keyed by their SHA-1, so the same image
+    stored in two rows is encoded once.
     """
+    from PIL import Image
+
     if isinstance(value, Image.Image):
         digest = hashlib.sha1(value.tobytes()).hexdigest()
-        return ImageSource(key=f"pil:{value.mode}:{value.size}:{digest}", name=name, load=lambda: value)
+        return ImageSource(key=f"pil:{value.mode}:{value.size}:{digest}", name=name, value=value)
+    if isinstance(value, (bytes, bytearray)):
+        return ImageSource(key=f"sha1:{hashlib.sha1(value).hexdigest()}", name=name, value=bytes(value))
     if isinstance(value, str):
-        return image_source_from_file(value) if Path(value).exists() else _missing_source(name, value)
+        return image_source_from_file(value) if Path(value).exists() else ImageSource(f"missing:{name}", name, None)
     if isinstance(value, dict):
         data, path = value.get("bytes"), value.get("path")
         label = f"{name} ({path})" if path else name
         if data is not None:
-            digest = hashlib.sha1(data).hexdigest()
-            return ImageSource(key=f"sha1:{digest}", name=label, load=lambda: Image.open(io.BytesIO(data)))
-        if path:
-            return image_source_from_file(path) if Path(path).exists() else _missing_source(label, path)
-    return _missing_source(name, repr(value)[:80])
-
-
-def _missing_source(name: str, what: str) -> ImageSource:
-    def fail():
-        raise FileNotFoundError(f"no image data ({what})")
-
-    return ImageSource(key=f"missing:{name}", name=name, load=fail)
-
-
-def is_clip_like_config(config) -> bool:
-    """Whether a model configuration has a text tower and a vision tower (CLIP, TripletCLIP, SigLIP, ...)."""
-    return getattr(config, "text_config", None) is not None and getattr(config, "vision_config", None) is not None
-
-
-def check_clip_like_model(model, name: str = "the model") -> None:
-    """Raise :class:`EvaluationInputError` unless ``model`` has CLIP's encoding API."""
-    missing = [m for m in ("get_text_features", "get_image_features") if not callable(getattr(model, m, None))]
-    if missing:
-        raise EvaluationInputError(
-            f"{name} ({type(model).__name__}) is not a CLIP-like model: it has no {' or '.join(missing)}. "
-            "Evaluate a TripletCLIP or CLIP checkpoint (any model with get_text_features and get_image_features); "
-            "unwrap a distributed or accelerate-prepared model first (accelerator.unwrap_model(model))."
-        )
-
-
-def check_clip_like_checkpoint(name_or_path: str | Path, *, trust_remote_code: bool = False):
-    """Load only the configuration of a checkpoint and check that it is CLIP-like (cheap: no weights are read).
-
-    Returns:
-        The configuration.
-
-    Raises:
-        EvaluationInputError: nothing loadable at ``name_or_path``, or a model without a text and a vision tower.
-    """
-    import modeling_tripletclip  # noqa: F401  (registers the tripletclip model type with the Auto classes)
-    from transformers import AutoConfig
-
-    name = str(name_or_path)
-    try:
-        config = AutoConfig.from_pretrained(name, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError, KeyError) as error:
-        raise EvaluationInputError(
-            f"Cannot load a model configuration from {name!r} ({error}). Give a folder saved with save_pretrained "
-            "(it holds config.json and model.safetensors) or the id of a CLIP-like model on the Hub."
-        ) from error
-    if not is_clip_like_config(config):
-        raise EvaluationInputError(
-            f"{name!r} is a {getattr(config, 'model_type', 'unknown')!r} checkpoint, not a CLIP-like model: evaluation "
-            "needs a model with both a text and a vision tower (text_config and vision_config), such as a TripletCLIP "
-            "or CLIP checkpoint."
-        )
-    return config
-
-
-def load_model_and_processor(
-    name_or_path: str | Path,
-    *,
-    device: str | torch.device | None = None,
-    dtype: str | torch.dtype | None = None,
-    trust_remote_code: bool = False,
-):
-    """Load a CLIP-like checkpoint and its processor for evaluation.
-
-    TripletCLIP checkpoints load with this package's own code (importing it registers the ``tripletclip`` model
-    type with the Auto classes); plain ``CLIPModel`` checkpoints load as they are, as baselines.
-
-    Args:
-        name_or_path: a folder written by ``save_pretrained`` or a Hub model id.
-        device: where to run; defaults to CUDA when available, else CPU.
-        dtype: ``torch.float32``, ``torch.bfloat16``, ``torch.float16``, their names, or ``None`` for the
-            checkpoint's own dtype.
-        trust_remote_code: allow code shipped with the checkpoint to run (needed only for models whose type this
-            environment does not know).
-
-    Returns:
-        ``(model, processor)``, the model in eval mode on ``device``.
-
-    Raises:
-        EvaluationInputError: the path holds no loadable model, or the model is not CLIP-like.
-    """
-    from transformers import AutoModel, AutoProcessor
-
-    name = str(name_or_path)
-    check_clip_like_checkpoint(name, trust_remote_code=trust_remote_code)
-    if isinstance(dtype, str):
-        dtype = None if dtype == "auto" else getattr(torch, dtype)
-    model = AutoModel.from_pretrained(name, trust_remote_code=trust_remote_code, dtype=dtype)
-    check_clip_like_model(model, repr(name))
-    try:
-        processor = AutoProcessor.from_pretrained(name, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as error:
-        raise EvaluationInputError(
-            f"{name!r} has no processor (tokenizer and image processor) that AutoProcessor can load ({error}). "
-            "Save the processor next to the model with processor.save_pretrained(folder)."
-        ) from error
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    model.to(device).eval()
-    return model, processor
+            return ImageSource(key=f"sha1:{hashlib.sha1(data).hexdigest()}", name=label, value=data)
+        if path and Path(path).exists():
+            return image_source_from_file(path)
+    return ImageSource(key=f"missing:{name}", name=name, value=None)
 
 
 def _projected(output) -> torch.Tensor:
@@ -191,13 +108,16 @@ class CLIPEncoder:
         batch_size: images or captions per forward pass.
         num_workers: threads that decode and preprocess images ahead of the model.
         progress: show tqdm progress bars.
+        cache: keep every embedding for the encoder's lifetime, so an image or caption met again is not encoded again
+            (evaluation); without it each call encodes what it is given (streams of millions of rows, as in synthesis).
 
     Attributes:
         num_images_encoded / num_texts_encoded: how many distinct images / captions went through the model.
         failed_images: ``{name: reason}`` of each image that could not be decoded (skipped, never retried).
     """
 
-    def __init__(self, model, processor, *, batch_size: int = 64, num_workers: int | None = None, progress=True):
+    def __init__(self, model, processor, *, batch_size: int = 64, num_workers: int | None = None, progress=True,
+                 cache: bool = True):
         check_clip_like_model(model)
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
@@ -206,6 +126,7 @@ class CLIPEncoder:
         self.batch_size = batch_size
         self.num_workers = max(1, num_workers if num_workers is not None else min(4, (torch.get_num_threads() or 1)))
         self.progress = progress
+        self.cache = cache
         parameter = next(model.parameters())
         self.device, self.dtype = parameter.device, parameter.dtype
         tokenizer = getattr(processor, "tokenizer", processor)
@@ -253,7 +174,10 @@ class CLIPEncoder:
                 bar.update(len(batch))
         if not texts:
             return torch.empty(0, self.embedding_dim)
-        return torch.stack([self._texts[t] for t in texts])
+        out = torch.stack([self._texts[t] for t in texts])
+        if not self.cache:
+            self._texts.clear()
+        return out
 
     # Images -------------------------------------------------------------------------------------------------------
 
@@ -261,10 +185,11 @@ class CLIPEncoder:
         """Decode and preprocess one batch (runs in a worker thread). Returns (keys, pixel_values, failures)."""
         loaded, failures = [], []
         for source in sources:
-            try:
-                loaded.append((source, source.load().convert("RGB")))
-            except Exception as error:  # any decoding problem skips this image, counted and reported
-                failures.append((source, f"{type(error).__name__}: {error}"))
+            image, problem = source.decode()
+            if image is None:  # skipped, counted and reported
+                failures.append((source, problem.explain()))
+            else:
+                loaded.append((source, image))
         if not loaded:
             return [], None, failures
         try:
@@ -326,4 +251,17 @@ class CLIPEncoder:
             if embedding is not None:
                 out[row] = embedding
                 ok[row] = True
+        if not self.cache:
+            self._images.clear()
+            self._failed_keys.clear()
         return out, ok
+
+    def pair_scores(self, images: Sequence[Any], texts: Sequence[str]) -> torch.Tensor:
+        """Cosine similarity of ``images[i]`` with ``texts[i]`` for every ``i`` (image values as
+        :func:`image_source_from_value` takes them); NaN where an image could not be decoded. Shape `(n,)`."""
+        if len(images) != len(texts):
+            raise ValueError(f"Give one text per image: {len(images)} images, {len(texts)} texts.")
+        sources = [image_source_from_value(image, f"image {i}") for i, image in enumerate(images)]
+        image_embeddings, _ = self.encode_images(sources, progress=False)
+        text_embeddings = self.encode_texts(list(texts), progress=False)
+        return (image_embeddings * text_embeddings).sum(-1)
