@@ -18,7 +18,7 @@ is written.
 **Logit scale.** The official evaluation (and third-party loaders of these checkpoints) scores with a fixed logit
 scale of 100, CLIP's maximum; the converted checkpoint stores ``logit_scale = ln(100)`` so that
 ``logits_per_image`` and the zero-shot pipeline give the same probabilities. A ``logit_scale`` tensor found in the
-checkpoint is recognised and reported, not used (``--logit-scale`` sets another value).
+checkpoint is recognised and reported, not used (``--logit_scale`` sets another value).
 """
 
 from __future__ import annotations

@@ -20,10 +20,9 @@ import torch  # noqa: E402
 # when the machine is busy). Subprocesses the tests start set their own threads.
 torch.set_num_threads(1)
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-if not SHARED.is_dir():  # a clone elsewhere: shared/ may sit inside the checkout
-    SHARED = Path(__file__).resolve().parents[1] / "shared"
-SHARED_DATA = SHARED / "data"
+#: Real data the tests read, kept in the repository with their sources and licences (data/*/SOURCES.md): the seven
+#: official SugarCrepe annotation files and five public-domain / CC0 photographs.
+TEST_DATA = Path(__file__).resolve().parent / "data"
 
 CORPUS = [
     "a red circle to the left of a blue square",
@@ -73,10 +72,13 @@ def make_tiny(loss_type: str = "tripletclip", seed: int = 0):
 
 
 @pytest.fixture(scope="session")
-def shared_data() -> Path:
-    if not SHARED_DATA.is_dir():
-        pytest.skip("the shared test data folder (../shared/data) is not present")
-    return SHARED_DATA
+def test_data() -> Path:
+    """tests/data: a missing fixture is an error, never a skip."""
+    missing = [p for p in (TEST_DATA / "images" / "chelsea.png", TEST_DATA / "sugarcrepe" / "add_att.json")
+               if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"Test data missing from the checkout: {', '.join(map(str, missing))}.")
+    return TEST_DATA
 
 
 @pytest.fixture(scope="session")

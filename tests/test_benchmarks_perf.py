@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from conftest import SHARED_DATA
+from conftest import TEST_DATA
 
 REPO = Path(__file__).resolve().parents[1]
 SECTIONS = {"Training step", "Data pipeline", "Evaluation", "Memory"}
@@ -24,14 +24,14 @@ UNITS = {"ratio", "fraction", "MiB/triplet"}
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
-    if not (SHARED_DATA / "sugarcrepe" / "add_att.json").is_file():
-        pytest.skip("the shared SugarCrepe annotations (../shared/data/sugarcrepe) are not present")
+    if not (TEST_DATA / "sugarcrepe" / "add_att.json").is_file():
+        raise FileNotFoundError(f"The SugarCrepe annotations are missing from {TEST_DATA / 'sugarcrepe'}.")
     tmp = tmp_path_factory.mktemp("perf")
     out = tmp / "results"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TQDM_DISABLE": "1"}
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.perf.run", "--quick", "--output-dir", str(out),
-         "--cache-dir", str(tmp / "cache"), "--sugarcrepe", str(SHARED_DATA / "sugarcrepe"), "--no-readme"],
+         "--cache-dir", str(tmp / "cache"), "--sugarcrepe", str(TEST_DATA / "sugarcrepe"), "--no-readme"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]

@@ -214,7 +214,7 @@ def test_random_pairs_rarely_differ_in_one_detail(train_rows):
     assert len({row["caption"] for row in train_rows}) == len(train_rows)
 
 
-def test_sugarcrepe_files_load_with_the_same_code_as_the_real_ones(world_dir, shared_data, tmp_path):
+def test_sugarcrepe_files_load_with_the_same_code_as_the_real_ones(world_dir, test_data, tmp_path):
     from modeling_tripletclip.evaluation.data import load_sugarcrepe
 
     ours = load_sugarcrepe(world_dir / "sugarcrepe")
@@ -222,7 +222,7 @@ def test_sugarcrepe_files_load_with_the_same_code_as_the_real_ones(world_dir, sh
     images = {item.image_path for items in ours.values() for item in items}
     assert all(path.is_file() for path in images) and len(images) < 7 * 12  # images serve several subsets
 
-    real_dir = shared_data / "sugarcrepe"
+    real_dir = test_data / "sugarcrepe"
     stand_ins = tmp_path / "coco"
     stand_ins.mkdir()
     for path in real_dir.glob("*.json"):

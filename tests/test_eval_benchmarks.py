@@ -27,7 +27,7 @@ from modeling_tripletclip.evaluation.benchmarks import BenchmarkOptions
 from modeling_tripletclip.encoding import image_source_from_file
 from dataset_builders.synthesis.rules import NEGATIVE_KINDS as SUGARCREPE_SUBSETS
 
-PHOTO_CAPTIONS = {  # the real photos in ../shared/data/images and captions a person would write
+PHOTO_CAPTIONS = {  # the real photos in tests/data/images and captions a person would write
     "astronaut.png": ["a portrait of an astronaut with the American flag", "a photo of an astronaut"],
     "chelsea.png": ["a close-up photo of a tabby cat", "a photo of a cat"],
     "coffee.png": ["a cup of coffee on a saucer", "a photo of coffee"],
@@ -128,17 +128,17 @@ def make_tripletdata(folder: Path, n: int = 8) -> Path:
     return write_hub_dataset(folder, rows, triplet_features(["negative_kind"]), split="train")
 
 
-def make_photo_retrieval(folder: Path, shared_data: Path) -> Path:
-    rows = [{"image": str(shared_data / "images" / name), "captions": captions}
+def make_photo_retrieval(folder: Path, test_data: Path) -> Path:
+    rows = [{"image": str(test_data / "images" / name), "captions": captions}
             for name, captions in PHOTO_CAPTIONS.items()]
     features = datasets.Features({"image": datasets.Image(), "captions": datasets.List(datasets.Value("string"))})
     return write_hub_dataset(folder, rows, features)
 
 
-def make_photo_classes(folder: Path, shared_data: Path) -> Path:
+def make_photo_classes(folder: Path, test_data: Path) -> Path:
     for name, label in PHOTO_CLASSES.items():
         (folder / label).mkdir(parents=True)
-        shutil.copy(shared_data / "images" / name, folder / label / name)
+        shutil.copy(test_data / "images" / name, folder / label / name)
     return folder
 
 
@@ -237,9 +237,9 @@ def test_sugarcrepe_scores_match_direct_computation(tmp_path, tiny):
     assert result.num_items == result.num_scored == 7
 
 
-def test_real_sugarcrepe_annotations_all_items_each_image_encoded_once(tmp_path, shared_data, micro_clip):
+def test_real_sugarcrepe_annotations_all_items_each_image_encoded_once(tmp_path, test_data, micro_clip):
     model, processor = micro_clip
-    annotations = shared_data / "sugarcrepe"
+    annotations = test_data / "sugarcrepe"
     names, captions, per_subset = set(), set(), {}
     for subset in SUGARCREPE_SUBSETS:
         content = json.loads((annotations / f"{subset}.json").read_text())
@@ -408,9 +408,9 @@ def loop_recall(image_embeddings, caption_embeddings, owners, k):
     return hits_image / len(owners), hits_text / len(scores)
 
 
-def test_retrieval_on_real_photos_dataset_and_karpathy_json_agree(tmp_path, shared_data, tiny):
+def test_retrieval_on_real_photos_dataset_and_karpathy_json_agree(tmp_path, test_data, tiny):
     model, processor = tiny
-    dataset = make_photo_retrieval(tmp_path / "retrieval", shared_data)
+    dataset = make_photo_retrieval(tmp_path / "retrieval", test_data)
     karpathy = tmp_path / "dataset_flickr_mini.json"
     karpathy.write_text(json.dumps({"images": [
         {"filename": name, "split": "test", "sentences": [{"raw": c} for c in captions]}
@@ -419,11 +419,11 @@ def test_retrieval_on_real_photos_dataset_and_karpathy_json_agree(tmp_path, shar
 
     detailed = evaluate_model_detailed(model, processor, {"retrieval": dataset}, progress=False)["retrieval"]
     from_dataset = detailed.metrics
-    from_json = evaluate_model(model, processor, {"retrieval": karpathy}, images=shared_data / "images",
+    from_json = evaluate_model(model, processor, {"retrieval": karpathy}, images=test_data / "images",
                                progress=False)["retrieval"]
     assert from_dataset == pytest.approx(from_json, abs=1e-12)
 
-    images = torch.stack([direct_image(model, processor, Image.open(shared_data / "images" / n))
+    images = torch.stack([direct_image(model, processor, Image.open(test_data / "images" / n))
                           for n in PHOTO_CAPTIONS])
     captions = torch.stack([direct_text(model, processor, c) for cs in PHOTO_CAPTIONS.values() for c in cs])
     owners = [i for i, cs in enumerate(PHOTO_CAPTIONS.values()) for _ in cs]
@@ -438,7 +438,7 @@ def test_retrieval_on_real_photos_dataset_and_karpathy_json_agree(tmp_path, shar
     assert any("image_retrieval_recall@5,10 not applicable (only 5 images" in note for note in detailed.notes)
 
 
-def test_karpathy_json_missing_image_and_split(tmp_path, shared_data):
+def test_karpathy_json_missing_image_and_split(tmp_path, test_data):
     karpathy = tmp_path / "karpathy.json"
     karpathy.write_text(json.dumps({"images": [
         {"filename": "chelsea.png", "split": "test", "sentences": [{"raw": "a cat"}]},
@@ -446,14 +446,14 @@ def test_karpathy_json_missing_image_and_split(tmp_path, shared_data):
          "sentences": [{"raw": "a dog"}]},
     ]}))
     with pytest.raises(EvaluationInputError, match="COCO_val2014_000000000042.jpg"):
-        load_benchmark("retrieval", karpathy, BenchmarkOptions(images=shared_data / "images"))
+        load_benchmark("retrieval", karpathy, BenchmarkOptions(images=test_data / "images"))
     with pytest.raises(EvaluationInputError, match=r"no images in split 'val'; its splits are \['test'\]"):
-        load_benchmark("retrieval", karpathy, BenchmarkOptions(images=shared_data / "images", split="val"))
+        load_benchmark("retrieval", karpathy, BenchmarkOptions(images=test_data / "images", split="val"))
 
 
-def test_zero_shot_on_real_photos_class_folders(tmp_path, shared_data, tiny):
+def test_zero_shot_on_real_photos_class_folders(tmp_path, test_data, tiny):
     model, processor = tiny
-    folder = make_photo_classes(tmp_path / "classes", shared_data)
+    folder = make_photo_classes(tmp_path / "classes", test_data)
     templates = ["a photo of a {}.", "a blurry photo of the {}."]
     benchmark = load_benchmark("zeroshot", folder, BenchmarkOptions(templates=templates))
     assert benchmark.class_names == sorted(PHOTO_CLASSES.values())
@@ -467,7 +467,7 @@ def test_zero_shot_on_real_photos_class_folders(tmp_path, shared_data, tiny):
     classifier = torch.stack(classifier)
     hits, per_class = 0, {}
     for file, label in PHOTO_CLASSES.items():
-        logits = (100 * direct_image(model, processor, Image.open(shared_data / "images" / file)) @ classifier.T)
+        logits = (100 * direct_image(model, processor, Image.open(test_data / "images" / file)) @ classifier.T)
         target = benchmark.class_names.index(label)
         correct = all(logits[target] > logits[c] for c in range(len(classifier)) if c != target)
         hits += correct
@@ -478,10 +478,10 @@ def test_zero_shot_on_real_photos_class_folders(tmp_path, shared_data, tiny):
     assert "top5" not in result.metrics and any("top5 not applicable (5 classes" in n for n in result.notes)
 
 
-def test_zero_shot_default_templates_and_hub_dataset(tmp_path, shared_data, tiny):
+def test_zero_shot_default_templates_and_hub_dataset(tmp_path, test_data, tiny):
     model, processor = tiny
     names = sorted(set(PHOTO_CLASSES.values()))
-    rows = [{"img": str(shared_data / "images" / f), "fine_label": names.index(c)} for f, c in PHOTO_CLASSES.items()]
+    rows = [{"img": str(test_data / "images" / f), "fine_label": names.index(c)} for f, c in PHOTO_CLASSES.items()]
     features = datasets.Features({"img": datasets.Image(), "fine_label": datasets.ClassLabel(names=names)})
     folder = write_hub_dataset(tmp_path / "cls", rows, features, split="validation")
     counts, handles = count_tower_calls(model)
@@ -501,7 +501,7 @@ def test_zero_shot_default_templates_and_hub_dataset(tmp_path, shared_data, tiny
 # -- Models ---------------------------------------------------------------------------------------------------------
 
 
-def test_load_tripletclip_and_clip_checkpoints(tiny_checkpoint, tiny_clip_checkpoint, tiny, shared_data):
+def test_load_tripletclip_and_clip_checkpoints(tiny_checkpoint, tiny_clip_checkpoint, tiny, test_data):
     from transformers import CLIPModel
 
     from modeling_tripletclip import TripletCLIPModel
@@ -509,9 +509,9 @@ def test_load_tripletclip_and_clip_checkpoints(tiny_checkpoint, tiny_clip_checkp
     triplet, triplet_processor = load_model_and_processor(tiny_checkpoint, device="cpu")
     clip, clip_processor = load_model_and_processor(tiny_clip_checkpoint, device="cpu")
     assert type(triplet) is TripletCLIPModel and type(clip) is CLIPModel and not triplet.training
-    photo = Image.open(shared_data / "images" / "coffee.png")
+    photo = Image.open(test_data / "images" / "coffee.png")
     encoder = CLIPEncoder(triplet, triplet_processor, progress=False)
-    embedding, ok = encoder.encode_images([image_source_from_file(shared_data / "images" / "coffee.png")])
+    embedding, ok = encoder.encode_images([image_source_from_file(test_data / "images" / "coffee.png")])
     assert ok.all()
     torch.testing.assert_close(embedding[0], direct_image(tiny[0], tiny[1], photo), atol=1e-5, rtol=0)
     text = CLIPEncoder(clip, clip_processor, progress=False).encode_texts(["a cup of coffee"])

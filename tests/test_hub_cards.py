@@ -104,9 +104,17 @@ def test_templates_are_found_in_the_checkout_and_as_package_data(tmp_path):
     # Installed from a wheel there is no checkout beside the package: the templates must be in the wheel, as the
     # `model_cards` data package. Build the wheel, install it into an empty folder, and look them up from a process
     # that sees only that folder.
+    import shutil
+
     repo = Path(__file__).resolve().parents[1]
+    source = tmp_path / "source"  # a copy, so that the build leaves nothing in the checkout
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md", "modeling_tripletclip", "dataset_builders", "model_cards"):
+        copy = shutil.copytree if (repo / name).is_dir() else shutil.copy2
+        copy(repo / name, source / name, **({"ignore": shutil.ignore_patterns("__pycache__")}
+                                           if (repo / name).is_dir() else {}))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
-                    str(tmp_path / "wheel"), str(repo)], check=True, capture_output=True)
+                    str(tmp_path / "wheel"), str(source)], check=True, capture_output=True)
     wheel = next((tmp_path / "wheel").glob("tripletclip-*.whl"))
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())

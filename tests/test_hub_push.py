@@ -104,7 +104,7 @@ REMOTE_SCRIPT = textwrap.dedent(
 
 
 def test_push_model_dry_run_assembles_a_folder_that_loads_without_our_package(
-    trained, tiny_model_and_processor, shared_data, tmp_path, capsys
+    trained, tiny_model_and_processor, test_data, tmp_path, capsys
 ):
     staging = tmp_path / "staged"
     code = main(["push", "model", str(trained), "--repo-id", "me/tripletclip-world", "--dry-run",
@@ -142,14 +142,14 @@ def test_push_model_dry_run_assembles_a_folder_that_loads_without_our_package(
     # A fresh process without our package loads the folder, and the card's snippet runs as written.
     model, processor = tiny_model_and_processor
     texts = ["a photo of a cat", "a photo of a dog"]
-    inputs = dict(processor(text=texts, images=[Image.open(shared_data / "images" / "chelsea.png").convert("RGB")],
+    inputs = dict(processor(text=texts, images=[Image.open(test_data / "images" / "chelsea.png").convert("RGB")],
                             return_tensors="pt", padding=True))
     torch.save(inputs, tmp_path / "inputs.pt")
     snippet = card_python_block(card.text).replace("me/tripletclip-world", str(staging))
     (tmp_path / "snippet.py").write_text(snippet)
     (tmp_path / "remote.py").write_text(REMOTE_SCRIPT)
     subprocess.run(
-        [sys.executable, str(tmp_path / "remote.py"), str(staging), str(shared_data / "images" / "chelsea.png"),
+        [sys.executable, str(tmp_path / "remote.py"), str(staging), str(test_data / "images" / "chelsea.png"),
          str(tmp_path / "inputs.pt"), str(tmp_path / "out.pt"), str(tmp_path / "snippet.py")],
         check=True, cwd=tmp_path, capture_output=True,
         env={**__import__("os").environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules")},
@@ -204,7 +204,7 @@ def test_offline_or_missing_token_fails_before_anything_is_staged_or_uploaded(
 
     if setting == "offline":
         monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-        expected = "offline mode \\(HF_HUB_OFFLINE=1\\).*--dry-run"
+        expected = "offline mode \\(HF_HUB_OFFLINE=1\\).*--dry_run"
     else:
         monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
         monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
@@ -220,7 +220,7 @@ def test_offline_or_missing_token_fails_before_anything_is_staged_or_uploaded(
 
 def test_bad_repo_ids_and_sources_give_clear_errors(tiny_checkpoint, tmp_path, api, online, capsys):
     for bad in ("me/tc/extra", "me/has space", "me--double", "", "-leading/x"):
-        with pytest.raises(PushError, match="not a valid Hub repository id.*--repo-id your-name/"):
+        with pytest.raises(PushError, match="not a valid Hub repository id.*--repo_id your-name/"):
             publish("model", tiny_checkpoint, bad, api=api)
     no_weights = tmp_path / "no-weights"
     no_weights.mkdir()
@@ -359,3 +359,30 @@ def test_push_space_refuses_a_folder_without_app_and_an_unknown_model(tmp_path):
         stage_space(tmp_path, "me/demo", tmp_path / "s")
     with pytest.raises(PushError, match="neither a checkpoint folder"):
         stage_space(REPO_ROOT / "spaces", "me/demo", tmp_path / "s", model=str(tmp_path / "nothing-here"))
+
+
+def test_trainer_push_to_hub_uploads_the_final_model_with_the_push_code(tiny_checkpoint, tmp_path, api, online,
+                                                                        monkeypatch):
+    import huggingface_hub
+
+    from modeling_tripletclip.training import main as train_main
+    from test_train import base_flags, tiny_world  # noqa: F401
+
+    from dataset_builders.world import generate_world
+
+    world = generate_world(tmp_path / "world", num_train=40, num_test=4, sugarcrepe_per_kind=2, num_winoground=7,
+                           num_retrieval=4, progress=False)
+    monkeypatch.setattr(huggingface_hub, "HfApi", lambda *a, **k: api)  # the network edge only
+    out = tmp_path / "run"
+    train_main(base_flags(world, tiny_checkpoint, out, max_train_steps=2, push_to_hub="true",
+                          hub_model_id="me/pushed-run", eval_benchmarks="sugarcrepe"))
+    api.create_repo.assert_called_once()
+    assert api.create_repo.call_args.args[0] == "me/pushed-run"
+    upload = api.upload_folder.call_args.kwargs
+    assert upload["repo_id"] == "me/pushed-run" and upload["repo_type"] == "model"
+    assert "2 steps" in upload["commit_message"]
+
+    # The uploaded folder is what `tripletclip push model` assembles: checked before anything trains.
+    with pytest.raises(PushError, match="is not a valid Hub repository id"):
+        train_main(base_flags(world, tiny_checkpoint, tmp_path / "bad", push_to_hub="true", hub_model_id="no//good"))
+    assert not (tmp_path / "bad" / "metrics.jsonl").exists()

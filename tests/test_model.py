@@ -180,10 +180,10 @@ def test_remote_code_loads_without_the_package(tiny_checkpoint, tiny_model_and_p
     assert torch.equal(result["logits"], expected.logits_per_image)
 
 
-def test_zero_shot_pipeline_scores_a_real_photo(tiny_checkpoint, shared_data):
+def test_zero_shot_pipeline_scores_a_real_photo(tiny_checkpoint, test_data):
     classifier = pipeline("zero-shot-image-classification", model=str(tiny_checkpoint))
     labels = ["cat", "dog", "horse"]
-    result = classifier(Image.open(shared_data / "images" / "chelsea.png"), candidate_labels=labels)
+    result = classifier(Image.open(test_data / "images" / "chelsea.png"), candidate_labels=labels)
     assert sorted(r["label"] for r in result) == sorted(labels)
     assert abs(sum(r["score"] for r in result) - 1) < 1e-5
     assert all(0 <= r["score"] <= 1 for r in result)

@@ -52,11 +52,11 @@ def expected_scores(model, processor, image, captions):
 # ------------------------------------------------------------------------------------------------ functions
 
 
-def test_scores_of_both_models_match_an_independent_computation(app, specs, cache, shared_data, tiny_clip_checkpoint,
+def test_scores_of_both_models_match_an_independent_computation(app, specs, cache, test_data, tiny_clip_checkpoint,
                                                                 tiny_model_and_processor):
     from transformers import CLIPModel
 
-    photo = shared_data / "images" / "horse.png"  # RGBA: must be converted
+    photo = test_data / "images" / "horse.png"  # RGBA: must be converted
     captions = ["a black horse on a white background", "a white horse on a black background"]
     result = app.score(str(photo), "\n".join(captions) + "\n\n" + captions[0], specs, cache)
     assert result["captions"] == captions and result["messages"] == []
@@ -70,7 +70,7 @@ def test_scores_of_both_models_match_an_independent_computation(app, specs, cach
     assert result["models"]["TripletCLIP"]["cosine"] != result["models"]["CLIP baseline"]["cosine"]
 
 
-def test_inputs_out_of_bounds_get_friendly_messages(app, tmp_path, monkeypatch, shared_data):
+def test_inputs_out_of_bounds_get_friendly_messages(app, tmp_path, monkeypatch, test_data):
     with pytest.raises(app.InputError, match="at least one caption"):
         app.parse_captions(" \n  \n")
     with pytest.raises(app.InputError, match="9 captions is too many: at most 8"):
@@ -85,10 +85,10 @@ def test_inputs_out_of_bounds_get_friendly_messages(app, tmp_path, monkeypatch, 
         app.load_image(None)
     monkeypatch.setitem(app.LIMITS, "max_megapixels", 0.1)  # the photo is 512x512: refused from its header
     with pytest.raises(app.InputError, match=r"512x512 pixels .* the limit is 0.1 megapixels"):
-        app.load_image(str(shared_data / "images" / "astronaut.png"))
+        app.load_image(str(test_data / "images" / "astronaut.png"))
     monkeypatch.setitem(app.LIMITS, "max_upload_mb", 0.1)
     with pytest.raises(app.InputError, match=r"The file is 0.8 MB; upload an image of at most 0.1 MB"):
-        app.load_image(str(shared_data / "images" / "astronaut.png"))
+        app.load_image(str(test_data / "images" / "astronaut.png"))
 
 
 def test_propose_appends_rule_based_hard_negatives(app):
@@ -115,9 +115,9 @@ def test_models_come_from_env_then_config_file_then_the_default_checkpoint(app, 
     assert app.configured_models({}, tmp_path / "elsewhere") == [app.ModelSpec("TripletCLIP", str(app.DEFAULT_CHECKPOINT))]
 
 
-def test_a_missing_model_is_a_message_not_a_crash(app, shared_data, tmp_path):
+def test_a_missing_model_is_a_message_not_a_crash(app, test_data, tmp_path):
     spec = app.ModelSpec("TripletCLIP", str(tmp_path / "not-trained-yet"))
-    result = app.score(str(shared_data / "images" / "chelsea.png"), "a cat\na dog", [spec], app.ModelCache())
+    result = app.score(str(test_data / "images" / "chelsea.png"), "a cat\na dog", [spec], app.ModelCache())
     assert result["models"] == {}
     assert "no checkpoint at" in result["messages"][0] and "TRIPLETCLIP_MODEL" in result["messages"][0]
 
@@ -125,7 +125,7 @@ def test_a_missing_model_is_a_message_not_a_crash(app, shared_data, tmp_path):
 # ------------------------------------------------------------------------------------------------ served
 
 
-def test_served_app_scores_and_keeps_serving_after_bad_uploads(app, specs, cache, shared_data, tmp_path):
+def test_served_app_scores_and_keeps_serving_after_bad_uploads(app, specs, cache, test_data, tmp_path):
     from gradio_client import Client, handle_file
     from gradio_client.exceptions import AppError
 
@@ -135,7 +135,7 @@ def test_served_app_scores_and_keeps_serving_after_bad_uploads(app, specs, cache
         client = Client(demo.local_url, verbose=False)
         captions = "a tabby cat with green eyes\na tabby cat with blue eyes"
         status, tripletclip, baseline, table = client.predict(
-            handle_file(str(shared_data / "images" / "chelsea.png")), captions, api_name="/score"
+            handle_file(str(test_data / "images" / "chelsea.png")), captions, api_name="/score"
         )
         assert "**TripletCLIP** prefers" in status and "**CLIP baseline** prefers" in status
         for label in (tripletclip, baseline):
@@ -150,10 +150,10 @@ def test_served_app_scores_and_keeps_serving_after_bad_uploads(app, specs, cache
         with pytest.raises(AppError, match="not an image this Space can read"):
             client.predict(handle_file(str(bad)), captions, api_name="/score")
         with pytest.raises(AppError, match="too many"):
-            client.predict(handle_file(str(shared_data / "images" / "rocket.jpg")),
+            client.predict(handle_file(str(test_data / "images" / "rocket.jpg")),
                            "\n".join(f"caption {i}" for i in range(12)), api_name="/score")
         # still serving
-        status, *_ = client.predict(handle_file(str(shared_data / "images" / "rocket.jpg")),
+        status, *_ = client.predict(handle_file(str(test_data / "images" / "rocket.jpg")),
                                     "a rocket on a launch pad\na rocket next to a launch pad", api_name="/score")
         assert "prefers" in status
         text, message = client.predict("a black horse on a white background", api_name="/propose")

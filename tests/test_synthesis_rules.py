@@ -36,9 +36,9 @@ def structural_problem(caption: str, negative: str, kind: str) -> str | None:
 
 
 @pytest.fixture(scope="module")
-def sugarcrepe_captions(shared_data) -> list[str]:
+def sugarcrepe_captions(test_data) -> list[str]:
     captions = set()
-    for path in sorted((shared_data / "sugarcrepe").glob("*.json")):
+    for path in sorted((test_data / "sugarcrepe").glob("*.json")):
         captions.update(item["caption"].strip() for item in json.loads(path.read_text()).values())
     assert len(captions) > 4000
     return sorted(captions)

@@ -40,14 +40,14 @@ def models(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def photo_folder(shared_data, tmp_path_factory) -> Path:
+def photo_folder(test_data, tmp_path_factory) -> Path:
     """An image folder (``load_dataset(folder)``: columns ``image`` and ``text``) of the shared photos, plus one
     caption no rule applies to."""
     folder = tmp_path_factory.mktemp("photos")
     lines = []
     for name, caption in [*PHOTO_CAPTIONS.items(), ("chelsea.png", "Hello there.")]:
         target = folder / f"{len(lines)}_{Path(name).stem}.png"
-        Image.open(shared_data / "images" / name).convert("RGB").resize((40, 40)).save(target)
+        Image.open(test_data / "images" / name).convert("RGB").resize((40, 40)).save(target)
         lines.append(json.dumps({"file_name": target.name, "text": caption}))
     (folder / "metadata.jsonl").write_text("\n".join(lines) + "\n")
     return folder
@@ -135,6 +135,37 @@ def test_synthesize_end_to_end_with_images_rules_and_clip_filter(models, photo_f
     model.zero_grad()
     model.eval()
     assert torch.isfinite(loss)
+
+
+def test_synthesize_with_an_sdxl_pipeline_at_sdxl_turbos_defaults(models, tmp_path, tmp_path_factory):
+    """The default negative-image model is SDXL-turbo: a tiny SDXL pipeline, loaded through the same code path
+    (`AutoPipelineForText2Image`), with its defaults (1 step, guidance 0; 512 px scaled down to 32 for the test),
+    from the LLM's negative captions to TripletData, and the ViLT quality check (the default VQA model's class)."""
+    from dataset_builders.synthesis.runner import SynthesisConfig
+    from dataset_builders.synthesis.t2i import ImageGenerator
+
+    sdxl = built("sdxl", tmp_path_factory.getbasetemp())
+    defaults = {f.name: f.default for f in __import__("dataclasses").fields(SynthesisConfig)}
+    assert (defaults["num_inference_steps"], defaults["guidance_scale"], defaults["image_size"]) == (1, 0.0, 512)
+    generator = ImageGenerator.from_pretrained(sdxl, height=32, width=32)
+    assert type(generator.pipeline).__name__ == "StableDiffusionXLPipeline"
+
+    captions = ["A red cat sitting on a small table.", "A man riding a black horse.", "Two dogs on a green bed."]
+    out = tmp_path / "sdxl"
+    code = synthesis_main(["synthesize", "--dataset", str(captions_file(tmp_path / "c.jsonl", captions)),
+                           "--caption_column", "caption", "--llm", str(models["causal_lm"]), "--max_new_tokens", "16",
+                           "--min_length_ratio", "0", "--t2i", str(sdxl), "--image_size", "32",
+                           "--vqa_model", str(models["vilt"]), "--num_questions", "2", "--output_dir", str(out),
+                           "--no_progress"])
+    assert code == 0
+    rows = rows_by_id(out)
+    manifest = json.loads((out / STATE_DIR / "manifest.json").read_text())
+    assert manifest["complete"] and len(rows) + sum(manifest["rejected"].values()) == 3
+    for row_id, row in rows.items():
+        assert row["image"].size == row["negative_image"].size == (32, 32)  # positives rendered too: no image column
+        again = generator.generate([row["negative_caption"]], [row["negative_image_seed"]])[0]
+        assert_same_picture(row["negative_image"], again)  # the row regenerates from its caption and seed
+        assert row["vqa_score"] is None or 0 <= row["vqa_score"] <= 1
 
 
 def test_llm_captions_rendered_positives_and_quality_check(models, tmp_path):

@@ -115,6 +115,51 @@ def build_sd_pipeline(path: Path) -> Path:
     return path
 
 
+def build_sdxl_pipeline(path: Path) -> Path:
+    """An SDXL pipeline (SDXL-turbo's architecture: two text encoders, pooled text embeddings and time ids added to
+    the timestep embedding, an ancestral Euler scheduler with trailing timesteps) of microscopic random components,
+    saved to ``path`` as `save_pretrained` writes any SDXL checkpoint."""
+    import torch
+    from diffusers import (
+        AutoencoderKL,
+        EulerAncestralDiscreteScheduler,
+        StableDiffusionXLPipeline,
+        UNet2DConditionModel,
+    )
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    tokenizer = _trained_clip_tokenizer(300)
+    torch.manual_seed(0)
+    text = dict(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                num_attention_heads=2, max_position_embeddings=32, projection_dim=16,
+                bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id)
+    unet = UNet2DConditionModel(
+        sample_size=16, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(8, 16),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4), use_linear_projection=True, addition_embed_type="text_time",
+        addition_time_embed_dim=8, transformer_layers_per_block=(1, 1),
+        # six time ids of 8 channels each, plus the second encoder's pooled, projected text embedding
+        projection_class_embeddings_input_dim=6 * 8 + 16,
+        cross_attention_dim=2 * 16,  # the two encoders' hidden states, concatenated
+        norm_num_groups=4,
+    )
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"), block_out_channels=(4, 8), latent_channels=4,
+        layers_per_block=1, norm_num_groups=4, sample_size=32,
+    )
+    scheduler = EulerAncestralDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                                                timestep_spacing="trailing", steps_offset=1)
+    pipeline = StableDiffusionXLPipeline(
+        vae=vae, text_encoder=CLIPTextModel(CLIPTextConfig(**text)),
+        text_encoder_2=CLIPTextModelWithProjection(CLIPTextConfig(**text)), tokenizer=tokenizer,
+        tokenizer_2=tokenizer, unet=unet, scheduler=scheduler,
+    )
+    pipeline.save_pretrained(path)
+    return path
+
+
 def build_clip(path: Path) -> Path:
     """A tiny random CLIP model and processor (32x32 images), saved to ``path``."""
     import torch
@@ -180,10 +225,11 @@ _BUILT: dict[str, Path] = {}
 
 
 def built(name: str, root: Path) -> Path:
-    """The folder of tiny model ``name`` (``causal_lm``, ``plain_lm``, ``sd``, ``clip``, ``vilt``), built once per
+    """The folder of tiny model ``name`` (``causal_lm``, ``plain_lm``, ``sd``, ``sdxl``, ``clip``, ``vilt``), built once per
     test session under ``root``."""
     if name not in _BUILT:
-        builders = {"causal_lm": build_causal_lm, "sd": build_sd_pipeline, "clip": build_clip, "vilt": build_vilt,
+        builders = {"causal_lm": build_causal_lm, "sd": build_sd_pipeline, "sdxl": build_sdxl_pipeline,
+                    "clip": build_clip, "vilt": build_vilt,
                     "plain_lm": lambda path: build_causal_lm(path, chat_template=False)}
         _BUILT[name] = builders[name](root / name)
     return _BUILT[name]

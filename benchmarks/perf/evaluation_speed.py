@@ -21,21 +21,19 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from dataset_builders.synthesis.rules import NEGATIVE_KINDS
+
 from .timing import Figure, Goal, Ratio, interleaved, ratio_figure
 
 GOAL = Goal("<=", 1.1)
 SECTION = "Evaluation"
-SUBSETS = ("add_att", "add_obj", "replace_att", "replace_obj", "replace_rel", "swap_att", "swap_obj")
 STAND_IN_SIZE = (320, 240)
 
 
 def default_annotations() -> Path:
-    """The real SugarCrepe JSON files: ``$TRIPLETCLIP_SHARED_DATA/sugarcrepe`` or ``../shared/data/sugarcrepe``."""
-    import os
-
+    """The real SugarCrepe JSON files kept with the tests (``tests/data/sugarcrepe``)."""
     root = Path(__file__).resolve().parents[2]
-    candidates = [Path(os.environ["TRIPLETCLIP_SHARED_DATA"]) / "sugarcrepe"] if "TRIPLETCLIP_SHARED_DATA" in os.environ else []
-    candidates += [root.parent / "shared" / "data" / "sugarcrepe", root / "shared" / "data" / "sugarcrepe"]
+    candidates = [root / "tests" / "data" / "sugarcrepe"]
     for candidate in candidates:
         if (candidate / "add_att.json").is_file():
             return candidate
@@ -52,7 +50,7 @@ def prepare(annotations: Path, work_dir: Path, items_per_subset: int | None = No
     if items_per_subset is not None:
         subset_dir = work_dir / f"sugarcrepe-first{items_per_subset}"
         subset_dir.mkdir(parents=True, exist_ok=True)
-        for subset in SUBSETS:
+        for subset in NEGATIVE_KINDS:
             content = json.loads((annotations / f"{subset}.json").read_text())
             kept = dict(list(content.items())[:items_per_subset])
             (subset_dir / f"{subset}.json").write_text(json.dumps(kept))
@@ -83,7 +81,7 @@ def stand_in_image(name: str) -> Image.Image:
 
 def read_items(annotations: Path) -> list[dict]:
     items = []
-    for subset in SUBSETS:
+    for subset in NEGATIVE_KINDS:
         items.extend(json.loads((Path(annotations) / f"{subset}.json").read_text()).values())
     return items
 

@@ -109,7 +109,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="where the benchmark world and stand-in images are cached (default: $TRIPLETCLIP_CACHE "
                         "or ~/.cache/tripletclip)")
     parser.add_argument("--sugarcrepe", default=None,
-                        help="folder of the seven official SugarCrepe JSON files (default: ../shared/data/sugarcrepe)")
+                        help="folder of the seven official SugarCrepe JSON files (default: tests/data/sugarcrepe)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads (default: 1 on CPU, where other jobs share the cores; torch's own on GPU)")
     parser.add_argument("--vit-batch-size", type=int, default=None,

@@ -245,22 +245,22 @@ def _check_options(config: SynthesisConfig) -> None:
         )
     if not config.image_column and not config.t2i:
         raise SynthesisError(
-            "TripletData needs images: give --image-column COL for the dataset's images, or --t2i MODEL (e.g. "
+            "TripletData needs images: give --image_column COL for the dataset's images, or --t2i MODEL (e.g. "
             "stabilityai/sdxl-turbo) to render them from the captions."
         )
     if config.rows_per_shard < 1:
-        raise SynthesisError(f"--rows-per-shard must be at least 1, got {config.rows_per_shard}.")
+        raise SynthesisError(f"--rows_per_shard must be at least 1, got {config.rows_per_shard}.")
     if config.max_rows is not None and config.max_rows < 1:
-        raise SynthesisError(f"--max-rows must be at least 1, got {config.max_rows}.")
+        raise SynthesisError(f"--max_rows must be at least 1, got {config.max_rows}.")
     if config.clip_model and not config.t2i:
-        raise SynthesisError("--clip-model scores triplets with their negative images: it needs --t2i MODEL.")
+        raise SynthesisError("--clip_model scores triplets with their negative images: it needs --t2i MODEL.")
     if (config.keep_top_k is not None or config.min_clip_score is not None) and not config.clip_model:
-        raise SynthesisError("--keep-top-k / --min-clip-score filter on CLIP scores: add --clip-model MODEL.")
+        raise SynthesisError("--keep_top_k / --min_clip_score filter on CLIP scores: add --clip_model MODEL.")
     if config.vqa_model and not config.t2i:
-        raise SynthesisError("--vqa-model checks negative images: it needs --t2i MODEL.")
+        raise SynthesisError("--vqa_model checks negative images: it needs --t2i MODEL.")
     if config.vqa_model and not (config.question_llm or config.llm):
         raise SynthesisError(
-            "--vqa-model needs an LLM to write the yes/no questions: add --question-llm MODEL (with --rules there "
+            "--vqa_model needs an LLM to write the yes/no questions: add --question_llm MODEL (with --rules there "
             "is no --llm to reuse)."
         )
     if config.llm:
@@ -288,11 +288,11 @@ def _prepare(config: SynthesisConfig, device: str) -> _Plan:
     if config.caption_column not in columns:
         raise SynthesisError(
             f"The input has no caption column {config.caption_column!r}; its columns are {columns}. "
-            f"Pass --caption-column with one of them."
+            f"Pass --caption_column with one of them."
         )
     if config.image_column and config.image_column not in columns:
         raise SynthesisError(
-            f"The input has no image column {config.image_column!r}; its columns are {columns}. Pass --image-column "
+            f"The input has no image column {config.image_column!r}; its columns are {columns}. Pass --image_column "
             f"with one of them, or leave it out and give --t2i MODEL to render images from the captions."
         )
     if config.max_rows is not None:

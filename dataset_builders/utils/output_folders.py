@@ -83,7 +83,8 @@ class OutputFolder:
         job: the command, for messages (e.g. ``"tripletclip synthesize"``).
         identity_file: where the identity is kept, relative to ``path`` (``.json`` or ``.yaml``).
         ledger_dir: the folder of unit records, relative to ``path``.
-        foreign_ok: names in a new folder that do not count as someone else's files (e.g. a cache).
+        foreign_ok: names in a new folder that do not count as someone else's files (e.g. a cache); hidden names
+            never count.
         other_message, foreign_message: the job's wording of the two refusals (placeholders ``{path}``, ``{job}``,
             ``{differences}``, ``{flag}``).
         refuse_foreign: refuse a non-empty folder that no job claimed (False: treat it as new, for jobs that write
@@ -125,7 +126,8 @@ class OutputFolder:
             return "new"
         if not self.path.is_dir():
             return "foreign"
-        present = [p for p in self.path.iterdir() if p.name not in self.foreign_ok and not atomic.is_temporary(p)]
+        # Hidden entries (a staging marker, .DS_Store, a temporary) are nobody's data.
+        present = [p for p in self.path.iterdir() if p.name not in self.foreign_ok and not p.name.startswith(".")]
         return "new" if not present or not self.refuse_foreign else "foreign"
 
     def describe_differences(self) -> str:

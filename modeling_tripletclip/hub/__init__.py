@@ -4,7 +4,7 @@
   the templates in ``model_cards/`` through huggingface_hub's card classes.
 - :mod:`.push`: stage a model, a dataset or the Space as the exact folder its repository will hold, then upload it
   (`HfApi.create_repo` + `upload_folder`).
-- :mod:`.cli`: ``tripletclip push {model,dataset,space} SOURCE --repo-id ID [--dry-run] ...``.
+- :mod:`.cli`: ``tripletclip push {model,dataset,space} --repo_id ID [--dry_run] ...``.
 """
 
 from .cards import render_model_card, render_space_card

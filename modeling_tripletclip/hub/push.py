@@ -96,7 +96,7 @@ def check_repo_id(repo_id: str, repo_type: str = "model") -> str:
     except HFValidationError as error:
         raise PushError(
             f"{repo_id!r} is not a valid Hub repository id ({error}). Use 'namespace/name' with letters, digits, "
-            f"'-', '_' and '.', at most 96 characters, e.g. --repo-id {example}."
+            f"'-', '_' and '.', at most 96 characters, e.g. --repo_id {example}."
         ) from None
     return repo_id
 
@@ -109,7 +109,7 @@ def resolve_token(token: str | None = None) -> str:
     if constants.is_offline_mode() or os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}:
         raise PushError(
             "This machine is in offline mode (HF_HUB_OFFLINE=1), so nothing can be uploaded. Unset HF_HUB_OFFLINE "
-            "on a machine with network access to push, or add --dry-run to assemble and inspect the folder only."
+            "on a machine with network access to push, or add --dry_run to assemble and inspect the folder only."
         )
     token = token or get_token()
     if not token:
@@ -126,10 +126,10 @@ def check_staging_dir(staging_dir: str | os.PathLike | None) -> None:
         return
     path = Path(staging_dir)
     if path.exists() and not path.is_dir():
-        raise PushError(f"--staging-dir {path} is a file; give a folder (new or empty).")
+        raise PushError(f"--output_dir {path} is a file; give a folder (new or empty).")
     if path.is_dir() and any(path.iterdir()) and not (path / STAGING_MARKER).exists():
         raise PushError(
-            f"--staging-dir {path} is not empty and was not made by `tripletclip push`; give a new or empty "
+            f"--output_dir {path} is not empty and was not made by `tripletclip push`; give a new or empty "
             f"folder so that nothing of yours is overwritten or uploaded by mistake."
         )
 
@@ -181,7 +181,7 @@ def stage_model(
                         f"or by `save_pretrained`).")
     report_path = Path(eval_results) if eval_results else source / EVAL_RESULTS_FILE
     if eval_results and not report_path.is_file():
-        raise PushError(f"--eval-results {report_path} does not exist; give the JSON report of `tripletclip evaluate`.")
+        raise PushError(f"--eval_results {report_path} does not exist; give the JSON report of `tripletclip evaluate`.")
     try:
         model = load_tripletclip(source)
     except (ValueError, OSError) as error:
@@ -218,7 +218,7 @@ def stage_model(
             shutil.copy2(extra, out / (EVAL_RESULTS_FILE if extra == report_path else extra.name))
     if report is None:
         notes.append(f"no {EVAL_RESULTS_FILE} next to the checkpoint: the card has no evaluation results "
-                     f"(run `tripletclip evaluate` and pass --eval-results)")
+                     f"(run `tripletclip evaluate` and pass --eval_results)")
 
     card = cards.render_model_card(
         training_config=training_config,

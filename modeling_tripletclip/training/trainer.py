@@ -64,6 +64,12 @@ def train(config: TrainingConfig) -> TrainingResult:
     )
     config.validate_world_size(accelerator.num_processes)
     _setup_logging(accelerator)
+    if config.push_to_hub and accelerator.is_main_process:
+        # A bad repository id, a missing token or an offline machine stop the run now, not after training.
+        from ..hub.push import check_repo_id, resolve_token
+
+        check_repo_id(config.hub_model_id, "model")
+        resolve_token(config.hub_token)
     if accelerator.is_main_process:
         ckpt.claim_output_dir(config, output_dir)
     accelerator.wait_for_everyone()
@@ -181,6 +187,13 @@ def train(config: TrainingConfig) -> TrainingResult:
         _save_final(accelerator, config, model, processor, base_model, output_dir, report, data)
         if report.results:
             print(report.to_markdown(labels={config.output_dir: "trained"}))
+        if config.push_to_hub:
+            from ..hub.push import publish
+
+            _, url = publish("model", output_dir, config.hub_model_id, private=config.hub_private_repo,
+                             token=config.hub_token, commit_message=f"Upload {config.loss_type} model trained with "
+                                                                    f"tripletclip ({step} steps)")
+            logger.info("Pushed the model to %s", url)
         if skipped_all:
             logger.info("Skipped rows (counted, not used): %s", dict(skipped_all))
     # ------------------------------------------------------------------ leave together
@@ -296,8 +309,11 @@ class _Window:
         logs["train/logit_scale"] = float(_logit_scale(model).exp())
         logs["train/learning_rate"] = scheduler.get_last_lr()[0]
         logs["train/samples_per_second"] = self.samples * accelerator.num_processes / elapsed
-        logs["train/skipped_rows"] = stats.skipped_total
-        logs["train/truncated_captions"] = stats.truncated
+        # Counts of every process (each reads its own rows); one small all-reduce per logging step.
+        counts = torch.tensor([stats.skipped_total, stats.truncated], device=accelerator.device)
+        skipped, truncated = accelerator.reduce(counts, reduction="sum").tolist()
+        logs["train/skipped_rows"] = int(skipped)
+        logs["train/truncated_captions"] = int(truncated)
         self.reset()
         return logs
 

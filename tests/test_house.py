@@ -1,0 +1,178 @@
+"""The architecture the package promises: the remote-code files stand apart, the rule-based negatives are light, the
+cross-process gather is the caller's choice, and every command follows one command-line convention."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import os
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+REPO = Path(__file__).resolve().parents[1]
+REMOTE_CODE = ("configuration_tripletclip.py", "modeling_tripletclip.py", "losses.py")
+
+
+# ------------------------------------------------------------------------------------------------ remote code
+
+
+def _imports(path: Path) -> tuple[set[str], set[str]]:
+    """(absolute top-level modules, relative modules) a file imports."""
+    absolute, relative = set(), set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            absolute |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            (relative if node.level else absolute).add(node.module.split(".")[0] if node.module else "")
+    return absolute, relative
+
+
+@pytest.mark.parametrize("name", REMOTE_CODE)
+def test_remote_code_files_import_only_torch_transformers_and_each_other(name):
+    absolute, relative = _imports(REPO / "modeling_tripletclip" / name)
+    third_party = {module for module in absolute if module not in sys.stdlib_module_names and module != "__future__"}
+    assert third_party <= {"torch", "transformers"}, third_party
+    assert relative <= {Path(n).stem for n in REMOTE_CODE}, relative
+    # No file-system or Hub I/O: nothing that opens, lists or downloads.
+    source = (REPO / "modeling_tripletclip" / name).read_text()
+    tree = ast.parse(source)
+    calls = {node.func.id if isinstance(node.func, ast.Name) else node.func.attr
+             for node in ast.walk(tree) if isinstance(node, ast.Call) and isinstance(node.func, (ast.Name, ast.Attribute))}
+    assert not calls & {"open", "listdir", "scandir", "read_text", "read_bytes", "write_text", "isfile", "isdir",
+                        "exists", "hf_hub_download", "snapshot_download", "glob", "load", "dump"}, calls
+    assert not {"json", "pathlib", "shutil", "huggingface_hub", "requests", "glob"} & absolute
+
+
+def test_modeling_file_leaves_loading_policy_to_the_package():
+    from modeling_tripletclip import TripletCLIPModel
+
+    assert "from_pretrained" not in TripletCLIPModel.__dict__  # transformers' own, unchanged
+    _, relative = _imports(REPO / "modeling_tripletclip" / "modeling_tripletclip.py")
+    assert relative == {"configuration_tripletclip", "losses"}
+
+
+# ------------------------------------------------------------------------------------------------ light imports
+
+
+def test_rule_based_negatives_import_only_the_standard_library():
+    code = ("import sys; import dataset_builders.synthesis.rules as r; "
+            "heavy = [m for m in ('datasets', 'numpy', 'pyarrow', 'torch', 'PIL', 'transformers') if m in sys.modules]; "
+            "assert not heavy, heavy; print(len(r.NEGATIVE_KINDS))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "7"
+    absolute, relative = _imports(REPO / "dataset_builders" / "synthesis" / "rules.py")
+    assert all(m in sys.stdlib_module_names or m == "__future__" for m in absolute) and not relative
+
+
+# ------------------------------------------------------------------------------------------------ gathering
+
+
+def _rank_zero_alone(rank: int, init_file: str, out: str, checkpoint: str) -> None:
+    torch.set_num_threads(1)  # as the test process (conftest), so the two losses are computed alike
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2,
+                            timeout=timedelta(seconds=60))
+    try:
+        if rank == 0:
+            from modeling_tripletclip.loading import load_tripletclip
+
+            torch.manual_seed(0)
+            model = load_tripletclip(checkpoint).eval()
+            inputs = torch.load(os.path.join(out, "inputs.pt"), weights_only=True)
+            with torch.no_grad():
+                loss = model(**inputs, return_loss=True).loss  # no gather: rank 1 does nothing meanwhile
+            torch.save(loss, os.path.join(out, "loss.pt"))
+        dist.barrier()  # rank 1 waits here the whole time: a hidden all-gather on rank 0 would never complete
+    finally:
+        dist.destroy_process_group()
+
+
+def test_a_plain_forward_in_a_live_process_group_computes_the_local_loss(tiny_checkpoint, tmp_path):
+    from modeling_tripletclip.loading import load_tripletclip
+    from test_model import NEGATIVES, TEXTS, batch
+    from transformers import AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(tiny_checkpoint)
+    inputs = dict(batch(processor, TEXTS, NEGATIVES))
+    torch.save(inputs, tmp_path / "inputs.pt")
+    mp.spawn(_rank_zero_alone, args=(str(tmp_path / "init"), str(tmp_path), str(tiny_checkpoint)), nprocs=2, join=True)
+    with torch.no_grad():
+        expected = load_tripletclip(tiny_checkpoint).eval()(**inputs, return_loss=True).loss
+    torch.testing.assert_close(torch.load(tmp_path / "loss.pt", weights_only=True), expected, rtol=1e-6, atol=0)
+
+
+# ------------------------------------------------------------------------------------------------ command lines
+
+
+def _commands():
+    from modeling_tripletclip.cli import commands
+
+    return commands()
+
+
+def test_every_command_takes_output_dir_and_underscore_flags():
+    for name, command in _commands().items():
+        fields = {f.name for f in dataclasses.fields(command.options)}
+        assert "output_dir" in fields, name
+        assert all("-" not in f for f in fields), name
+
+
+@pytest.mark.parametrize("name", sorted(_commands()))
+def test_every_command_reads_yaml_and_flags_win(name, tmp_path, capsys):
+    from dataset_builders.utils.options import parse_options
+
+    command = _commands()[name]
+    (tmp_path / "settings.yaml").write_text(f"output_dir: {tmp_path / 'from-yaml'}\n")
+    required = {f.name: "x" for f in dataclasses.fields(command.options) if f.default is dataclasses.MISSING
+                and f.default_factory is dataclasses.MISSING and f.name != "output_dir"}
+    flags = [token for key, value in required.items() for token in (f"--{key}", value)]
+    # Only parsing: the dataclass's own checks (validate) need real inputs and are tested with each command.
+    original = getattr(command.options, "validate", None)
+    try:
+        if original is not None:
+            command.options.validate = lambda self: None
+        parsed = parse_options(command.options, ["--config", str(tmp_path / "settings.yaml"), *flags], prog=name)
+        assert parsed.output_dir == str(tmp_path / "from-yaml")
+        parsed = parse_options(command.options, ["--config", str(tmp_path / "settings.yaml"), *flags,
+                                                 "--output_dir", "flag-wins"], prog=name)
+        assert parsed.output_dir == "flag-wins"
+    finally:
+        if original is not None:
+            command.options.validate = original
+    from modeling_tripletclip.cli import main
+
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main([*name.split(), "--help"])
+    help_text = capsys.readouterr().out
+    assert exit_info.value.code == 0 and "--output_dir" in help_text and "--config FILE.yaml" in help_text
+
+
+def test_old_spellings_still_work_with_a_deprecation_message(tmp_path, caplog):
+    from dataset_builders.utils.options import parse_options
+    from dataset_builders.cli import WorldOptions
+
+    with caplog.at_level("WARNING"):
+        parsed = parse_options(WorldOptions, ["--out", str(tmp_path), "--num-train", "12", "--overwrite"],
+                               prog="tripletclip data world")
+    assert (parsed.output_dir, parsed.num_train, parsed.overwrite_output_dir) == (str(tmp_path), 12, True)
+    assert "--out is deprecated" in caplog.text and "--overwrite is deprecated" in caplog.text
+
+
+def test_unknown_yaml_settings_and_abbreviations_are_refused(tmp_path, capsys):
+    from dataset_builders.cli import WorldOptions
+    from dataset_builders.utils.options import parse_options
+
+    (tmp_path / "bad.yaml").write_text("output_dir: x\nnum_trian: 3\n")
+    with pytest.raises(ValueError, match="unknown settings num_trian"):
+        parse_options(WorldOptions, ["--config", str(tmp_path / "bad.yaml")], prog="tripletclip data world")
+    with pytest.raises(SystemExit):
+        parse_options(WorldOptions, ["--output_dir", "x", "--num_tra", "3"], prog="tripletclip data world")
+    assert "unrecognized arguments" in capsys.readouterr().err
