@@ -56,67 +56,41 @@ def contrastive_ce(
     return F.cross_entropy(logits, labels)
 
 
-def clip_loss(
-    image_embeds: torch.Tensor,
-    text_embeds: torch.Tensor,
-    logit_scale: torch.Tensor,
-    *,
-    all_image_embeds: torch.Tensor | None = None,
-    all_text_embeds: torch.Tensor | None = None,
-    labels: torch.Tensor | None = None,
-) -> LossParts:
+def _or(candidates: torch.Tensor | None, anchors: torch.Tensor) -> torch.Tensor:
+    """The candidates a caller gathered, or (on one process) the anchors themselves."""
+    return anchors if candidates is None else candidates
+
+
+def _both_directions(image_to_text: torch.Tensor, text_to_image: torch.Tensor) -> LossParts:
+    return {"loss": (image_to_text + text_to_image) / 2, "image_to_text": image_to_text, "text_to_image": text_to_image}
+
+
+Tensor = torch.Tensor
+OptionalTensor = torch.Tensor | None
+
+
+def clip_loss(image_embeds: Tensor, text_embeds: Tensor, logit_scale: Tensor, *, all_image_embeds: OptionalTensor = None,
+              all_text_embeds: OptionalTensor = None, labels: OptionalTensor = None) -> LossParts:
     """CLIP's symmetric InfoNCE. ``image_embeds``/``text_embeds`` `(B, D)` are the anchors; ``all_*`` `(N·B, D)`
     the candidates (default: the anchors themselves); ``labels`` `(B,)` the positives' columns."""
-    all_image_embeds = image_embeds if all_image_embeds is None else all_image_embeds
-    all_text_embeds = text_embeds if all_text_embeds is None else all_text_embeds
-    image_to_text = contrastive_ce(image_embeds, all_text_embeds, logit_scale, labels)
-    text_to_image = contrastive_ce(text_embeds, all_image_embeds, logit_scale, labels)
-    return {
-        "loss": (image_to_text + text_to_image) / 2,
-        "image_to_text": image_to_text,
-        "text_to_image": text_to_image,
-    }
+    return _both_directions(contrastive_ce(image_embeds, _or(all_text_embeds, text_embeds), logit_scale, labels),
+                            contrastive_ce(text_embeds, _or(all_image_embeds, image_embeds), logit_scale, labels))
 
 
-def negclip_loss(
-    image_embeds: torch.Tensor,
-    text_embeds: torch.Tensor,
-    negative_text_embeds: torch.Tensor,
-    logit_scale: torch.Tensor,
-    *,
-    all_image_embeds: torch.Tensor | None = None,
-    all_text_embeds: torch.Tensor | None = None,
-    all_negative_text_embeds: torch.Tensor | None = None,
-    labels: torch.Tensor | None = None,
-) -> LossParts:
+def negclip_loss(image_embeds: Tensor, text_embeds: Tensor, negative_text_embeds: Tensor, logit_scale: Tensor, *,
+                 all_image_embeds: OptionalTensor = None, all_text_embeds: OptionalTensor = None,
+                 all_negative_text_embeds: OptionalTensor = None, labels: OptionalTensor = None) -> LossParts:
     """NegCLIP: every image is scored against all real *and* all negative captions (2B columns); the
     text-to-image direction is plain CLIP. Arguments as in :func:`clip_loss`."""
-    all_image_embeds = image_embeds if all_image_embeds is None else all_image_embeds
-    all_text_embeds = text_embeds if all_text_embeds is None else all_text_embeds
-    all_negative_text_embeds = negative_text_embeds if all_negative_text_embeds is None else all_negative_text_embeds
-    captions = torch.cat([all_text_embeds, all_negative_text_embeds])
-    image_to_text = contrastive_ce(image_embeds, captions, logit_scale, labels)
-    text_to_image = contrastive_ce(text_embeds, all_image_embeds, logit_scale, labels)
-    return {
-        "loss": (image_to_text + text_to_image) / 2,
-        "image_to_text": image_to_text,
-        "text_to_image": text_to_image,
-    }
+    captions = torch.cat([_or(all_text_embeds, text_embeds), _or(all_negative_text_embeds, negative_text_embeds)])
+    return _both_directions(contrastive_ce(image_embeds, captions, logit_scale, labels),
+                            contrastive_ce(text_embeds, _or(all_image_embeds, image_embeds), logit_scale, labels))
 
 
-def tripletclip_loss(
-    image_embeds: torch.Tensor,
-    text_embeds: torch.Tensor,
-    negative_image_embeds: torch.Tensor,
-    negative_text_embeds: torch.Tensor,
-    logit_scale: torch.Tensor,
-    *,
-    all_image_embeds: torch.Tensor | None = None,
-    all_text_embeds: torch.Tensor | None = None,
-    all_negative_image_embeds: torch.Tensor | None = None,
-    all_negative_text_embeds: torch.Tensor | None = None,
-    labels: torch.Tensor | None = None,
-) -> LossParts:
+def tripletclip_loss(image_embeds: Tensor, text_embeds: Tensor, negative_image_embeds: Tensor,
+                     negative_text_embeds: Tensor, logit_scale: Tensor, *, all_image_embeds: OptionalTensor = None,
+                     all_text_embeds: OptionalTensor = None, all_negative_image_embeds: OptionalTensor = None,
+                     all_negative_text_embeds: OptionalTensor = None, labels: OptionalTensor = None) -> LossParts:
     """TripletCLIP (paper Eq. 4): ``L_Neg(U, V, V') + L_Neg(U', V', V)``.
 
     The second term anchors the negative images: their positives are the negative captions and the real captions
@@ -124,86 +98,45 @@ def tripletclip_loss(
     compared with negative images. Returns the sum as ``loss`` and the two terms as ``real_anchor`` and
     ``negative_anchor``.
     """
-    real = negclip_loss(
-        image_embeds,
-        text_embeds,
-        negative_text_embeds,
-        logit_scale,
-        all_image_embeds=all_image_embeds,
-        all_text_embeds=all_text_embeds,
-        all_negative_text_embeds=all_negative_text_embeds,
-        labels=labels,
-    )
-    negative = negclip_loss(
-        negative_image_embeds,
-        negative_text_embeds,
-        text_embeds,
-        logit_scale,
-        all_image_embeds=all_negative_image_embeds,
-        all_text_embeds=all_negative_text_embeds,
-        all_negative_text_embeds=all_text_embeds,
-        labels=labels,
-    )
-    return {"loss": real["loss"] + negative["loss"], "real_anchor": real["loss"], "negative_anchor": negative["loss"]}
+    real = negclip_loss(image_embeds, text_embeds, negative_text_embeds, logit_scale, labels=labels,
+                        all_image_embeds=all_image_embeds, all_text_embeds=all_text_embeds,
+                        all_negative_text_embeds=all_negative_text_embeds)["loss"]
+    negative = negclip_loss(negative_image_embeds, negative_text_embeds, text_embeds, logit_scale, labels=labels,
+                            all_image_embeds=all_negative_image_embeds, all_text_embeds=all_negative_text_embeds,
+                            all_negative_text_embeds=all_text_embeds)["loss"]
+    return {"loss": real + negative, "real_anchor": real, "negative_anchor": negative}
 
 
-def clip_hn_loss(
-    image_embeds: torch.Tensor,
-    text_embeds: torch.Tensor,
-    negative_image_embeds: torch.Tensor,
-    negative_text_embeds: torch.Tensor,
-    logit_scale: torch.Tensor,
-    *,
-    all_image_embeds: torch.Tensor | None = None,
-    all_text_embeds: torch.Tensor | None = None,
-    all_negative_image_embeds: torch.Tensor | None = None,
-    all_negative_text_embeds: torch.Tensor | None = None,
-    labels: torch.Tensor | None = None,
-) -> LossParts:
+def clip_hn_loss(image_embeds: Tensor, text_embeds: Tensor, negative_image_embeds: Tensor,
+                 negative_text_embeds: Tensor, logit_scale: Tensor, *, all_image_embeds: OptionalTensor = None,
+                 all_text_embeds: OptionalTensor = None, all_negative_image_embeds: OptionalTensor = None,
+                 all_negative_text_embeds: OptionalTensor = None, labels: OptionalTensor = None) -> LossParts:
     """LaCLIP+HN: CLIP over the 2B pairs ``[U; U']`` and ``[V; V']``, negatives as ordinary extra pairs."""
-    all_image_embeds = image_embeds if all_image_embeds is None else all_image_embeds
-    all_text_embeds = text_embeds if all_text_embeds is None else all_text_embeds
-    all_negative_image_embeds = negative_image_embeds if all_negative_image_embeds is None else all_negative_image_embeds
-    all_negative_text_embeds = negative_text_embeds if all_negative_text_embeds is None else all_negative_text_embeds
+    all_images = _or(all_image_embeds, image_embeds)
     if labels is None:
         labels = torch.arange(image_embeds.shape[0], device=image_embeds.device)
     # A negative pair's positive sits one block (all real pairs) further along the candidates.
-    pair_labels = torch.cat([labels, labels + all_image_embeds.shape[0]])
+    pair_labels = torch.cat([labels, labels + all_images.shape[0]])
     return clip_loss(
         torch.cat([image_embeds, negative_image_embeds]),
         torch.cat([text_embeds, negative_text_embeds]),
         logit_scale,
-        all_image_embeds=torch.cat([all_image_embeds, all_negative_image_embeds]),
-        all_text_embeds=torch.cat([all_text_embeds, all_negative_text_embeds]),
+        all_image_embeds=torch.cat([all_images, _or(all_negative_image_embeds, negative_image_embeds)]),
+        all_text_embeds=torch.cat([_or(all_text_embeds, text_embeds), _or(all_negative_text_embeds,
+                                                                          negative_text_embeds)]),
         labels=pair_labels,
     )
 
 
-def negative_images_loss(
-    image_embeds: torch.Tensor,
-    text_embeds: torch.Tensor,
-    negative_image_embeds: torch.Tensor,
-    logit_scale: torch.Tensor,
-    *,
-    all_image_embeds: torch.Tensor | None = None,
-    all_text_embeds: torch.Tensor | None = None,
-    all_negative_image_embeds: torch.Tensor | None = None,
-    labels: torch.Tensor | None = None,
-) -> LossParts:
+def negative_images_loss(image_embeds: Tensor, text_embeds: Tensor, negative_image_embeds: Tensor,
+                         logit_scale: Tensor, *, all_image_embeds: OptionalTensor = None,
+                         all_text_embeds: OptionalTensor = None, all_negative_image_embeds: OptionalTensor = None,
+                         labels: OptionalTensor = None) -> LossParts:
     """The "negative images only" ablation, NegCLIP's mirror: every real caption is scored against all real and
     all negative images; the image-to-text direction is plain CLIP."""
-    all_image_embeds = image_embeds if all_image_embeds is None else all_image_embeds
-    all_text_embeds = text_embeds if all_text_embeds is None else all_text_embeds
-    all_negative_image_embeds = negative_image_embeds if all_negative_image_embeds is None else all_negative_image_embeds
-    image_to_text = contrastive_ce(image_embeds, all_text_embeds, logit_scale, labels)
-    text_to_image = contrastive_ce(
-        text_embeds, torch.cat([all_image_embeds, all_negative_image_embeds]), logit_scale, labels
-    )
-    return {
-        "loss": (image_to_text + text_to_image) / 2,
-        "image_to_text": image_to_text,
-        "text_to_image": text_to_image,
-    }
+    images = torch.cat([_or(all_image_embeds, image_embeds), _or(all_negative_image_embeds, negative_image_embeds)])
+    return _both_directions(contrastive_ce(image_embeds, _or(all_text_embeds, text_embeds), logit_scale, labels),
+                            contrastive_ce(text_embeds, images, logit_scale, labels))
 
 
 @dataclass(frozen=True)

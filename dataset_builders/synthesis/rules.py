@@ -799,16 +799,10 @@ def _add_att(parse: _Parse) -> list[_Candidate]:
     return out
 
 
-_GENERATORS = {
-    "replace_obj": _replace_obj,
-    "replace_att": _replace_att,
-    "replace_rel": _replace_rel,
-    "swap_obj": _swap_obj,
-    "swap_att": _swap_att,
-    "add_obj": _add_obj,
-    "add_att": _add_att,
-}
-assert tuple(_GENERATORS) == NEGATIVE_KINDS
+# One generator per kind, in the order of NEGATIVE_KINDS.
+_GENERATORS = dict(zip(NEGATIVE_KINDS, (_replace_obj, _replace_att, _replace_rel, _swap_obj, _swap_att, _add_obj,
+                                        _add_att)))
+assert all(f.__name__ == f"_{kind}" for kind, f in _GENERATORS.items())
 
 
 def _candidates(caption: str, kinds: tuple[str, ...]) -> dict[str, list[_Candidate]]:

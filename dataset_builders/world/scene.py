@@ -480,16 +480,9 @@ def _add_att(scene, phrasing, rng, allowed):
     return edited, dataclasses.replace(phrasing, mention_colour=_replace(phrasing.mention_colour, k, True)), ()
 
 
-_EDITS = {
-    "replace_obj": _replace_obj,
-    "replace_att": _replace_att,
-    "replace_rel": _replace_rel,
-    "swap_obj": _swap_obj,
-    "swap_att": _swap_att,
-    "add_obj": _add_obj,
-    "add_att": _add_att,
-}
-assert tuple(_EDITS) == NEGATIVE_KINDS
+# One scene edit per kind, in the order of NEGATIVE_KINDS.
+_EDITS = dict(zip(NEGATIVE_KINDS, (_replace_obj, _replace_att, _replace_rel, _swap_obj, _swap_att, _add_obj, _add_att)))
+assert all(f.__name__ == f"_{kind}" for kind, f in _EDITS.items())
 
 
 def make_negative(scene: Scene, phrasing: Phrasing, kind: str, rng: random.Random, allowed: Allowed,

@@ -11,6 +11,7 @@ Each sub-folder ``<name>/<name>.py`` defines one :class:`evaluate.Metric`, a thi
 """
 
 from pathlib import Path
+from typing import Any
 
 METRIC_MODULES_DIR = Path(__file__).resolve().parent
 METRIC_MODULE_NAMES = ("sugarcrepe_accuracy", "winoground", "retrieval_recall", "zero_shot_classification")
@@ -21,3 +22,18 @@ def metric_module_path(name: str) -> str:
     if name not in METRIC_MODULE_NAMES:
         raise ValueError(f"Unknown metric module {name!r}. Choose one of: {', '.join(METRIC_MODULE_NAMES)}.")
     return str(METRIC_MODULES_DIR / name)
+
+
+def metric_info(description: str, inputs_description: str, citation: str, **columns: Any):
+    """The `evaluate.MetricInfo` of one of these modules: its texts and its input columns (name -> datasets feature,
+    or the string ``"float64"``, ``"int64"``, ``"list"`` for a list of float64)."""
+    import datasets
+    import evaluate
+
+    def feature(kind):
+        if kind == "list":
+            return datasets.List(datasets.Value("float64"))
+        return datasets.Value(kind) if isinstance(kind, str) else kind
+
+    return evaluate.MetricInfo(description=description, citation=citation, inputs_description=inputs_description,
+                               features=datasets.Features({name: feature(kind) for name, kind in columns.items()}))

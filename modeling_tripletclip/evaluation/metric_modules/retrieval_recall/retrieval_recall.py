@@ -1,10 +1,10 @@
 """Image and text retrieval recall@k with several captions per image (CLIP_benchmark's semantics)."""
 
-import datasets
 import evaluate
 import numpy as np
 
 from modeling_tripletclip.evaluation.metrics import retrieval_recall
+from modeling_tripletclip.evaluation.metric_modules import metric_info
 
 _DESCRIPTION = """
 Zero-shot image-text retrieval recall@k. Each example is one caption: its scores against every image of the set and
@@ -40,14 +40,7 @@ _CITATION = """
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class RetrievalRecall(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {"scores": datasets.List(datasets.Value("float64")), "image_index": datasets.Value("int64")}
-            ),
-        )
+        return metric_info(_DESCRIPTION, _KWARGS_DESCRIPTION, _CITATION, scores="list", image_index="int64")
 
     def _compute(self, scores, image_index, ks=(1, 5, 10)):
         matrix = np.asarray(scores, dtype=np.float64).T  # (num_images, num_captions)

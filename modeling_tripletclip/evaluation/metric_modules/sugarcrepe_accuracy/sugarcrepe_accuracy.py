@@ -1,9 +1,9 @@
 """SugarCrepe accuracy: an item is correct when its image scores its caption strictly above the negative caption."""
 
-import datasets
 import evaluate
 
 from modeling_tripletclip.evaluation.metrics import sugarcrepe_accuracy
+from modeling_tripletclip.evaluation.metric_modules import metric_info
 
 _DESCRIPTION = """
 SugarCrepe accuracy of one subset. Each item is an image with a caption and a negative caption; it counts as correct
@@ -35,14 +35,7 @@ _CITATION = """
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class SugarcrepeAccuracy(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {"positive_scores": datasets.Value("float64"), "negative_scores": datasets.Value("float64")}
-            ),
-        )
+        return metric_info(_DESCRIPTION, _KWARGS_DESCRIPTION, _CITATION, positive_scores="float64", negative_scores="float64")
 
     def _compute(self, positive_scores, negative_scores):
         return {"accuracy": sugarcrepe_accuracy(positive_scores, negative_scores)}

@@ -1,10 +1,10 @@
 """Winoground text, image and group scores from the four caption-image scores of each item."""
 
-import datasets
 import evaluate
 import numpy as np
 
 from modeling_tripletclip.evaluation.metrics import winoground_metrics
+from modeling_tripletclip.evaluation.metric_modules import metric_info
 
 _DESCRIPTION = """
 Winoground scores. Each item has two images and two captions; with s(c, i) the score of caption c and image i:
@@ -38,14 +38,8 @@ _CITATION = """
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class Winoground(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {name: datasets.Value("float64") for name in ("c0_i0", "c0_i1", "c1_i0", "c1_i1")}
-            ),
-        )
+        return metric_info(_DESCRIPTION, _KWARGS_DESCRIPTION, _CITATION,
+                           **{name: "float64" for name in ("c0_i0", "c0_i1", "c1_i0", "c1_i1")})
 
     def _compute(self, c0_i0, c0_i1, c1_i0, c1_i1, tags=None):
         scores = np.stack([np.stack([c0_i0, c0_i1], axis=1), np.stack([c1_i0, c1_i1], axis=1)], axis=1)

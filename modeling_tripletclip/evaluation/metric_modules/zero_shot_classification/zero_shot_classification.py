@@ -1,9 +1,9 @@
 """Zero-shot classification: top-k accuracy and mean per-class recall from class logits."""
 
-import datasets
 import evaluate
 
 from modeling_tripletclip.evaluation.metrics import zero_shot_metrics
+from modeling_tripletclip.evaluation.metric_modules import metric_info
 
 _DESCRIPTION = """
 Zero-shot classification metrics. Each example is one image: its logits over all classes and its true class.
@@ -37,14 +37,7 @@ _CITATION = """
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class ZeroShotClassification(evaluate.Metric):
     def _info(self):
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {"predictions": datasets.List(datasets.Value("float64")), "references": datasets.Value("int64")}
-            ),
-        )
+        return metric_info(_DESCRIPTION, _KWARGS_DESCRIPTION, _CITATION, predictions="list", references="int64")
 
     def _compute(self, predictions, references, ks=(1, 5)):
         return zero_shot_metrics(predictions, references, ks=ks)
