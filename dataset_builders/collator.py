@@ -3,7 +3,7 @@
     from torch.utils.data import DataLoader
     from dataset_builders.collator import TripletCollator, defer_image_decoding
 
-    collator = TripletCollator(processor)
+    collator = TripletCollator(processor, reduced_image_decoding=True)  # as the trainer: decode less
     loader = DataLoader(defer_image_decoding(dataset), batch_size=64, collate_fn=collator)
     for batch in loader:
         loss = model(**batch, return_loss=True).loss
@@ -33,6 +33,7 @@ from .rows import DecodedRow, decode_row
 from .utils.images import DEFAULT_MAX_PIXELS, ImageTransform
 
 logger = logging.getLogger(__name__)
+_PIXEL_KEYS = ("pixel_values", "negative_pixel_values")
 
 
 def defer_image_decoding(dataset):
@@ -64,6 +65,13 @@ class TripletCollator:
         max_length: token length limit (default: the tokenizer's ``model_max_length``); longer captions are
             truncated, and counted in ``truncated``.
         max_pixels: images with more pixels are skipped (``image too large``) from their header, never decoded.
+        reduced_image_decoding: decode and resize less for nearly the same pixels, as the trainer does by default:
+            JPEGs much larger than the model's input decoded at a DCT scale, only the centre crop resized
+            (`dataset_builders.utils.images.ImageTransform`, within ``REDUCED_DECODING_BOUND`` 8-bit levels). The
+            default gives exactly what the processor gives.
+        normalize_images: return ``pixel_values`` normalised, as the model takes them (default). ``False`` returns the
+            images as ``uint8`` tensors ``(B, H, W, 3)``, a quarter of the size, for :meth:`normalize` to finish on
+            the accelerator (the trainer does this: the data loader's process never converts to float).
 
     Returns (from a call):
         A dict of tensors: ``pixel_values`` ``(B, 3, H, W)``, ``input_ids`` and ``attention_mask`` ``(B, L)``, and,
@@ -85,6 +93,8 @@ class TripletCollator:
         negative_images: bool | None = None,
         max_length: int | None = None,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        reduced_image_decoding: bool = False,
+        normalize_images: bool = True,
     ):
         self.processor = processor
         self.tokenizer = getattr(processor, "tokenizer", None)
@@ -98,7 +108,8 @@ class TripletCollator:
         self.negative_images = negative_images
         self.max_length = max_length or self.tokenizer.model_max_length
         self.max_pixels = max_pixels
-        self.transform = ImageTransform(self.image_processor)
+        self.transform = ImageTransform(self.image_processor, reduced=reduced_image_decoding)
+        self.normalize_images = normalize_images
         self.skipped: Counter = Counter()
         self.rows_seen = 0
         self.truncated = 0
@@ -140,21 +151,40 @@ class TripletCollator:
                              "negative_captions / negative_images settings.")
         size = len(rows)
         texts = [r.caption for r in rows] + ([r.negative_caption for r in rows] if with_captions else [])
-        self._count_truncated(texts)
-        tokens = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
-        pixel_values = self.transform.pixel_values(
-            [r.image for r in rows] + ([r.negative_image for r in rows] if with_images else []))
+        input_ids, attention_mask = self._tokenize(texts)
+        images = [r.image for r in rows] + ([r.negative_image for r in rows] if with_images else [])
+        pixel_values = self.transform.stack(images)
+        if self.normalize_images:
+            pixel_values = self.transform.normalize(pixel_values)
         batch = {
             "pixel_values": pixel_values[:size],
-            "input_ids": tokens["input_ids"][:size],
-            "attention_mask": tokens["attention_mask"][:size],
+            "input_ids": input_ids[:size],
+            "attention_mask": attention_mask[:size],
         }
         if with_images:
             batch["negative_pixel_values"] = pixel_values[size:]
         if with_captions:
-            batch["negative_input_ids"] = tokens["input_ids"][size:]
-            batch["negative_attention_mask"] = tokens["attention_mask"][size:]
+            batch["negative_input_ids"] = input_ids[size:]
+            batch["negative_attention_mask"] = attention_mask[size:]
         return batch
+
+    def normalize(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """A batch collated with ``normalize_images=False`` (e.g. after ``.to("cuda")``) -> the model's inputs:
+        ``uint8`` images become normalised ``pixel_values`` on their device; everything else is unchanged."""
+        return {key: self.transform.normalize(value) if key in _PIXEL_KEYS else value for key, value in batch.items()}
+
+    def _tokenize(self, texts: list[str]):
+        """One tokenizer call for every caption: ``(input_ids, attention_mask)``, padded to the longest; counts
+        the captions that were truncated."""
+        import torch
+
+        tokens = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="np")
+        encodings = getattr(tokens, "encodings", None)
+        if encodings:  # a fast tokenizer keeps what truncation cut off
+            self.truncated += sum(bool(encoding.overflowing) for encoding in encodings)
+        else:
+            self._count_truncated(texts)
+        return torch.from_numpy(tokens["input_ids"]), torch.from_numpy(tokens["attention_mask"])
 
     def _count_truncated(self, texts: list[str]) -> None:
         # A caption of at most max_length - 2 characters cannot exceed max_length tokens (each token covers a

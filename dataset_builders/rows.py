@@ -99,7 +99,8 @@ def decode_row(
     Args:
         row: a TripletData row (images as PIL images, bytes or ``{"bytes", "path"}`` dicts; captions as text or bytes).
         negative_captions, negative_images: whether the row must have (and the result carry) them.
-        transform: prepares each decoded image for the model (resize and crop); None keeps the RGB image.
+        transform: decodes each image as it wants (full or reduced decoding) and prepares it for the model (resize
+            and crop); None decodes fully and keeps the RGB image.
         max_pixels: images with more pixels are skipped as too large, from their header.
 
     The captions are checked first (no image is decoded for a row without a usable caption), then the images.
@@ -112,14 +113,13 @@ def decode_row(
         negative_caption, problem = decode_text(row.get(schema.NEGATIVE_CAPTION))
         if problem:
             return None, _TEXT_REASONS[True][problem]
-    target = transform.target_size if transform is not None else None
-    image, problem = images.decode_image(row.get(schema.IMAGE), target_size=target, max_pixels=max_pixels)
+    decode = transform.decode if transform is not None else images.decode_image
+    image, problem = decode(row.get(schema.IMAGE), max_pixels=max_pixels)
     if problem:
         return None, _IMAGE_REASONS[False][problem]
     negative_image = None
     if negative_images:
-        negative_image, problem = images.decode_image(row.get(schema.NEGATIVE_IMAGE), target_size=target,
-                                                      max_pixels=max_pixels)
+        negative_image, problem = decode(row.get(schema.NEGATIVE_IMAGE), max_pixels=max_pixels)
         if problem:
             return None, _IMAGE_REASONS[True][problem]
     if transform is not None:

@@ -2,8 +2,11 @@
 
 :class:`CLIPEncoder` turns images and captions into L2-normalised embeddings, encoding each *distinct* image and
 caption once per run (embeddings are kept keyed by image identity and caption text), in batches, on the model's
-device and dtype. Image decoding and preprocessing run in background threads so the model never waits on them; an
-image that cannot be decoded is skipped and reported with its reason, never fatal.
+device and dtype. Images go through the same two steps as training data (`dataset_builders.utils.images`):
+`ImageTransform.decode` and ``prepare`` per image in background threads, so the model never waits on them, and one
+vectorised ``pixel_values`` per batch; an image that cannot be decoded is skipped and reported with its reason, never
+fatal. By default images are decoded and processed exactly as the processor does; ``reduced_image_decoding=True``
+trades a documented, small difference for speed.
 
     model, processor = load_model_and_processor("openai/clip-vit-base-patch32")
     encoder = CLIPEncoder(model, processor)
@@ -26,7 +29,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from dataset_builders.utils.images import decode_image
+from dataset_builders.utils.images import ImageTransform, decode_image
 
 from .loading import check_clip_like_model
 
@@ -49,9 +52,9 @@ class ImageSource:
     name: str
     value: Any
 
-    def decode(self):
-        """``(RGB image, None)`` or ``(None, problem)``."""
-        return decode_image(self.value)
+    def decode(self, transform: ImageTransform | None = None):
+        """``(RGB image, None)`` or ``(None, problem)``; decoded as ``transform`` wants (full decoding without one)."""
+        return transform.decode(self.value) if transform is not None else decode_image(self.value)
 
 
 def image_source_from_file(path: str | Path) -> ImageSource:
@@ -110,6 +113,9 @@ class CLIPEncoder:
         progress: show tqdm progress bars.
         cache: keep every embedding for the encoder's lifetime, so an image or caption met again is not encoded again
             (evaluation); without it each call encodes what it is given (streams of millions of rows, as in synthesis).
+        reduced_image_decoding: decode large JPEGs at a reduced scale and resize only the centre crop
+            (`dataset_builders.utils.images.ImageTransform` with ``reduced=True``); off by default, so that scores
+            are computed from exactly the processor's pixels.
 
     Attributes:
         num_images_encoded / num_texts_encoded: how many distinct images / captions went through the model.
@@ -117,7 +123,7 @@ class CLIPEncoder:
     """
 
     def __init__(self, model, processor, *, batch_size: int = 64, num_workers: int | None = None, progress=True,
-                 cache: bool = True):
+                 cache: bool = True, reduced_image_decoding: bool = False):
         check_clip_like_model(model)
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
@@ -127,6 +133,8 @@ class CLIPEncoder:
         self.num_workers = max(1, num_workers if num_workers is not None else min(4, (torch.get_num_threads() or 1)))
         self.progress = progress
         self.cache = cache
+        image_processor = getattr(processor, "image_processor", None)
+        self.transform = ImageTransform(image_processor, reduced=reduced_image_decoding) if image_processor else None
         parameter = next(model.parameters())
         self.device, self.dtype = parameter.device, parameter.dtype
         tokenizer = getattr(processor, "tokenizer", processor)
@@ -185,25 +193,30 @@ class CLIPEncoder:
         """Decode and preprocess one batch (runs in a worker thread). Returns (keys, pixel_values, failures)."""
         loaded, failures = [], []
         for source in sources:
-            image, problem = source.decode()
+            image, problem = source.decode(self.transform)
             if image is None:  # skipped, counted and reported
                 failures.append((source, problem.explain()))
             else:
-                loaded.append((source, image))
+                loaded.append((source, self.transform.prepare(image) if self.transform else image))
         if not loaded:
             return [], None, failures
         try:
-            pixel_values = self.processor(images=[image for _, image in loaded], return_tensors="pt")["pixel_values"]
+            pixel_values = self._pixel_values([image for _, image in loaded])
             return [source.key for source, _ in loaded], pixel_values, failures
         except Exception:  # find the image(s) the processor cannot take, keep the others
             keys, rows = [], []
             for source, image in loaded:
                 try:
-                    rows.append(self.processor(images=[image], return_tensors="pt")["pixel_values"])
+                    rows.append(self._pixel_values([image]))
                     keys.append(source.key)
                 except Exception as error:
                     failures.append((source, f"{type(error).__name__}: {error}"))
             return keys, (torch.cat(rows) if rows else None), failures
+
+    def _pixel_values(self, prepared: list) -> torch.Tensor:
+        if self.transform is not None:
+            return self.transform.pixel_values(prepared)
+        return self.processor(images=prepared, return_tensors="pt")["pixel_values"]
 
     @torch.inference_mode()
     def encode_images(

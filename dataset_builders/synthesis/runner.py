@@ -46,6 +46,7 @@ import datasets
 
 from .. import schema
 from ..hub_layout import shard_filename, write_dataset_card, write_parquet_shard
+from ..rows import decode_text
 from ..utils import atomic
 from ..utils.devices import resolve_dtype
 from ..utils.errors import InputError
@@ -309,7 +310,7 @@ def _prepare(config: SynthesisConfig, device: str) -> _Plan:
                 f"or image paths."
             ) from error
     captions = dataset[config.caption_column]
-    empty = [i for i, c in enumerate(captions) if not isinstance(c, str) or not c.strip()]
+    empty = [i for i, c in enumerate(captions) if decode_text(c)[1] is not None]
     if empty:
         shown = ", ".join(map(str, empty[:10])) + (" ..." if len(empty) > 10 else "")
         column = repr(config.caption_column)

@@ -12,10 +12,12 @@ What a viewer shows is what the model gets: the EXIF orientation of a photo is a
 first frame, CMYK and YCCK JPEGs are converted by their colour model, 16-bit and 32-bit grey images are scaled to 8
 bits, and transparency (RGBA, LA, palettes with a transparent colour) is composited on white.
 
-With ``target_size`` (the shortest edge the image will be resized to), a JPEG at least twice that size is decoded at a
-reduced scale (1/2, 1/4 or 1/8, libjpeg's DCT scaling through `PIL.Image.Image.draft`), still at least
-``target_size`` on its shortest edge: the exact resize that follows then starts from fewer pixels. The result differs
-from resizing the full decode by a small amount (measured in the tests and documented in README's Performance).
+*Reduced decoding* (``target_size`` given: the shortest edge the image will be resized to) decodes less: a JPEG at
+least twice that size is decoded at a reduced scale (1/2, 1/4 or 1/8, libjpeg's DCT scaling through
+`PIL.Image.Image.draft`), still at least ``target_size`` on its shortest edge; the resize that follows then starts
+from fewer pixels. The result differs from full decoding by a small,
+documented amount (:data:`REDUCED_DECODING_BOUND`, measured on real photos in the tests). Without ``target_size`` the
+image is decoded exactly as every other tool decodes it.
 """
 
 from __future__ import annotations
@@ -81,6 +83,15 @@ def open_image(value: Any) -> Image.Image:
     if isinstance(value, (str, os.PathLike)):
         return Image.open(Path(value))
     raise TypeError(f"not an image value: {type(value).__name__}")
+
+
+#: How far reduced decoding (and `ImageTransform` with ``reduced=True``) may move the model's input, in 8-bit levels
+#: of the resized and cropped image, for photos (JPEG, quality 90, 1.3x to 8x the model's input): at most ``max``
+#: levels on any pixel and ``mean`` levels averaged over an image. One level is 1/255 of the range, about 0.015 of a
+#: normalised CLIP pixel value. Measured on the photographs of ``tests/data/images`` at 64, 112 and 224 px by
+#: ``tests/test_image_decoding.py`` (worst seen: 43 and 2.3): the differences sit on sharp edges, where DCT scaling
+#: low-passes differently from a bicubic filter.
+REDUCED_DECODING_BOUND = {"max": 48, "mean": 2.5}
 
 
 def _reduced_decoding(image: Image.Image, target_size: int) -> None:
@@ -170,16 +181,24 @@ class ImageTransform:
     For an image processor it does not recognise (not resize-shortest-edge + centre-crop + rescale + normalise),
     `exact` is False: `prepare` returns the RGB image and `pixel_values` calls the processor on the batch.
 
+    With ``reduced=True`` (training), less work for nearly the same pixels: images are decoded with reduced decoding
+    (`decode_image` with ``target_size``: large JPEGs at a DCT scale), and only the part of the image that the
+    centre crop keeps is resized, straight to the crop size (``Image.resize`` with a ``box``), instead of the whole
+    image before cropping. Both stay within :data:`REDUCED_DECODING_BOUND` of the exact path.
+
     Args:
         image_processor: a transformers image processor (e.g. ``processor.image_processor`` of a CLIP checkpoint).
+        reduced: decode and resize less, as above (default: the processor's exact result).
     """
 
-    def __init__(self, image_processor):
+    def __init__(self, image_processor, *, reduced: bool = False):
         self.image_processor = image_processor
+        self.reduced = bool(reduced)
         self.exact = False
         self.size = self.crop_height = self.crop_width = None
         self.resample = None
         self._table = None
+        self._device_tables: dict = {}
         try:
             size, crop = image_processor.size, image_processor.crop_size
             side = size["shortest_edge"]
@@ -203,10 +222,23 @@ class ImageTransform:
         self._table = np.stack([(values - np.float32(m)) / np.float32(s) for m, s in zip(mean, std)])
         self.exact = True
 
+    def __getstate__(self):  # to data-loader workers: without tensors on accelerators
+        return {**self.__dict__, "_device_tables": {}}
+
     @property
     def target_size(self) -> int | None:
-        """The shortest edge images are resized to (for reduced decoding), when known."""
+        """The shortest edge images are resized to, when known."""
         return self.size
+
+    @property
+    def draft_size(self) -> int | None:
+        """The ``target_size`` to decode images with (`decode_image`): the resize's edge in reduced mode, else None
+        (full decoding)."""
+        return self.size if self.reduced else None
+
+    def decode(self, value: Any, *, max_pixels: int | None = DEFAULT_MAX_PIXELS):
+        """`decode_image` as this transform wants it (reduced decoding in reduced mode)."""
+        return decode_image(value, target_size=self.draft_size, max_pixels=max_pixels)
 
     def output_size(self, width: int, height: int) -> tuple[int, int]:
         """(width, height) after the shortest-edge resize, as transformers computes it."""
@@ -222,17 +254,31 @@ class ImageTransform:
         import numpy as np
 
         width, height = self.output_size(*image.size)
-        if (width, height) != image.size:
-            image = image.resize((width, height), resample=self.resample)
         top, left = (height - self.crop_height) // 2, (width - self.crop_width) // 2
         if top < 0 or left < 0:  # smaller than the crop: the processor pads; let it
             return image
+        if self.reduced and (width, height) != image.size:
+            # Resize only what the crop keeps: the crop's box mapped back onto the source image.
+            scale_x, scale_y = image.width / width, image.height / height
+            box = (left * scale_x, top * scale_y, (left + self.crop_width) * scale_x,
+                   (top + self.crop_height) * scale_y)
+            image = image.resize((self.crop_width, self.crop_height), resample=self.resample, box=box)
+            return np.asarray(image, dtype=np.uint8)
+        if (width, height) != image.size:
+            image = image.resize((width, height), resample=self.resample)
         if (top, left, width, height) != (0, 0, self.crop_width, self.crop_height):
             image = image.crop((left, top, left + self.crop_width, top + self.crop_height))
         return np.asarray(image, dtype=np.uint8)
 
     def pixel_values(self, prepared: list):
         """Prepared images -> ``pixel_values`` tensor ``(N, 3, crop_height, crop_width)`` in one vectorised pass."""
+        return self.normalize(self.stack(prepared))
+
+    def stack(self, prepared: list):
+        """Prepared images -> one ``uint8`` tensor ``(N, crop_height, crop_width, 3)``, still to be normalised
+        (`normalize`), a quarter of the float size: what a data loader hands to the training process and the
+        training process copies to the accelerator. For a processor that is not `exact`, the processor's own
+        ``pixel_values`` (float, already normalised)."""
         import numpy as np
         import torch
 
@@ -240,15 +286,41 @@ class ImageTransform:
         if not self.exact or len(arrays) != len(prepared):
             images = [Image.fromarray(p) if isinstance(p, np.ndarray) else p for p in prepared]
             return self.image_processor(images, return_tensors="pt")["pixel_values"]
-        batch = np.stack(arrays)  # (N, H, W, 3) uint8
-        pixels = np.empty((len(arrays), 3, self.crop_height, self.crop_width), dtype=np.float32)
+        return torch.from_numpy(np.stack(arrays))
+
+    def normalize(self, pixels):
+        """`stack`'s ``uint8`` images ``(N, H, W, 3)`` -> ``pixel_values`` ``(N, 3, H, W)`` float32, on the tensor's
+        own device (on an accelerator a gather costs microseconds); float tensors are returned as they are. Every
+        value comes from one table of the processor's 256 results per channel, so the result is the processor's, on
+        any device."""
+        import numpy as np
+        import torch
+
+        if pixels.dtype != torch.uint8:
+            return pixels
+        if pixels.device.type != "cpu":
+            return self._normalize_on_device(pixels)
+        count, height, width, _ = pixels.shape
+        batch = pixels.numpy()
+        out = np.empty((count, 3, height, width), dtype=np.float32)
         for channel in range(3):
-            np.take(self._table[channel], batch[..., channel], out=pixels[:, channel])
-        return torch.from_numpy(pixels)
+            np.take(self._table[channel], batch[..., channel], out=out[:, channel])
+        return torch.from_numpy(out)
+
+    def _normalize_on_device(self, pixels):
+        """`normalize` with torch operations only (a gather from the table), for tensors on an accelerator."""
+        import torch
+
+        table = self._device_tables.get(pixels.device)
+        if table is None:
+            table = self._device_tables[pixels.device] = torch.from_numpy(self._table.reshape(-1)).to(pixels.device)
+        offsets = torch.arange(0, 3 * 256, 256, device=pixels.device).view(1, 3, 1, 1)
+        return table[pixels.permute(0, 3, 1, 2).long() + offsets]
 
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
+    "REDUCED_DECODING_BOUND",
     "ImageProblem",
     "ImageTransform",
     "MISSING",

@@ -596,7 +596,7 @@ def run_benchmarks(encoder: CLIPEncoder, benchmarks: Mapping[str, Benchmark]) ->
 
 def evaluate_model_detailed(model, processor, benchmarks: Mapping[str, str | Path], *, batch_size: int = 64,
                             num_workers: int | None = None, progress: bool = True,
-                            **options: Any) -> dict[str, BenchmarkResult]:
+                            reduced_image_decoding: bool = False, **options: Any) -> dict[str, BenchmarkResult]:
     """Evaluate a CLIP-like model on benchmarks; returns full :class:`BenchmarkResult` objects (counts, skipped
     images, details).
 
@@ -606,12 +606,13 @@ def evaluate_model_detailed(model, processor, benchmarks: Mapping[str, str | Pat
         processor: its processor.
         benchmarks: ``{benchmark name: data path}``, names from :data:`BENCHMARKS`. SugarCrepe's images default to
             ``<path>/images`` (the built-in world's layout).
-        batch_size, num_workers, progress: see :class:`CLIPEncoder`.
+        batch_size, num_workers, progress, reduced_image_decoding: see :class:`CLIPEncoder`.
         **options: `BenchmarkOptions` fields (``images``, ``split``, ``streaming``, ``max_items``, ``templates``,
             ...); ``images`` may also be ``{benchmark: folder}``.
     """
     loaded = prepare_benchmarks(benchmarks, **options)
-    encoder = CLIPEncoder(model, processor, batch_size=batch_size, num_workers=num_workers, progress=progress)
+    encoder = CLIPEncoder(model, processor, batch_size=batch_size, num_workers=num_workers, progress=progress,
+                          reduced_image_decoding=reduced_image_decoding)
     was_training = model.training
     model.eval()
     try:

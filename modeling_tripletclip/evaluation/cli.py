@@ -68,6 +68,9 @@ class EvaluateOptions:
                 "own, else OpenAI's 80 ImageNet templates)"})
     batch_size: int = field(default=64, metadata={"help": "images or captions per forward pass"})
     num_workers: int | None = field(default=None, metadata={"help": "threads decoding images"})
+    reduced_image_decoding: bool = field(default=False, metadata={
+        "help": "decode large JPEGs at a reduced scale and resize only the centre crop, as training does by default "
+                "(faster; off: exactly the processor's pixels)"})
     device: str | None = field(default=None, metadata={"help": "cuda, cpu, cuda:1, ... (default: cuda when "
                                                                "available)"})
     dtype: str = field(default="auto", metadata={"help": "model dtype (default: the checkpoint's; float16 on GPUs "
@@ -194,7 +197,7 @@ def evaluate_command(options: EvaluateOptions) -> int:
             model_name, device=options.device, dtype=options.dtype, trust_remote_code=options.trust_remote_code
         )
         encoder = CLIPEncoder(model, processor, batch_size=options.batch_size, num_workers=options.num_workers,
-                              progress=options.progress)
+                              progress=options.progress, reduced_image_decoding=options.reduced_image_decoding)
         results = run_benchmarks(encoder, prepared)
         report.add(model_name, {name: r.metrics for name, r in results.items()},
                    counts={name: r.counts() for name, r in results.items()},

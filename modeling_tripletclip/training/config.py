@@ -75,6 +75,12 @@ class TrainingConfig:
         default=None, metadata={"help": "where the built-in world is cached (default: ~/.cache/tripletclip/world-...)"}
     )
     dataloader_num_workers: int = field(default=0, metadata={"help": "data loading worker processes per process"})
+    reduced_image_decoding: bool = field(
+        default=True,
+        metadata={"help": "decode large JPEGs at a reduced scale and resize only the centre crop (faster, within a "
+                  "documented few 8-bit levels of the processor's pixels); --reduced_image_decoding false gives the "
+                  "processor's exact pixels"},
+    )
     # ---- optimisation
     train_batch_size: int = field(
         default=64,

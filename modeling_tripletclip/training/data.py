@@ -11,16 +11,15 @@ Each process reads its own deterministic sequence of rows:
   batch would see, in the same places of the gathered batch;
 - streaming datasets (Hub ids, WebDataset shards): `datasets.distributed.split_dataset_by_node`, read in order.
 
-Worker processes decode, check and prepare rows (`TripletCollator.prepare`: captions decoded, images decoded and
-resized to the model's input) in round-robin order, so the main process receives them in sequence order whatever the
-number of workers; it counts the skipped ones and turns each full set of usable rows into one batch
-(`TripletCollator.collate`: one tokenizer call, one vectorised normalisation). The position of the next row is all
-that a checkpoint needs to resume exactly.
+Worker processes read, decode, check and prepare rows (`TripletCollator.prepare`: captions decoded, images decoded
+and resized to the model's input) in chunks of consecutive rows, taken round-robin, so the main process receives them
+in sequence order whatever the number of workers; it counts the skipped ones and turns each full set of usable rows
+into one batch (`TripletCollator.collate`: one tokenizer call, images stacked). The position of the next row is all
+that a checkpoint needs to resume exactly: rows received but not yet used are simply read again after a resume.
 """
 
 from __future__ import annotations
 
-import itertools
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -63,23 +62,52 @@ def rank_sequence(num_rows: int, epoch: int, seed: int, rank: int, num_processes
     return order[:usable].reshape(-1, num_processes, per_process)[:, rank, :].reshape(-1)
 
 
-class _RowStream(IterableDataset):
-    """Yields ``(epoch, index, decoded_row_or_None, skip_reason)`` in sequence order from ``start``."""
+#: Rows a worker prepares per message to the training process: one message costs about as much as preparing a small
+#: image, so rows travel in chunks.
+ROWS_PER_CHUNK = 8
 
-    def __init__(self, dataset, collator, *, streaming, seed, rank, num_processes, per_process, start: StreamPosition):
+
+class _RowStream(IterableDataset):
+    """Yields chunks of ``(epoch, index, decoded_row_or_None, skip_reason)`` in sequence order from ``start``.
+
+    Chunk ``c`` of the sequence (``ROWS_PER_CHUNK`` consecutive rows, never across epochs) is prepared by worker
+    ``c % num_workers``; a `DataLoader` collects its workers' outputs round-robin, so chunks arrive in order whatever
+    the number of workers.
+    """
+
+    def __init__(self, dataset, collator, *, streaming, seed, rank, num_processes, per_process, start: StreamPosition,
+                 rows_per_chunk: int = ROWS_PER_CHUNK):
         self.dataset = dataset
         self.collator = collator
         self.streaming = streaming
         self.seed, self.rank, self.num_processes, self.per_process = seed, rank, num_processes, per_process
         self.start = start
+        self.rows_per_chunk = rows_per_chunk
 
-    def _rows(self) -> Iterator[tuple[int, int, dict]]:
-        epoch, index = self.start.epoch, self.start.index
+    def _chunks(self, mine) -> Iterator[list[tuple[int, int, dict | None]]]:
+        """The sequence as chunks of ``(epoch, index, row)``; ``row`` is read only for the chunks ``mine(c)``
+        accepts (``None`` elsewhere: another worker prepares them)."""
+        epoch, index, number = self.start.epoch, self.start.index, 0
         while True:
             if self.streaming:
+                # `iter` reads every shard of this process's split, also inside a data-loader worker (iterating the
+                # dataset itself there would give each worker only some of the shards).
                 self.dataset.set_epoch(epoch)
-                rows = enumerate(self.dataset)
-                rows = itertools.islice(rows, index, None)
+                produced, read = False, 0
+                for columns in self.dataset.iter(batch_size=self.rows_per_chunk):
+                    names = list(columns)
+                    count = len(columns[names[0]]) if names else 0
+                    first, read = max(index - read, 0), read + count
+                    if first >= count:  # before the start position
+                        continue
+                    produced = True
+                    positions = range(read - count + first, read)
+                    if mine(number):
+                        rows = [dict(zip(names, values)) for values in zip(*(columns[n] for n in names))][first:]
+                    else:
+                        rows = [None] * len(positions)
+                    yield [(epoch, i, row) for i, row in zip(positions, rows)]
+                    number += 1
             else:
                 sequence = rank_sequence(
                     len(self.dataset), epoch, self.seed, self.rank, self.num_processes, self.per_process
@@ -89,11 +117,16 @@ class _RowStream(IterableDataset):
                         f"The dataset has {len(self.dataset)} rows, fewer than one global batch of "
                         f"{self.per_process * self.num_processes}: lower --train_batch_size or use more data."
                     )
-                rows = ((i, self.dataset[int(sequence[i])]) for i in range(index, len(sequence)))
-            produced = False
-            for i, row in rows:
-                produced = True
-                yield epoch, i, row
+                produced = index < len(sequence)
+                for first in range(index, len(sequence), self.rows_per_chunk):
+                    positions = range(first, min(first + self.rows_per_chunk, len(sequence)))
+                    if mine(number):
+                        columns = self.dataset[[int(sequence[i]) for i in positions]]  # one read for the chunk
+                        rows = [dict(zip(columns, values)) for values in zip(*columns.values())]
+                    else:
+                        rows = [None] * len(positions)
+                    yield [(epoch, i, row) for i, row in zip(positions, rows)]
+                    number += 1
             if not produced and index == 0:
                 raise ValueError("This process's share of the dataset is empty: use more data or fewer processes.")
             epoch, index = epoch + 1, 0
@@ -101,11 +134,10 @@ class _RowStream(IterableDataset):
     def __iter__(self):
         worker = get_worker_info()
         workers, worker_id = (worker.num_workers, worker.id) if worker else (1, 0)
-        for n, (epoch, index, row) in enumerate(self._rows()):
-            if n % workers != worker_id:
+        for number, chunk in enumerate(self._chunks(lambda c: c % workers == worker_id)):
+            if number % workers != worker_id:
                 continue
-            decoded, reason = self.collator.prepare(row)
-            yield epoch, index, decoded, reason
+            yield [(epoch, index, *self.collator.prepare(row)) for epoch, index, row in chunk]
 
 
 class TripletBatches:
@@ -149,18 +181,29 @@ class TripletBatches:
                 batch_size=None,
                 num_workers=num_workers,
                 persistent_workers=num_workers > 0,
-                # Enough prepared rows in flight that a batch is ready when the step ends.
-                prefetch_factor=max(4, per_process_batch_size // num_workers) if num_workers > 0 else None,
+                # Enough prepared chunks in flight per worker that a batch is ready when the step ends.
+                prefetch_factor=max(2, -(-2 * per_process_batch_size // (ROWS_PER_CHUNK * num_workers)))
+                if num_workers > 0 else None,
             )
         )
+        self._pending: list = []  # prepared rows received and not yet used, in sequence order
 
     def __iter__(self):
         return self
 
+    def close(self) -> None:
+        """Stop the worker processes now (they also stop when the stream is garbage-collected)."""
+        loader, self._loader = self._loader, None
+        shutdown = getattr(loader, "_shutdown_workers", None)
+        if shutdown is not None:
+            shutdown()
+
     def __next__(self) -> dict[str, torch.Tensor]:
         rows = []
         while len(rows) < self.batch_size:
-            epoch, index, row, reason = next(self._loader)
+            if not self._pending:
+                self._pending = next(self._loader)[::-1]
+            epoch, index, row, reason = self._pending.pop()
             self.position = StreamPosition(epoch, index + 1)
             if row is None:
                 self.stats.skipped[reason] += 1
