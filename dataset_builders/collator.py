@@ -12,10 +12,12 @@
 The work is split in two, so that a data-loader worker does the expensive half and the batch is built in one go:
 
 - :meth:`TripletCollator.prepare` (one row, in a worker): `dataset_builders.rows.decode_row`: captions decoded and
-  checked, images decoded (JPEGs much larger than the model's input at reduced scale), resized and cropped to the
-  model's input size as small ``uint8`` arrays; or the reason the row is skipped;
+  checked, images decoded, resized and cropped to the model's input size as small ``uint8`` arrays (with
+  ``reduced_image_decoding``: large JPEGs decoded at a reduced scale, torch's resize kernels); or the reason the row
+  is skipped;
 - :meth:`TripletCollator.collate` (a list of usable rows, once per batch): one tokenizer call for every caption and
-  negative caption, one vectorised rescale-and-normalise for every image.
+  negative caption, the images stacked and normalised in one vectorised pass (or, with ``normalize_images=False``,
+  left as ``uint8`` for :meth:`TripletCollator.normalize` on the accelerator).
 
 Calling the collator on rows does both. Works for map-style and streaming datasets alike (also after
 `datasets.distributed.split_dataset_by_node`).

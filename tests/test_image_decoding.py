@@ -68,19 +68,25 @@ def test_reduced_decoding_of_real_photos_stays_within_the_documented_bound(test_
     assert drafted == {224: 1, 112: 5, 64: 5}[size]
 
 
-def test_resizing_only_the_centre_crop_matches_resize_then_crop(test_data):
-    """Without DCT scaling (PNG sources), reduced mode only resizes the crop's box: the same filter on the same
-    pixels, so at most one level apart (floating-point rounding of the filter's weights)."""
-    for size in (224, 96):
+@pytest.mark.parametrize("resample", [Image.Resampling.BICUBIC, Image.Resampling.BILINEAR, Image.Resampling.LANCZOS])
+def test_reduced_resizing_agrees_with_the_processors_filter_within_one_level(test_data, resample):
+    """Without DCT scaling (PNG sources) only the resize differs: torch's antialiased kernels for bicubic and
+    bilinear, Pillow on the centre crop's box for other filters; the same filter on the same pixels, at most one
+    level apart. Downscaling photos and upscaling small images alike."""
+    for size in (224, 96, 600):
         image_processor = _image_processor(size)
+        image_processor.resample = resample
         exact, reduced = ImageTransform(image_processor), ImageTransform(image_processor, reduced=True)
         for name in ("chelsea.png", "coffee.png", "horse.png"):
             value = (test_data / "images" / name).read_bytes()
             full, _ = exact.decode(value)
             small, _ = reduced.decode(value)
             assert small.size == full.size  # not a JPEG: decoded fully either way
-            difference = np.abs(reduced.prepare(small).astype(int) - exact.prepare(full).astype(int))
-            assert difference.max() <= 1 and difference.mean() < 0.01
+            expected = exact.prepare(full)
+            torch.testing.assert_close(exact.pixel_values([expected]),
+                                       image_processor(full, return_tensors="pt")["pixel_values"], rtol=0, atol=0)
+            difference = np.abs(reduced.prepare(small).astype(int) - expected.astype(int))
+            assert difference.max() <= 1 and difference.mean() < 0.02, (size, name, resample)
 
 
 def test_small_jpegs_and_other_formats_are_decoded_fully():

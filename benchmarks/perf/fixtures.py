@@ -1,5 +1,5 @@
-"""What the measurements run on: a small built-in world, preset models with a twin `transformers.CLIPModel` holding
-the same weights, and collated training batches."""
+"""What the measurements run on: a small built-in world, photo-like JPEG triplets, preset models with a twin
+`transformers.CLIPModel` holding the same weights, and collated training batches."""
 
 from __future__ import annotations
 
@@ -88,3 +88,71 @@ def collate(processor, rows: list[dict], batch_size: int) -> dict[str, torch.Ten
     collator = TripletCollator(processor, negative_captions=True, negative_images=True)
     picked = [rows[i % len(rows)] for i in range(batch_size)]
     return collator(picked)
+
+
+# ---------------------------------------------------------------------------------------------- photo-like JPEGs
+
+#: The photographs the JPEG triplets are made from (public domain / CC0, see tests/data/images/SOURCES.md).
+PHOTOS = Path(__file__).resolve().parents[2] / "tests" / "data" / "images"
+JPEG_QUALITY = 90
+
+
+def _photo_variant(photo, index: int, size: tuple[int, int]):
+    """One photo-like picture of ``size``: a photograph cropped to the aspect at a varying offset, resized, mirrored
+    every other time, with a camera-like grain (sigma 3 levels) so that the JPEG holds the detail of a real photo."""
+    import numpy as np
+    from PIL import Image
+
+    width, height = size
+    scale = max(width / photo.width, height / photo.height)
+    resized = photo.resize((max(width, round(photo.width * scale)), max(height, round(photo.height * scale))),
+                           Image.Resampling.LANCZOS)
+    rng = np.random.default_rng(index)
+    left = int(rng.integers(0, resized.width - width + 1))
+    top = int(rng.integers(0, resized.height - height + 1))
+    picture = resized.crop((left, top, left + width, top + height))
+    if index % 2:
+        picture = picture.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    pixels = np.asarray(picture, dtype=np.float32) + rng.normal(0.0, 3.0, (height, width, 3))
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+
+
+def photo_triplets(cache_dir: Path, size: tuple[int, int], num_rows: int, captions: list[str]) -> Path:
+    """TripletData of photo-like JPEGs (quality 90) of ``size`` (width, height), as web-crawled datasets such as
+    CC3M and CC12M store them, with the world's captions; generated once into the cache, atomically."""
+    import io
+
+    from PIL import Image
+
+    from dataset_builders.hub_layout import write_tripletdata
+    from dataset_builders.utils import atomic
+
+    out = Path(cache_dir) / f"perf-jpeg-{size[0]}x{size[1]}-q{JPEG_QUALITY}-n{num_rows}"
+    if (out / "README.md").is_file():
+        return out
+    photos = [Image.open(path).convert("RGB") for path in sorted(PHOTOS.glob("*.*g"))]
+    if not photos:
+        raise FileNotFoundError(f"No photographs in {PHOTOS}: the repository's tests/data/images is needed.")
+
+    def jpeg(index: int) -> bytes:
+        buffer = io.BytesIO()
+        _photo_variant(photos[index % len(photos)], index, size).save(buffer, format="JPEG", quality=JPEG_QUALITY)
+        return buffer.getvalue()
+
+    rows = ({"id": str(i), "caption": captions[(2 * i) % len(captions)],
+             "negative_caption": captions[(2 * i + 1) % len(captions)],
+             "image": {"bytes": jpeg(2 * i), "path": None}, "negative_image": {"bytes": jpeg(2 * i + 1), "path": None}}
+            for i in range(num_rows))
+    with atomic.atomic_path(out, folder=True) as tmp:
+        write_tripletdata(rows, tmp, progress=False, card=True)
+    return out
+
+
+def load_rows(folder: Path, num_rows: int) -> WorldRows:
+    """Rows of any TripletData folder as the trainer reads them (images still encoded)."""
+    from dataset_builders.collator import defer_image_decoding
+    from dataset_builders.sources import load_tripletdata
+
+    dataset = defer_image_decoding(load_tripletdata(Path(folder), split="train"))
+    rows = [dataset[i] for i in range(min(num_rows, len(dataset)))]
+    return WorldRows(Path(folder), dataset, rows, [])

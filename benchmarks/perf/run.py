@@ -1,4 +1,4 @@
-"""Run the performance suite: ``python -m benchmarks.perf.run [--quick] [--device cuda]``.
+"""Run the performance suite: ``python -m benchmarks.perf.run [--quick] [--device cuda] [--output_dir DIR]``.
 
 Prints one line per figure as it is measured, then the tables; writes ``perf.json``, ``perf.md`` and ``perf.png``
 (``perf-quick.*`` with ``--quick``) to ``benchmarks/results/``, a profile for every figure that misses its goal, and
@@ -7,11 +7,10 @@ Prints one line per figure as it is measured, then the tables; writes ``perf.jso
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -21,7 +20,7 @@ if __package__ in (None, ""):  # run as a file: make the repository root importa
 
 REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "benchmarks" / "results"
-MEASUREMENTS = ("train_step", "data", "wait", "eval", "memory")
+MEASUREMENTS = ("train_step", "data", "scores", "wait", "eval", "memory")
 
 
 @dataclass
@@ -29,13 +28,27 @@ class Plan:
     """The settings of one mode (full, quick, or GPU)."""
 
     train_steps: list
-    data_rates: list  # (preset, rows, repeats)
+    data_sources: list  # (DataSource, repeats)
     wait_steps: int
     wait_batch_size: int | None
     eval_preset: str
     eval_items_per_subset: int | None
     eval_repeats: int
     memory: list  # (MemorySetting, with_clip)
+
+
+def _data_sources(quick: bool) -> list:
+    from .data_pipeline import DataSource
+
+    if quick:
+        return [(DataSource("world-tiny", "world", "tiny", triplets=64, batch_size=16), 2),
+                (DataSource("jpeg-500x375", "jpeg", "vit-b-32", triplets=32, batch_size=16, size=(500, 375)), 2)]
+    return [
+        (DataSource("world-tiny", "world", "tiny", triplets=1024, batch_size=64), 5),
+        (DataSource("world-vit-b-32", "world", "vit-b-32", triplets=512, batch_size=64), 5),
+        (DataSource("jpeg-500x375", "jpeg", "vit-b-32", triplets=512, batch_size=32, size=(500, 375)), 5),
+        (DataSource("jpeg-1024x768", "jpeg", "vit-b-32", triplets=256, batch_size=32, size=(1024, 768)), 5),
+    ]
 
 
 def make_plan(quick: bool, device: str, vit_batch_size: int | None) -> Plan:
@@ -52,7 +65,7 @@ def make_plan(quick: bool, device: str, vit_batch_size: int | None) -> Plan:
                             max_seconds=120),
                 StepSetting("tiny", 64, False, repeats=20, warmup=2, device=device, max_seconds=30),
             ],
-            data_rates=[("tiny", 256, 5), ("vit-b-32", 128, 3)],
+            data_sources=_data_sources(quick=False),
             wait_steps=30,
             wait_batch_size=None,
             eval_preset="vit-b-32",
@@ -63,7 +76,7 @@ def make_plan(quick: bool, device: str, vit_batch_size: int | None) -> Plan:
     if quick:
         return Plan(
             train_steps=[StepSetting("tiny", 16, False, repeats=2), StepSetting("tiny", 16, True, repeats=2)],
-            data_rates=[("tiny", 64, 2)],
+            data_sources=_data_sources(quick=True),
             wait_steps=4,
             wait_batch_size=16,
             eval_preset="tiny",
@@ -79,7 +92,7 @@ def make_plan(quick: bool, device: str, vit_batch_size: int | None) -> Plan:
             StepSetting("vit-b-32", vit, False, repeats=3, max_seconds=75),
             StepSetting("vit-b-32", vit, True, repeats=3, max_seconds=75),
         ],
-        data_rates=[("tiny", 256, 5), ("vit-b-32", 128, 3)],
+        data_sources=_data_sources(quick=False),
         wait_steps=10,
         wait_batch_size=None,
         eval_preset="tiny",
@@ -94,43 +107,57 @@ def make_plan(quick: bool, device: str, vit_batch_size: int | None) -> Plan:
     )
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.perf.run",
-        description="TripletCLIP performance suite: training step, data pipeline, evaluation and memory, each as a "
-        "ratio against a baseline timed in the same process.",
-    )
-    parser.add_argument("--quick", action="store_true", help="small settings, under a minute: a smoke check")
-    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N] (ViT-B/32, bf16, B=256)")
-    parser.add_argument("--only", default=",".join(MEASUREMENTS),
-                        help=f"comma-separated subset of: {', '.join(MEASUREMENTS)}")
-    parser.add_argument("--output-dir", default=str(RESULTS), help="where results go (default: benchmarks/results)")
-    parser.add_argument("--cache-dir", default=None,
-                        help="where the benchmark world and stand-in images are cached (default: $TRIPLETCLIP_CACHE "
-                        "or ~/.cache/tripletclip)")
-    parser.add_argument("--sugarcrepe", default=None,
-                        help="folder of the seven official SugarCrepe JSON files (default: tests/data/sugarcrepe)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads (default: 1 on CPU, where other jobs share the cores; torch's own on GPU)")
-    parser.add_argument("--vit-batch-size", type=int, default=None,
-                        help="ViT-B/32 triplets per step (default: 4 on CPU, 256 on GPU)")
-    parser.add_argument("--no-readme", action="store_true", help="do not update benchmarks/README.md")
-    parser.add_argument("--report-only", action="store_true",
-                        help="measure nothing: redraw the tables, plot and README section from the last results JSON")
-    args = parser.parse_args(argv)
-    args.only = [m.strip() for m in args.only.split(",") if m.strip()]
-    unknown = sorted(set(args.only) - set(MEASUREMENTS))
-    if unknown:
-        parser.error(f"--only: unknown measurement(s) {', '.join(unknown)}; choose from {', '.join(MEASUREMENTS)}")
-    if not (args.device == "cpu" or args.device.startswith("cuda")):
-        parser.error(f"--device {args.device!r}: use cpu or cuda (cuda:N)")
-    if args.threads is not None and args.threads < 1:
-        parser.error("--threads must be at least 1")
-    return args
+@dataclass
+class PerfOptions:
+    """Options of ``python -m benchmarks.perf.run``."""
+
+    quick: bool = field(default=False, metadata={"help": "small settings, about a minute: a smoke check"})
+    device: str = field(default="cpu", metadata={"help": "cpu, or cuda[:N] (ViT-B/32, bf16, B=256)"})
+    only: str = field(default=",".join(MEASUREMENTS),
+                      metadata={"help": f"comma-separated subset of: {', '.join(MEASUREMENTS)}"})
+    output_dir: str = field(default=str(RESULTS), metadata={"help": "where results go"})
+    cache_dir: str | None = field(default=None, metadata={
+        "help": "where the benchmark worlds, photo-like JPEGs and the trained model are cached (default: "
+                "$TRIPLETCLIP_CACHE or ~/.cache/tripletclip)"})
+    sugarcrepe: str | None = field(default=None, metadata={
+        "help": "folder of the seven official SugarCrepe JSON files (default: tests/data/sugarcrepe)"})
+    threads: int | None = field(default=None, metadata={
+        "help": "torch threads (default: 1 on CPU, where other jobs share the cores; torch's own on GPU)"})
+    vit_batch_size: int | None = field(default=None, metadata={
+        "help": "ViT-B/32 triplets per step (default: 4 on CPU, 256 on GPU)"})
+    no_readme: bool = field(default=False, metadata={"help": "do not update benchmarks/README.md"})
+    report_only: bool = field(default=False, metadata={
+        "help": "measure nothing: redraw the tables, plot and README section from the last results JSON"})
+
+    @property
+    def measurements(self) -> list[str]:
+        return [m.strip() for m in self.only.split(",") if m.strip()]
+
+    def validate(self) -> None:
+        unknown = sorted(set(self.measurements) - set(MEASUREMENTS))
+        if unknown:
+            raise ValueError(f"--only: unknown measurement(s) {', '.join(unknown)}; choose from "
+                             f"{', '.join(MEASUREMENTS)}")
+        if not (self.device == "cpu" or self.device.startswith("cuda")):
+            raise ValueError(f"--device {self.device!r}: use cpu or cuda (cuda:N)")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError("--threads must be at least 1")
+
+
+def parse_args(argv=None) -> PerfOptions:
+    from dataset_builders.utils.options import parse_options
+
+    return parse_options(PerfOptions, argv, prog="python -m benchmarks.perf.run",
+                         description="TripletCLIP performance suite: training step, data pipeline, evaluation and "
+                                     "memory, each as a ratio against a baseline timed in the same process.")
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
+    try:
+        args = parse_args(argv)
+    except ValueError as error:
+        print(f"python -m benchmarks.perf.run: error: {error}", file=sys.stderr)
+        return 2
     if args.report_only:
         return _report_only(args)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -272,17 +299,19 @@ def _tokenizer(context, preset, corpus):
 
 def _tasks(args, plan: Plan):
     tasks = []
-    if "train_step" in args.only:
+    if "train_step" in args.measurements:
         for setting in plan.train_steps:
             tasks.append((f"train step {setting.title}", _train_step_task(setting)))
-    if "data" in args.only:
-        for preset, rows, repeats in plan.data_rates:
-            tasks.append((f"data rates {preset}", _data_task(preset, rows, repeats)))
-    if "wait" in args.only:
+    if "data" in args.measurements:
+        for source, repeats in plan.data_sources:
+            tasks.append((f"data rates {source.name}", _data_task(source, repeats)))
+    if "scores" in args.measurements:
+        tasks.append(("scores with reduced decoding", _scores_task))
+    if "wait" in args.measurements:
         tasks.append(("data wait in training", _wait_task))
-    if "eval" in args.only:
+    if "eval" in args.measurements:
         tasks.append(("evaluation", _eval_task))
-    if "memory" in args.only:
+    if "memory" in args.measurements:
         for setting, with_clip in plan.memory:
             tasks.append((f"memory {setting.title}", _memory_task(setting, with_clip)))
     return tasks
@@ -299,19 +328,31 @@ def _train_step_task(setting):
     return run
 
 
-def _data_task(preset, num_rows, repeats):
+def _data_task(source, repeats):
     def run(args, plan, context, cache_dir, profile_dir, threads):
         from modeling_tripletclip.presets import PRESETS, build_processor
 
-        from . import data_pipeline
+        from . import data_pipeline, fixtures
 
-        rows = _world(context, cache_dir, args)
-        tokenizer = _tokenizer(context, preset, rows.corpus)
-        processor = build_processor(tokenizer, PRESETS[preset]["vision_config"]["image_size"])
-        return data_pipeline.measure_rates(processor, rows.dataset, rows.rows[:num_rows], preset, batch_size=64
-                                           if num_rows >= 64 else num_rows, repeats=repeats, profile_dir=profile_dir)
+        world = _world(context, cache_dir, args)
+        tokenizer = _tokenizer(context, source.preset, world.corpus)
+        processor = build_processor(tokenizer, PRESETS[source.preset]["vision_config"]["image_size"])
+        if source.is_photo:
+            folder = fixtures.photo_triplets(cache_dir, source.size, max(source.triplets, 2 * source.batch_size),
+                                             world.corpus)
+            rows = fixtures.load_rows(folder, source.triplets)
+        else:
+            rows = world
+        return data_pipeline.measure_source(source, processor, rows.dataset, rows.rows, repeats,
+                                            profile_dir=profile_dir, max_seconds=240)
 
     return run
+
+
+def _scores_task(args, plan, context, cache_dir, profile_dir, threads):
+    from . import reduced_decoding
+
+    return reduced_decoding.measure(cache_dir, quick=args.quick)
 
 
 def _wait_task(args, plan, context, cache_dir, profile_dir, threads):

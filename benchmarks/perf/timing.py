@@ -16,6 +16,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 
+@dataclass(frozen=True)
+class Timed:
+    """What a timed function may return to report its own timing: the part of the call that is the measurement
+    (e.g. steady state after data-loader workers have started), wall and CPU seconds (None: not meaningful, as
+    when the work runs in other processes)."""
+
+    wall: float
+    cpu: float | None = None
+
+
 @dataclass
 class Timings:
     """Per function: wall times and process CPU times (s) of each timed call, in call order."""
@@ -55,10 +65,14 @@ def interleaved(
         for name in _order(names, round_):
             sync()
             start, start_cpu = time.perf_counter(), time.process_time()
-            functions[name]()
+            result = functions[name]()
             sync()
-            wall[name].append(time.perf_counter() - start)
-            cpu[name].append(time.process_time() - start_cpu)
+            if isinstance(result, Timed):
+                wall[name].append(result.wall)
+                cpu[name].append(result.cpu if result.cpu is not None else float("nan"))
+            else:
+                wall[name].append(time.perf_counter() - start)
+                cpu[name].append(time.process_time() - start_cpu)
     return Timings(wall, cpu)
 
 
@@ -103,7 +117,7 @@ class Ratio:
     def cpu_ratios(self) -> list[float]:
         if not self.candidate_cpu or not self.baseline_cpu:
             return []
-        return [c / b for c, b in zip(self.candidate_cpu, self.baseline_cpu) if b > 0]
+        return [c / b for c, b in zip(self.candidate_cpu, self.baseline_cpu) if b > 0 and c == c and b == b]
 
     @property
     def median(self) -> float:

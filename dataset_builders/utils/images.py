@@ -170,6 +170,10 @@ def image_size(value: Any) -> tuple[int, int] | None:
 # ---------------------------------------------------------------------------------------------------- to model inputs
 
 
+#: Pillow filters that torch's antialiased interpolation reproduces (within one 8-bit level).
+_TORCH_FILTERS = {Image.Resampling.BICUBIC: "bicubic", Image.Resampling.BILINEAR: "bilinear"}
+
+
 class ImageTransform:
     """A CLIP image processor's work, split in two so that the expensive half runs in data-loader workers.
 
@@ -182,9 +186,10 @@ class ImageTransform:
     `exact` is False: `prepare` returns the RGB image and `pixel_values` calls the processor on the batch.
 
     With ``reduced=True`` (training), less work for nearly the same pixels: images are decoded with reduced decoding
-    (`decode_image` with ``target_size``: large JPEGs at a DCT scale), and only the part of the image that the
-    centre crop keeps is resized, straight to the crop size (``Image.resize`` with a ``box``), instead of the whole
-    image before cropping. Both stay within :data:`REDUCED_DECODING_BOUND` of the exact path.
+    (`decode_image` with ``target_size``: large JPEGs at a DCT scale) and resized with torch's antialiased ``uint8``
+    kernels, which agree with Pillow's bicubic and bilinear filters within one 8-bit level at several times the
+    speed (other filters: Pillow, resizing only the part the centre crop keeps). Together they stay within
+    :data:`REDUCED_DECODING_BOUND` of the exact path.
 
     Args:
         image_processor: a transformers image processor (e.g. ``processor.image_processor`` of a CLIP checkpoint).
@@ -258,17 +263,32 @@ class ImageTransform:
         if top < 0 or left < 0:  # smaller than the crop: the processor pads; let it
             return image
         if self.reduced and (width, height) != image.size:
-            # Resize only what the crop keeps: the crop's box mapped back onto the source image.
-            scale_x, scale_y = image.width / width, image.height / height
-            box = (left * scale_x, top * scale_y, (left + self.crop_width) * scale_x,
-                   (top + self.crop_height) * scale_y)
-            image = image.resize((self.crop_width, self.crop_height), resample=self.resample, box=box)
-            return np.asarray(image, dtype=np.uint8)
+            return self._prepare_reduced(image, width, height, top, left)
         if (width, height) != image.size:
             image = image.resize((width, height), resample=self.resample)
         if (top, left, width, height) != (0, 0, self.crop_width, self.crop_height):
             image = image.crop((left, top, left + self.crop_width, top + self.crop_height))
         return np.asarray(image, dtype=np.uint8)
+
+    def _prepare_reduced(self, image: Image.Image, width: int, height: int, top: int, left: int):
+        """The reduced-mode resize and crop: torch's antialiased ``uint8`` kernels for the processor's filter
+        (within one level of Pillow's, several times faster), else Pillow resizing only the crop's box."""
+        import numpy as np
+
+        mode = _TORCH_FILTERS.get(self.resample)
+        if mode is None:
+            scale_x, scale_y = image.width / width, image.height / height
+            box = (left * scale_x, top * scale_y, (left + self.crop_width) * scale_x,
+                   (top + self.crop_height) * scale_y)
+            return np.asarray(image.resize((self.crop_width, self.crop_height), resample=self.resample, box=box),
+                              dtype=np.uint8)
+        import torch
+        from torch.nn import functional
+
+        pixels = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).unsqueeze(0)  # (1, 3, H, W)
+        resized = functional.interpolate(pixels, size=(height, width), mode=mode, antialias=True)
+        crop = resized[0, :, top : top + self.crop_height, left : left + self.crop_width]
+        return np.ascontiguousarray(crop.permute(1, 2, 0).numpy())
 
     def pixel_values(self, prepared: list):
         """Prepared images -> ``pixel_values`` tensor ``(N, 3, crop_height, crop_width)`` in one vectorised pass."""
