@@ -19,6 +19,9 @@ The work is split in two, so that a data-loader worker does the expensive half a
   negative caption, the images stacked and normalised in one vectorised pass (or, with ``normalize_images=False``,
   left as ``uint8`` for :meth:`TripletCollator.normalize` on the accelerator).
 
+The trainer's stream moves the tokenizer call into the workers too (:meth:`TripletCollator.prepare_rows`: one call
+per chunk of rows), so that the training process only pads and stacks; the batches are identical.
+
 Calling the collator on rows does both. Works for map-style and streaming datasets alike (also after
 `datasets.distributed.split_dataset_by_node`).
 """
@@ -138,6 +141,32 @@ class TripletCollator:
             max_pixels=self.max_pixels,
         )
 
+    def tokenize(self, rows: Sequence[DecodedRow]) -> None:
+        """Tokenise the captions of decoded rows in one tokenizer call (a chunk of rows, in a worker), in place: the
+        ids go into ``caption_ids`` / ``negative_caption_ids`` and the number of truncated captions into
+        ``truncated``; `collate` then only pads. Identical to tokenising in `collate`."""
+        if not rows:
+            return
+        texts = [r.caption for r in rows] + [r.negative_caption for r in rows if r.negative_caption is not None]
+        tokens = self.tokenizer(texts, truncation=True, max_length=self.max_length)
+        ids = tokens["input_ids"]
+        encodings = getattr(tokens, "encodings", None)
+        cut = [bool(e.overflowing) for e in encodings] if encodings else [len(t) > self.max_length for t in
+                                                                         self.tokenizer(texts)["input_ids"]]
+        negatives = iter(range(len(rows), len(texts)))
+        for number, row in enumerate(rows):
+            row.caption_ids, row.truncated = ids[number], int(cut[number])
+            if row.negative_caption is not None:
+                other = next(negatives)
+                row.negative_caption_ids = ids[other]
+                row.truncated += int(cut[other])
+
+    def prepare_rows(self, rows: Sequence[Mapping[str, Any]]) -> list[tuple[DecodedRow | None, str | None]]:
+        """`prepare` for several rows, then `tokenize` the usable ones together: a worker's whole share of work."""
+        prepared = [self.prepare(row) for row in rows]
+        self.tokenize([decoded for decoded, _ in prepared if decoded is not None])
+        return prepared
+
     # ------------------------------------------------------------------ a batch (once)
 
     def collate(self, rows: Sequence[DecodedRow]) -> dict[str, Any]:
@@ -152,8 +181,13 @@ class TripletCollator:
             raise ValueError("Rows of one batch must all carry negatives or all lack them; decode them with the same "
                              "negative_captions / negative_images settings.")
         size = len(rows)
-        texts = [r.caption for r in rows] + ([r.negative_caption for r in rows] if with_captions else [])
-        input_ids, attention_mask = self._tokenize(texts)
+        if all(r.caption_ids is not None and (r.negative_caption_ids is not None) == with_captions for r in rows):
+            input_ids, attention_mask = self._pad([r.caption_ids for r in rows] + (
+                [r.negative_caption_ids for r in rows] if with_captions else []))
+            self.truncated += sum(r.truncated for r in rows)
+        else:
+            texts = [r.caption for r in rows] + ([r.negative_caption for r in rows] if with_captions else [])
+            input_ids, attention_mask = self._tokenize(texts)
         images = [r.image for r in rows] + ([r.negative_image for r in rows] if with_images else [])
         pixel_values = self.transform.stack(images)
         if self.normalize_images:
@@ -174,6 +208,14 @@ class TripletCollator:
         """A batch collated with ``normalize_images=False`` (e.g. after ``.to("cuda")``) -> the model's inputs:
         ``uint8`` images become normalised ``pixel_values`` on their device; everything else is unchanged."""
         return {key: self.transform.normalize(value) if key in _PIXEL_KEYS else value for key, value in batch.items()}
+
+    def _pad(self, ids: list[list[int]]):
+        """Token ids of different lengths -> ``(input_ids, attention_mask)`` padded to the longest, as the
+        tokenizer pads."""
+        import torch
+
+        padded = self.tokenizer.pad({"input_ids": ids}, padding=True, return_tensors="np")
+        return torch.from_numpy(padded["input_ids"]), torch.from_numpy(padded["attention_mask"])
 
     def _tokenize(self, texts: list[str]):
         """One tokenizer call for every caption: ``(input_ids, attention_mask)``, padded to the longest; counts

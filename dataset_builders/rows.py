@@ -77,13 +77,19 @@ def text_or_none(value: Any) -> str | None:
 class DecodedRow:
     """A usable row: captions as text, images decoded (and prepared for the model when a transform was given).
 
-    ``negative_caption`` / ``negative_image`` are None when they were not asked for."""
+    ``negative_caption`` / ``negative_image`` are None when they were not asked for. ``caption_ids`` /
+    ``negative_caption_ids`` hold the captions' token ids once tokenised (by
+    `dataset_builders.collator.TripletCollator.tokenize`, in a data-loader worker), with ``truncated`` the number of
+    the row's captions that were longer than the model's text length."""
 
     caption: str
     image: Any
     negative_caption: str | None = None
     negative_image: Any = None
     id: str | None = None
+    caption_ids: list[int] | None = None
+    negative_caption_ids: list[int] | None = None
+    truncated: int = 0
 
 
 def decode_row(

@@ -19,6 +19,7 @@ from conftest import make_tiny
 
 NUM_ROWS = 40
 BATCH = 6
+LONG = 12  # a caption longer than the model's text length
 #: Rows made unusable, each in its own way: reason counted, row replaced by the next one of the sequence.
 CORRUPT = {
     3: ("image", {"bytes": b"\x89PNG\r\n\x1a\n not really", "path": None}, "undecodable image"),
@@ -41,6 +42,7 @@ def _rows() -> list[dict]:
     rows = [{"id": str(i), "caption": f"a photo of scene {i}", "negative_caption": f"a drawing of scene {i}",
              "image": {"bytes": _jpeg(2 * i), "path": None}, "negative_image": {"bytes": _jpeg(2 * i + 1), "path": None}}
             for i in range(NUM_ROWS)]
+    rows[LONG]["caption"] = "a photo of " + "a red circle next to a blue square " * 40  # truncated, counted, used
     for index, (column, value, _) in CORRUPT.items():
         if value == "__truncated__":
             value = {"bytes": rows[index][column]["bytes"][:300], "path": None}
@@ -100,6 +102,8 @@ def test_batches_with_corrupt_rows_are_full_and_equal_to_batches_of_the_valid_ro
     expected_reasons = Counter(CORRUPT[int(i)][2] for i in order[:batches.position.index] if int(i) in CORRUPT)
     assert batches.stats.skipped == expected_reasons
     assert direct.skipped == Counter()  # the direct batches were built from valid rows only
+    assert LONG in order[:batches.position.index]
+    assert batches.collator.truncated == direct.truncated == 1  # tokenised in the stream's workers, counted here
 
 
 @pytest.mark.parametrize("num_workers", [1, 2])
@@ -109,6 +113,7 @@ def test_workers_give_the_same_batches_positions_and_counts(dataset, processor, 
         _assert_same(next(workers), next(reference))
         assert workers.position == reference.position
     assert workers.stats.skipped == reference.stats.skipped and workers.stats.rows == reference.stats.rows
+    assert workers.collator.truncated == reference.collator.truncated >= 1
     assert reference.position.epoch == 1
     workers.close()
 

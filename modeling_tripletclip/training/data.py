@@ -175,7 +175,8 @@ class _RowStream(IterableDataset):
         for number, chunk in enumerate(self._chunks(lambda c: c % workers == worker_id)):
             if number % workers != worker_id:
                 continue
-            yield _Chunk.pack([(epoch, index, *self.collator.prepare(row)) for epoch, index, row in chunk])
+            prepared = self.collator.prepare_rows([row for _, _, row in chunk])
+            yield _Chunk.pack([(epoch, index, *result) for (epoch, index, _), result in zip(chunk, prepared)])
 
 
 def _as_is(chunk):
