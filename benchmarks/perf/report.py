@@ -244,11 +244,13 @@ Reading the results:
   profile shows the difference in `aten::mul` and `aten::sigmoid*`, not in the matrix products). At ViT-B/32 the
   single pass is as fast or faster; on a GPU, one large launch per tower is the efficient form.
 - The data pipeline decodes less than the baseline on photos (JPEGs at least twice the model's input are decoded at
-  a DCT scale; torch's ``uint8`` resize kernels are several times faster than Pillow's) and more than it on the
-  world's PNGs, where there is nothing to skip: a 64-px PNG decodes in about 70 microseconds and a caption
-  tokenises in about 60, so the two captions per triplet, tokenised in the training process, cost nearly what the
-  images do, and for these tiny images a second worker cannot help a training process that is already busy
-  tokenising (see the profiles). On photos, the images dominate, and the stream scales with workers.
+  a DCT scale; torch's ``uint8`` resize kernels are several times faster than Pillow's) and does more than it on the
+  world's small PNGs, where there is nothing to skip: a 64-px PNG decodes in about 70 microseconds and a caption
+  tokenises in about 60, so the two captions of a triplet cost nearly what its two images do (the profiles show
+  ``encode_batch`` beside the PNG decoder). The workers tokenise their own chunks, so the training process only pads
+  and stacks, and the stream scales with workers on PNGs as on photos. The collator with its defaults reproduces
+  the processor exactly (full decoding, Pillow's resize, float normalisation on the CPU): the reference path, not
+  the fast one.
 """
 
 

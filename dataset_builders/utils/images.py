@@ -153,6 +153,8 @@ def decode_image(
         if orientation != 1:
             image = ImageOps.exif_transpose(image)
         return to_rgb(image), None
+    except Image.DecompressionBombError as error:  # Pillow's own limit, met while reading the header
+        return None, ImageProblem(TOO_LARGE, str(error))
     except _DECODE_ERRORS as error:
         return None, ImageProblem(UNDECODABLE, f"{type(error).__name__}: {error}")
 

@@ -1,0 +1,397 @@
+"""The fault harness: ``python -m benchmarks.faults [--quick] [--output_dir DIR]``.
+
+For every job (`benchmarks.faults.jobs`): an uninterrupted reference run, then trials of each fault, each followed
+by the job's documented resume command and a comparison with the reference:
+
+- **kill**: SIGKILL of the whole process tree at a random moment of the run (uniform over the reference run's
+  duration, seeded);
+- **disk full**: the write that commits a checkpoint, a shard, a manifest, a report or a staged file fails with
+  ``ENOSPC`` (`benchmarks.faults.disk`): the job must stop with a message saying the disk is full and where, and
+  the rerun must end as the reference;
+- **dead peer** (two-process training): rank 1 is killed mid-step; rank 0 must exit within the process-group
+  timeout with a message naming the lost process, and the checkpoint on disk must resume to the reference;
+- **hostile files** through every reader (`benchmarks.faults.readers`) and **bad configurations**
+  (`benchmarks.faults.configs`): counted cases.
+
+It prints the reliability table (job x fault: trials, survived, data lost, the command that reruns it) and writes
+``faults.json`` and ``faults.md`` to ``--output_dir``; full runs also update the "Reliability" section of
+``benchmarks/README.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    __package__ = "benchmarks.faults"
+
+from .jobs import REPO, Inputs, Job, all_jobs
+
+RESULTS = REPO / "benchmarks" / "results"
+FAULTS = ("kill", "disk", "peer", "hostile", "config")
+
+
+@dataclass
+class FaultOptions:
+    """Options of ``python -m benchmarks.faults``."""
+
+    quick: bool = field(default=False, metadata={"help": "a few trials per job (what the test suite runs)"})
+    output_dir: str = field(default=str(RESULTS), metadata={"help": "where faults.json and faults.md go"})
+    work_dir: str | None = field(default=None, metadata={
+        "help": "inputs and runs (default: $TRIPLETCLIP_CACHE or ~/.cache/tripletclip, sub-folder faults-full or "
+                "faults-quick); emptied first"})
+    trials: int | None = field(default=None, metadata={"help": "kill trials per job (default: 10, quick: 1)"})
+    jobs: str = field(default="all", metadata={"help": "comma-separated job keys (train-1p, train-2p, synthesis-1p, "
+                                                       "synthesis-2p, convert, world, report, push) or all"})
+    faults: str = field(default=",".join(FAULTS), metadata={"help": f"comma-separated subset of {', '.join(FAULTS)}"})
+    seed: int = field(default=0, metadata={"help": "seed of the kill moments"})
+    no_readme: bool = field(default=False, metadata={"help": "do not update benchmarks/README.md"})
+
+    @property
+    def fault_list(self) -> list[str]:
+        return [f.strip() for f in self.faults.split(",") if f.strip()]
+
+    def validate(self) -> None:
+        unknown = sorted(set(self.fault_list) - set(FAULTS))
+        if unknown:
+            raise ValueError(f"--faults: unknown fault(s) {', '.join(unknown)}; choose from {', '.join(FAULTS)}")
+        if self.trials is not None and self.trials < 1:
+            raise ValueError("--trials must be at least 1")
+
+
+@dataclass
+class Row:
+    """One line of the reliability table."""
+
+    job: str
+    fault: str
+    trials: int = 0
+    survived: int = 0
+    data_lost: int = 0
+    rerun: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+def _run(command: list[str], env: dict, timeout: float, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def _kill_tree(process: subprocess.Popen) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait()
+
+
+class Harness:
+    def __init__(self, options: FaultOptions):
+        self.options = options
+        cache = Path(os.environ.get("TRIPLETCLIP_CACHE", Path.home() / ".cache" / "tripletclip"))
+        self.work = Path(options.work_dir) if options.work_dir else cache / (
+            "faults-quick" if options.quick else "faults-full")
+        self.trials = options.trials or (1 if options.quick else 10)
+        self.random = random.Random(options.seed)
+        self.rows: list[Row] = []
+        self.log: list[str] = []
+
+    # ------------------------------------------------------------------ set-up
+
+    def inputs(self) -> Inputs:
+        from .fixtures import build_inputs
+
+        return build_inputs(self.work / "inputs")
+
+    def selected(self, inputs: Inputs) -> list[Job]:
+        jobs = all_jobs(inputs)
+        if self.options.jobs == "all":
+            return jobs
+        wanted = {k.strip() for k in self.options.jobs.split(",")}
+        unknown = wanted - {job.key for job in jobs}
+        if unknown:
+            raise ValueError(f"--jobs: unknown job(s) {', '.join(sorted(unknown))}")
+        return [job for job in jobs if job.key in wanted]
+
+    def reference(self, job: Job) -> tuple[Path, float]:
+        out = self.work / job.key / "reference"
+        started = time.time()
+        done = _run(job.command(out), job.env(), 1800, self.work)
+        if done.returncode != 0:
+            raise RuntimeError(f"The uninterrupted {job.title} run failed:\n{done.stderr[-3000:]}")
+        return out, time.time() - started
+
+    # ------------------------------------------------------------------ kills
+
+    def kill_trials(self, job: Job, reference: Path, duration: float) -> Row:
+        row = Row(job.title, "SIGKILL at a random moment", rerun=job.rerun)
+        for trial in range(self.trials):
+            out = self.work / job.key / f"kill-{trial}"
+            delay = self.random.uniform(0.1, 0.95) * duration
+            process = subprocess.Popen(job.command(out), env=job.env(), cwd=self.work, stdout=subprocess.DEVNULL,
+                                       stderr=subprocess.PIPE, start_new_session=True)
+            try:
+                process.wait(timeout=delay)
+                finished_first = True
+            except subprocess.TimeoutExpired:
+                finished_first = False
+                _kill_tree(process)
+            untrusted = job.untrusted(out)
+            done = _run(job.resume_command(out), job.env(), 1800, self.work)
+            lost, problems = (0, []) if done.returncode == 0 else (1, [f"the resume failed: {done.stderr[-400:]}"])
+            if done.returncode == 0:
+                lost, problems = job.compare(out, reference)
+            problems += untrusted
+            row.trials += 1
+            row.survived += int(not problems)
+            row.data_lost += lost
+            note = f"trial {trial}: killed after {delay:.1f} s" + (" (the run had already finished)"
+                                                                     if finished_first else "")
+            row.notes.append(note + (": " + "; ".join(problems) if problems else ": identical to the reference"))
+            shutil.rmtree(out, ignore_errors=True)
+        return row
+
+    # ------------------------------------------------------------------ full disks
+
+    def disk_trials(self, job: Job, reference: Path) -> Row:
+        from .disk import DISK_FAULTS, with_injection
+
+        points = DISK_FAULTS.get(job.key, [])
+        row = Row(job.title, "disk full (ENOSPC) at a commit", rerun=job.rerun + ", after freeing space")
+        for number, point in enumerate(points):
+            out = self.work / job.key / f"disk-{number}"
+            done = _run(job.command(out), with_injection(job.env(), point), 600, self.work)
+            problems = []
+            if done.returncode == 0:
+                problems.append("the job did not stop when the disk was full")
+            elif "disk is full" not in done.stderr.lower() or point.where not in done.stderr:
+                problems.append(f"the message does not say the disk is full and where: {done.stderr[-300:]!r}")
+            problems += job.untrusted(out)
+            again = _run(job.resume_command(out), job.env(), 1800, self.work)
+            lost = 1
+            if again.returncode == 0:
+                lost, compared = job.compare(out, reference)
+                problems += compared
+            else:
+                problems.append(f"the rerun failed: {again.stderr[-400:]}")
+            row.trials += 1
+            row.survived += int(not problems)
+            row.data_lost += lost
+            row.notes.append(f"{point.what}: " + ("; ".join(problems) if problems else "stopped with the message, "
+                                                                                        "rerun identical"))
+            shutil.rmtree(out, ignore_errors=True)
+        return row
+
+    # ------------------------------------------------------------------ dead peers
+
+    def peer_trials(self, job: Job, reference: Path) -> Row:
+        from .peers import kill_peer_trial
+
+        row = Row(job.title, "rank 1 killed mid-step", rerun=job.rerun + " (both processes)")
+        for trial in range(max(1, self.trials // 3)):
+            out = self.work / job.key / f"peer-{trial}"
+            problems, seconds = kill_peer_trial(job, out, self.work, timeout=60)
+            done = _run(job.resume_command(out), job.env(), 1800, self.work)
+            lost = 1
+            if done.returncode == 0:
+                lost, compared = job.compare(out, reference)
+                problems += compared
+            else:
+                problems.append(f"the resume failed: {done.stderr[-400:]}")
+            row.trials += 1
+            row.survived += int(not problems)
+            row.data_lost += lost
+            row.notes.append(f"trial {trial}: rank 0 exited {seconds:.1f} s after its peer died: "
+                             + ("; ".join(problems) if problems else "with the message; resumed identical"))
+            shutil.rmtree(out, ignore_errors=True)
+        return row
+
+    # ------------------------------------------------------------------ hostile files, bad configurations
+
+    def hostile_rows(self, inputs: Inputs) -> list[Row]:
+        from . import readers
+        from .fixtures import tiny_model
+
+        model, processor = tiny_model(inputs)
+        work = self.work / "hostile"
+        shutil.rmtree(work, ignore_errors=True)
+        calls = [
+            lambda: readers.read_with_collator(processor),
+            lambda: readers.read_with_stream(processor),
+            lambda: readers.read_tripletdata_folder(processor, work / "folder"),
+            lambda: readers.read_released_shards(work / "shards"),
+            lambda: readers.read_synthesis_input(work / "synthesis"),
+            lambda: readers.read_sugarcrepe(model, processor, work / "sugarcrepe"),
+            lambda: readers.read_retrieval(model, processor, work / "retrieval"),
+            lambda: readers.read_space_upload(work / "space"),
+        ]
+        rows = []
+        for call in calls:
+            result = call()
+            row = Row(result.reader, "hostile files", trials=len(result.cases), survived=result.survived,
+                      data_lost=result.silently_dropped, rerun="pytest tests/test_hostile_files.py")
+            wrong = [f"{c.case} ({c.column}): {c.outcome}{' - ' + c.detail if c.detail else ''}, expected "
+                     f"{c.expected}" for c in result.cases if not c.ok]
+            if result.counted != result.expected_counts:
+                wrong.append(f"counted {dict(result.counted)}, expected {dict(result.expected_counts)}")
+            if result.crashed:
+                wrong.append(result.crashed)
+            row.notes = wrong + ([f"not representable in this format: {', '.join(result.not_applicable)}"]
+                                 if result.not_applicable else [])
+            rows.append(row)
+        return rows
+
+    def config_row(self, inputs: Inputs) -> Row:
+        from .configs import BAD_CONFIGS
+        from .fixtures import check_bad_config
+
+        row = Row("every command", "invalid configuration", rerun="pytest tests/test_bad_configurations.py")
+        for config in BAD_CONFIGS:
+            problem = check_bad_config(config, inputs, self.work / "configs")
+            row.trials += 1
+            row.survived += int(problem is None)
+            if problem:
+                row.notes.append(f"{config.name}: {problem}")
+        return row
+
+    # ------------------------------------------------------------------ all of it
+
+    def run(self) -> list[Row]:
+        from tqdm.auto import tqdm
+
+        shutil.rmtree(self.work, ignore_errors=True)
+        self.work.mkdir(parents=True)
+        inputs = self.inputs()
+        jobs = self.selected(inputs)
+        faults = self.options.fault_list
+        steps = [(job, fault) for job in jobs for fault in ("kill", "disk", "peer") if fault in faults
+                 and (fault != "peer" or (job.key.startswith("train") and job.processes > 1))]
+        bar = tqdm(total=len(steps) + ("hostile" in faults) + ("config" in faults), desc="fault harness",
+                   unit="step")
+        references: dict[str, tuple[Path, float]] = {}
+        for job, fault in steps:
+            bar.set_postfix_str(f"{job.key}: {fault}")
+            if job.key not in references:
+                references[job.key] = self.reference(job)
+            reference, duration = references[job.key]
+            row = {"kill": lambda: self.kill_trials(job, reference, duration),
+                   "disk": lambda: self.disk_trials(job, reference),
+                   "peer": lambda: self.peer_trials(job, reference)}[fault]()
+            if row.trials:
+                self.rows.append(row)
+                tqdm.write(_line(row))
+            bar.update(1)
+        if "hostile" in faults:
+            bar.set_postfix_str("hostile files")
+            for row in self.hostile_rows(inputs):
+                self.rows.append(row)
+                tqdm.write(_line(row))
+            bar.update(1)
+        if "config" in faults:
+            bar.set_postfix_str("bad configurations")
+            row = self.config_row(inputs)
+            self.rows.append(row)
+            tqdm.write(_line(row))
+            bar.update(1)
+        bar.close()
+        return self.rows
+
+
+def _line(row: Row) -> str:
+    return f"  {row.job} / {row.fault}: {row.survived}/{row.trials} survived, data lost {row.data_lost}"
+
+
+def table(rows: list[Row]) -> str:
+    lines = ["| job | fault | trials | survived | data lost | rerun |", "|---|---|---|---|---|---|"]
+    for row in rows:
+        lines.append(f"| {row.job} | {row.fault} | {row.trials} | {row.survived} | {row.data_lost} | {row.rerun} |")
+    return "\n".join(lines)
+
+
+def markdown(results: dict) -> str:
+    rows = [Row(**r) for r in results["rows"]]
+    text = [f"# Fault harness results\n",
+            f"- Run {results['finished']} on {results['machine']}; mode: {results['mode']}; {results['trials']} kill "
+            f"trials per job; wall time {results['wall_time_s'] / 60:.1f} min.",
+            f"- Command: `{results['command']}`.", "", table(rows), ""]
+    failures = [(row, note) for row in rows for note in row.notes if row.survived < row.trials]
+    if failures:
+        text += ["## Trials that did not survive", ""]
+        text += [f"- {row.job} / {row.fault}: {note}" for row, note in failures]
+    return "\n".join(text) + "\n"
+
+
+README_HEADING = "## Reliability"
+
+
+def update_readme(readme: Path, results: dict) -> None:
+    import re
+
+    from dataset_builders.utils import atomic
+
+    section = (f"{README_HEADING}\n\nEvery reliability promise as a repeated, counted trial "
+               f"(`python -m benchmarks.faults`, {results['wall_time_s'] / 60:.0f} min here; `--quick`: a few "
+               f"trials per job, run by the tests). Each trial resumes with the job's documented command and "
+               f"compares the result with an uninterrupted run: training's weights, optimizer, scheduler, data "
+               f"position and metrics; every row of synthesis, conversion and the world exactly once with equal "
+               f"values; the report and the staged files byte for byte. Data lost counts rows missing, duplicated "
+               f"or different (training: optimizer steps). Measured {results['finished']}.\n\n"
+               + table([Row(**r) for r in results["rows"]]) + "\n")
+    text = readme.read_text(encoding="utf-8")
+    pattern = re.compile(rf"^{re.escape(README_HEADING)}\s*$.*?(?=^## (?!#)|\Z)", re.DOTALL | re.MULTILINE)
+    text = pattern.sub(lambda _: section + "\n", text, count=1) if pattern.search(text) else \
+        text.rstrip() + "\n\n" + section
+    atomic.write_text(readme, text.rstrip() + "\n")
+
+
+def main(argv=None) -> int:
+    from dataset_builders.utils import atomic
+    from dataset_builders.utils.options import parse_options
+
+    try:
+        options = parse_options(FaultOptions, argv, prog="python -m benchmarks.faults",
+                                description="Kills, full disks, dead peers, hostile files and bad configurations, "
+                                            "each as counted trials, in a reliability table.")
+    except ValueError as error:
+        print(f"python -m benchmarks.faults: error: {error}", file=sys.stderr)
+        return 2
+    started = time.time()
+    harness = Harness(options)
+    rows = harness.run()
+    import platform
+
+    results = {
+        "mode": "quick" if options.quick else "full",
+        "command": "python -m benchmarks.faults " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "finished": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{os.cpu_count()} CPU cores, {platform.platform()}",
+        "trials": harness.trials,
+        "wall_time_s": time.time() - started,
+        "rows": [asdict(r) for r in rows],
+    }
+    out = Path(options.output_dir)
+    stem = "faults-quick" if options.quick else "faults"
+    atomic.write_json(out / f"{stem}.json", results, indent=1)
+    atomic.write_text(out / f"{stem}.md", markdown(results))
+    if not options.quick and not options.no_readme and out.resolve() == RESULTS.resolve():
+        update_readme(REPO / "benchmarks" / "README.md", results)
+    print()
+    print(table(rows))
+    survived = all(r.survived == r.trials and r.data_lost == 0 for r in rows)
+    print(f"\n{'Every trial survived' if survived else 'Some trials did not survive'} "
+          f"({sum(r.trials for r in rows)} trials); details in {out / (stem + '.md')}")
+    return 0 if survived else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
