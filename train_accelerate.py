@@ -9,7 +9,9 @@
 All the work happens in `modeling_tripletclip.training`; `--help` lists every flag.
 """
 
-from modeling_tripletclip.training import main
+import sys
+
+from modeling_tripletclip.training.cli import cli_main
 
 if __name__ == "__main__":
-    main()
+    sys.exit(cli_main())

@@ -34,6 +34,28 @@ class WorldOptions:
         default=False, metadata={"help": "replace a different world (or other files) in --output_dir",
                                  "aliases": ["--overwrite"]})
 
+    def validate(self) -> None:
+        problems = []
+        if self.num_train < 1:
+            problems.append(f"--num_train must be at least 1 (got {self.num_train})")
+        if self.image_size < MIN_WORLD_IMAGE_SIZE:
+            problems.append(f"--image_size must be at least {MIN_WORLD_IMAGE_SIZE} pixels (got {self.image_size}): "
+                            f"smaller scenes cannot show their objects")
+        if self.num_proc < 1:
+            problems.append(f"--num_proc must be at least 1 (got {self.num_proc})")
+        for name in ("num_test", "sugarcrepe_per_kind", "num_winoground", "num_retrieval"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                problems.append(f"--{name} cannot be negative (got {value})")
+        if self.captions_per_image is not None and self.captions_per_image < 1:
+            problems.append(f"--captions_per_image must be at least 1 (got {self.captions_per_image})")
+        if problems:
+            raise ValueError("Invalid world settings:\n  - " + "\n  - ".join(problems))
+
+
+#: The smallest image side a world renders (its smallest objects are a few pixels at this size).
+MIN_WORLD_IMAGE_SIZE = 16
+
 
 def _world(options: WorldOptions) -> int:
     from .inspection import summarize_world
@@ -81,6 +103,10 @@ class InspectOptions:
     grid: str | None = field(default=None, metadata={
         "help": "the sample-grid PNG's path (default: <output_dir>/<name>_sample_grid.png)"})
     rows: int = field(default=8, metadata={"help": "rows in the sample grid"})
+
+    def validate(self) -> None:
+        if self.rows < 1:
+            raise ValueError(f"--rows must be at least 1 (got {self.rows}): the sample grid shows that many rows.")
 
 
 def _inspect(options: InspectOptions) -> int:

@@ -49,6 +49,16 @@ _IMAGE_REASONS = {
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # Unicode category Cc, except tab and newline
 
 
+def caption_skip_reason(problem: str, negative: bool = False) -> str:
+    """The skip reason (`SKIP_REASONS`) for a `decode_text` problem of a caption (or of a negative caption)."""
+    return _TEXT_REASONS[negative][problem]
+
+
+def image_skip_reason(problem: str, negative: bool = False) -> str:
+    """The skip reason (`SKIP_REASONS`) for a `decode_image` problem of an image (or of a negative image)."""
+    return _IMAGE_REASONS[negative][str(problem)]
+
+
 def decode_text(value: Any) -> tuple[str | None, str | None]:
     """A caption value as text: ``(text, None)`` or ``(None, problem)`` with problem ``empty`` (absent, or only
     white space) or ``undecodable`` (bytes that are not UTF-8, or a value that is not text). Control characters become
@@ -143,6 +153,8 @@ def triplet_skip_reason(row: Mapping[str, Any]) -> str | None:
 __all__ = [
     "DecodedRow",
     "SKIP_REASONS",
+    "caption_skip_reason",
+    "image_skip_reason",
     "decode_row",
     "decode_text",
     "text_or_none",

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from dataset_builders.utils.images import ImageTransform, decode_image
+from dataset_builders.utils.images import UNDECODABLE, ImageTransform, decode_image
 
 from .loading import check_clip_like_model
 
@@ -143,6 +143,7 @@ class CLIPEncoder:
         self._texts: dict[str, torch.Tensor] = {}
         self._images: dict[str, torch.Tensor] = {}
         self._failed_keys: dict[str, str] = {}
+        self._failed_kinds: dict[str, str] = {}
         self.failed_images: dict[str, str] = {}
         self.num_images_encoded = 0
         self.num_texts_encoded = 0
@@ -151,6 +152,10 @@ class CLIPEncoder:
     def failure_reason(self, source: ImageSource) -> str | None:
         """Why ``source`` could not be decoded, or ``None`` if it was not a failure."""
         return self._failed_keys.get(source.key)
+
+    def failure_kind(self, source: ImageSource) -> str | None:
+        """The kind of failure (`dataset_builders.utils.images.PROBLEMS`: missing, undecodable, too large), or None."""
+        return self._failed_kinds.get(source.key)
 
     @property
     def embedding_dim(self) -> int:
@@ -195,7 +200,7 @@ class CLIPEncoder:
         for source in sources:
             image, problem = source.decode(self.transform)
             if image is None:  # skipped, counted and reported
-                failures.append((source, problem.explain()))
+                failures.append((source, problem.explain(), str(problem)))
             else:
                 loaded.append((source, self.transform.prepare(image) if self.transform else image))
         if not loaded:
@@ -210,7 +215,7 @@ class CLIPEncoder:
                     rows.append(self._pixel_values([image]))
                     keys.append(source.key)
                 except Exception as error:
-                    failures.append((source, f"{type(error).__name__}: {error}"))
+                    failures.append((source, f"{type(error).__name__}: {error}", UNDECODABLE))
             return keys, (torch.cat(rows) if rows else None), failures
 
     def _pixel_values(self, prepared: list) -> torch.Tensor:
@@ -246,8 +251,9 @@ class CLIPEncoder:
                     in_flight.append(pool.submit(self._prepare_images, batches[next_batch]))
                     next_batch += 1
                 keys, pixel_values, failures = in_flight.popleft().result()
-                for source, reason in failures:
+                for source, reason, kind in failures:
                     self._failed_keys[source.key] = reason
+                    self._failed_kinds[source.key] = kind
                     self.failed_images[source.name] = reason
                     logger.warning("Skipping image %s: it could not be decoded (%s).", source.name, reason)
                 if pixel_values is not None:
@@ -267,6 +273,7 @@ class CLIPEncoder:
         if not self.cache:
             self._images.clear()
             self._failed_keys.clear()
+            self._failed_kinds.clear()
         return out, ok
 
     def pair_scores(self, images: Sequence[Any], texts: Sequence[str]) -> torch.Tensor:

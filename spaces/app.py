@@ -166,9 +166,11 @@ def load_image(payload: Any):
         raise InputError(f"The file is {size / 2**20:.1f} MB; upload an image of at most {LIMITS['max_upload_mb']} MB.")
     image, problem = decode_image(path, max_pixels=LIMITS["max_megapixels"] * 1_000_000)
     if problem == TOO_LARGE:
-        width, height = image_size(path)
-        raise InputError(f"The image is {width}x{height} pixels ({width * height / 1e6:.0f} megapixels); the "
-                         f"limit is {LIMITS['max_megapixels']} megapixels. Resize it and try again.")
+        size = image_size(path)  # None for a decompression bomb, which Pillow refuses even to describe
+        what = f"{size[0]}x{size[1]} pixels ({size[0] * size[1] / 1e6:.0f} megapixels)" if size else \
+            "far larger than any photo"
+        raise InputError(f"The image is {what}; the limit is {LIMITS['max_megapixels']} megapixels. Resize it and "
+                         f"try again.")
     if image is None:
         raise InputError("That file is not an image this Space can read (PNG, JPEG, WebP, GIF or BMP). "
                          "Upload a photo or pick an example.")

@@ -202,13 +202,10 @@ def test_llm_captions_rendered_positives_and_quality_check(models, tmp_path):
 
 def bad_input_cases(models, tmp_path):
     good = captions_file(tmp_path / "good.jsonl", ["A cat on a couch.", "A dog on a bed."])
-    empty = captions_file(tmp_path / "empty.jsonl", ["A cat on a couch.", "  ", "A dog on a bed."])
     base = ["--caption-column", "caption", "--no-progress"]
     return {
         "missing caption column": (["--input", str(good), "--caption-column", "text", "--rules", *t2i_flags(models)],
                                    "no caption column 'text'; its columns are ['caption']"),
-        "empty captions": (["--input", str(empty), *base, "--rules", *t2i_flags(models)],
-                           "1 of 3 captions in column 'caption' are empty or missing (rows 1)"),
         "llm is not a causal LM": (["--input", str(good), *base, "--llm", str(models["sd"]), *t2i_flags(models)],
                                    "not a causal language model folder"),
         "llm is a CLIP model": (["--input", str(good), *base, "--llm", str(models["clip"]), *t2i_flags(models)],
@@ -223,7 +220,7 @@ def bad_input_cases(models, tmp_path):
     }
 
 
-@pytest.mark.parametrize("case", ["missing caption column", "empty captions", "llm is not a causal LM",
+@pytest.mark.parametrize("case", ["missing caption column", "llm is not a causal LM",
                                   "llm is a CLIP model", "t2i is not a pipeline", "float16 on CPU",
                                   "no images at all", "missing input"])
 def test_bad_input_is_refused_before_generation(case, models, tmp_path, capsys):
@@ -232,6 +229,16 @@ def test_bad_input_is_refused_before_generation(case, models, tmp_path, capsys):
     assert synthesis_main(["synthesize", *flags, "--out", str(out)]) == 2
     assert message in capsys.readouterr().err
     assert not out.exists()  # nothing was generated, not even the folder
+
+
+def test_empty_captions_are_skipped_and_counted_not_fatal(models, tmp_path):
+    captions = captions_file(tmp_path / "empty.jsonl", ["A cat on a couch.", "  ", "A dog on a bed."])
+    out = tmp_path / "out"
+    assert synthesis_main(["synthesize", "--input", str(captions), "--caption-column", "caption", "--rules",
+                           *t2i_flags(models), "--no-progress", "--out", str(out)]) == 0
+    manifest = json.loads((out / STATE_DIR / "manifest.json").read_text())
+    assert manifest["rows"] == 3 and manifest["written"] == 2 and manifest["rejected"] == {"empty caption": 1}
+    assert sorted(rows_by_id(out)) == ["0", "2"]
 
 
 def test_output_folder_of_another_configuration_is_refused(models, tmp_path, capsys):

@@ -46,7 +46,8 @@ import datasets
 
 from .. import schema
 from ..hub_layout import shard_filename, write_dataset_card, write_parquet_shard
-from ..rows import decode_text
+from ..rows import caption_skip_reason, decode_text, image_skip_reason
+from ..utils.images import DEFAULT_MAX_PIXELS, decode_image
 from ..utils import atomic
 from ..utils.devices import resolve_dtype
 from ..utils.errors import InputError
@@ -203,7 +204,12 @@ def load_input(value: str, split: str = "train") -> datasets.Dataset:
 def _captions_fingerprint(captions: Sequence[str]) -> str:
     digest = hashlib.sha256()
     for caption in captions:
-        digest.update(caption.encode("utf-8"))
+        if isinstance(caption, str):
+            digest.update(caption.encode("utf-8", "surrogatepass"))
+        elif isinstance(caption, (bytes, bytearray)):
+            digest.update(b"\1" + bytes(caption))
+        else:
+            digest.update(b"\2")  # no caption
         digest.update(b"\0")
     return digest.hexdigest()
 
@@ -309,15 +315,7 @@ def _prepare(config: SynthesisConfig, device: str) -> _Plan:
                 f"Column {config.image_column!r} does not hold images (it is {found}); give the column with images "
                 f"or image paths."
             ) from error
-    captions = dataset[config.caption_column]
-    empty = [i for i, c in enumerate(captions) if decode_text(c)[1] is not None]
-    if empty:
-        shown = ", ".join(map(str, empty[:10])) + (" ..." if len(empty) > 10 else "")
-        column = repr(config.caption_column)
-        raise SynthesisError(
-            f"{len(empty)} of {len(captions)} captions in column {column} are empty or missing (rows {shown}). "
-            f"Drop or fill them first, e.g. dataset.filter(lambda row: bool(row[{column}] and row[{column}].strip()))."
-        )
+    captions = dataset[config.caption_column]  # empty or undecodable ones are skipped and counted, row by row
     if not captions:
         raise SynthesisError(f"The input {config.dataset!r} has no rows.")
     num_shards = math.ceil(len(captions) / config.rows_per_shard)
@@ -451,7 +449,14 @@ def _process_shard(plan: _Plan, index: int, rows: list[int], models: _Models, ba
     rejected: dict[int, dict[str, Any]] = {}
     timings: dict[str, dict[str, float]] = {}
     stage = lambda name: _Stage(name, failed, timings, bars)  # noqa: E731
-    captions = {row: plan.captions[row].strip() for row in rows}
+    captions = {}
+    for row in rows:  # the one caption decoder: empty or undecodable captions are skipped and counted
+        text, problem = decode_text(plan.captions[row])
+        if problem:
+            rejected[row] = {"reason": caption_skip_reason(problem)}
+        else:
+            captions[row] = text.strip()
+    rows = [row for row in rows if row in captions]
     first_row = plan.shard_rows(index).start
 
     # 1. negative captions
@@ -482,7 +487,13 @@ def _process_shard(plan: _Plan, index: int, rows: list[int], models: _Models, ba
     # 2. positive images
     if config.image_column:
         column = plan.dataset.select(todo)[config.image_column] if todo else []
-        images = {row: _stored_image(value) for row, value in zip(todo, column)}
+        images = {}
+        for row, value in zip(todo, column):  # stored as they are, once the image decoder has accepted them
+            _, problem = decode_image(value, max_pixels=DEFAULT_MAX_PIXELS)
+            if problem:
+                rejected[row] = {"reason": image_skip_reason(problem)}
+            else:
+                images[row] = _stored_image(value)
     else:
         images = stage(STAGES[1])(todo, lambda batch: models.images.generate(
             [captions[r] for r in batch], [row_seed(config.seed, r, "image") for r in batch]))

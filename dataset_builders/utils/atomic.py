@@ -31,14 +31,14 @@ os.umask(_UMASK)
 class DiskFullError(OSError):
     """The disk (or the quota) is full. Nothing half-written was left; the previous version of the file is intact."""
 
-    def __init__(self, path: str | os.PathLike, error: OSError):
+    def __init__(self, path: str | os.PathLike, error: OSError, advice: str | None = None):
         path = Path(path)
-        super().__init__(
-            error.errno,
-            f"The disk is full: {path} could not be written ({error.strerror or error}). Free space on the disk that "
-            f"holds {path.parent} and rerun the same command: it resumes from what was completely written.",
-        )
+        advice = advice or (f"Free space on the disk that holds {path.parent} and rerun the same command: it resumes "
+                            f"from what was completely written.")
+        super().__init__(error.errno, f"The disk is full: {path} could not be written ({error.strerror or error}). "
+                                      f"{advice}")
         self.path = path
+        self.error = error
 
 
 def is_disk_full(error: BaseException) -> bool:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -35,7 +36,8 @@ import torch
 from tqdm.auto import tqdm
 
 from dataset_builders import schema
-from dataset_builders.rows import text_or_none
+from dataset_builders.rows import caption_skip_reason, decode_text, image_skip_reason, text_or_none
+from dataset_builders.utils.images import UNDECODABLE
 
 from ..encoding import CLIPEncoder, ImageSource, image_source_from_file, image_source_from_value
 from . import data as readers
@@ -90,6 +92,9 @@ class BenchmarkResult:
         subsets: per subset (SugarCrepe), ``{"items", "scored", "skipped"}``.
         details: per-item arrays (e.g. the similarity values behind the similarity histograms).
         notes: statements a reader of the numbers needs (e.g. which average ``overall`` is).
+        skipped_reasons: what was left out, counted by reason (`dataset_builders.rows.SKIP_REASONS`): items whose
+            image could not be used, and captions that could not be read (a retrieval image keeps its other
+            captions).
     """
 
     metrics: dict[str, float]
@@ -99,6 +104,7 @@ class BenchmarkResult:
     subsets: dict[str, dict[str, int]] = field(default_factory=dict)
     details: dict[str, np.ndarray] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    skipped_reasons: Counter = field(default_factory=Counter)
 
     @property
     def num_skipped(self) -> int:
@@ -109,6 +115,8 @@ class BenchmarkResult:
         counts: dict[str, Any] = {"items": self.num_items, "scored": self.num_scored, "skipped": self.num_skipped}
         if self.subsets:
             counts["subsets"] = self.subsets
+        if self.skipped_reasons:
+            counts["skipped_by_reason"] = dict(sorted(self.skipped_reasons.items()))
         return counts
 
     def summary(self, name: str) -> str:
@@ -136,10 +144,18 @@ class Benchmark(ABC):
         """Encode the benchmark's images and captions with ``encoder`` and score them."""
 
 
-def _skipped(encoder: CLIPEncoder, sources: Sequence[ImageSource], ok: torch.Tensor, into: dict[str, str]) -> None:
+def _skipped(encoder: CLIPEncoder, sources: Sequence[ImageSource], ok: torch.Tensor, into: dict[str, str],
+             reasons: Counter | None = None) -> None:
+    """Record the images of ``sources`` that failed (by name), and count them by reason into ``reasons``."""
     for source, good in zip(sources, ok.tolist()):
         if not good:
             into[source.name] = encoder.failure_reason(source) or "could not be decoded"
+            if reasons is not None:
+                reasons[_image_reason(encoder, source)] += 1
+
+
+def _image_reason(encoder: CLIPEncoder, source: ImageSource) -> str:
+    return image_skip_reason(encoder.failure_kind(source) or UNDECODABLE)
 
 
 # SugarCrepe -----------------------------------------------------------------------------------------------------
@@ -161,16 +177,23 @@ class SugarCrepeBenchmark(Benchmark):
         paths = list(dict.fromkeys(item.image_path for item in all_items))
         sources = [image_source_from_file(p) for p in paths]
         image_embeddings, ok = encoder.encode_images(sources, desc="SugarCrepe images")
-        texts = list(dict.fromkeys(t for item in all_items for t in (item.caption, item.negative_caption)))
+        texts = list(dict.fromkeys(t for item in all_items if item.skip_reason is None
+                                   for t in (item.caption, item.negative_caption)))
         text_embeddings = encoder.encode_texts(texts, desc="SugarCrepe captions")
         image_row = {p: i for i, p in enumerate(paths)}
         text_row = {t: i for i, t in enumerate(texts)}
 
         accuracies, details, scored, skipped, subsets = {}, {}, 0, {}, {}
+        reasons: Counter = Counter()
         _skipped(encoder, sources, ok, skipped)
         for subset, items in self.items.items():
             images = torch.tensor([image_row[item.image_path] for item in items], dtype=torch.long)
-            keep = ok[images]
+            keep = ok[images] & torch.tensor([item.skip_reason is None for item in items], dtype=torch.bool)
+            for item, good in zip(items, ok[images].tolist()):
+                if item.skip_reason is not None:
+                    reasons[item.skip_reason] += 1
+                elif not good:
+                    reasons[_image_reason(encoder, sources[image_row[item.image_path]])] += 1
             images = images[keep]
             kept = [item for item, k in zip(items, keep.tolist()) if k]
             subsets[subset] = {"items": len(items), "scored": len(kept), "skipped": len(items) - len(kept)}
@@ -189,8 +212,8 @@ class SugarCrepeBenchmark(Benchmark):
         notes = [f"SugarCrepe: {SUGARCREPE_OVERALL_DEFINITION}; replace/swap/add = mean of their subsets."]
         partial = [s for s, c in subsets.items() if c["skipped"]]
         if partial:
-            notes.append(f"sugarcrepe: items skipped (undecodable images) in {', '.join(partial)}: those subsets and "
-                         f"the averages over them are computed on the remaining items only.")
+            notes.append(f"sugarcrepe: items skipped (unusable images or captions) in {', '.join(partial)}: those "
+                         f"subsets and the averages over them are computed on the remaining items only.")
         return BenchmarkResult(
             metrics=sugarcrepe_summary(accuracies),
             num_items=len(all_items),
@@ -199,6 +222,7 @@ class SugarCrepeBenchmark(Benchmark):
             subsets=subsets,
             details=details,
             notes=notes,
+            skipped_reasons=reasons,
         )
 
 
@@ -425,24 +449,32 @@ class RetrievalBenchmark(Benchmark):
         if self.karpathy:
             for start in range(0, len(self.rows), chunk_size):
                 chunk = self.rows[start : start + chunk_size]
-                yield [image_source_from_file(p) for p, _ in chunk], [c for _, c in chunk]
+                yield [image_source_from_file(p) for p, _ in chunk], [c for _, c in chunk], [[] for _ in chunk]
         else:
             for start, batch in _chunks(self.dataset, chunk_size, self.options.max_items):
                 sources = [
                     image_source_from_value(v, f"row {start + j}, column {schema.IMAGE}")
                     for j, v in enumerate(batch[schema.IMAGE])
                 ]
-                captions = [[t for t in map(text_or_none, c or []) if t is not None] for c in batch[self.captions_column]]
-                yield sources, captions
+                captions, problems = [], []
+                for row_captions in batch[self.captions_column]:
+                    decoded = [decode_text(value) for value in row_captions or []]
+                    captions.append([text for text, problem in decoded if problem is None])
+                    problems.append([problem for _, problem in decoded if problem is not None])
+                yield sources, captions, problems
 
     def run(self, encoder: CLIPEncoder) -> BenchmarkResult:
         image_rows, text_rows, owners, total, skipped = [], [], [], 0, {}
+        reasons: Counter = Counter()
         total_rows = len(self.rows) if self.karpathy else _length(self.dataset, self.options.max_items)
         with tqdm(total=total_rows, desc=self.name, unit="image", disable=not encoder.progress) as bar:
-            for sources, captions in self._row_chunks(max(1, encoder.batch_size * 4)):
+            for sources, captions, problems in self._row_chunks(max(1, encoder.batch_size * 4)):
                 total += len(sources)
                 images, ok = encoder.encode_images(sources, progress=False)
-                _skipped(encoder, sources, ok, skipped)
+                _skipped(encoder, sources, ok, skipped, reasons)
+                for row_problems, good in zip(problems, ok.tolist()):
+                    if good:  # the captions of a skipped image are left out with it
+                        reasons.update(caption_skip_reason(problem) for problem in row_problems)
                 flat = [c for row_captions, good in zip(captions, ok.tolist()) if good for c in row_captions]
                 texts = encoder.encode_texts(flat, progress=False)
                 for row, (row_captions, good) in enumerate(zip(captions, ok.tolist())):
@@ -467,8 +499,12 @@ class RetrievalBenchmark(Benchmark):
             if trivial:
                 notes.append(f"retrieval: {direction}_retrieval_recall@{','.join(map(str, trivial))} not applicable "
                              f"(only {candidates} {direction}s to rank: every one is in the top k), left out.")
+        captions_left_out = sum(n for reason, n in reasons.items() if "caption" in reason)
+        if captions_left_out:
+            notes.append(f"retrieval: {captions_left_out} caption(s) could not be read (empty or not UTF-8) and were "
+                         f"left out; their images keep their other captions.")
         return BenchmarkResult(metrics, num_items=total, num_scored=len(image_rows), skipped_images=skipped,
-                               notes=notes)
+                               notes=notes, skipped_reasons=reasons)
 
 
 # Zero-shot classification ---------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from pathlib import Path
 import datasets
 
 from dataset_builders import schema
+from dataset_builders.rows import caption_skip_reason, decode_text
 from dataset_builders.sources import DatasetSourceError, dataset_columns, load_dataset
 from dataset_builders.synthesis.rules import NEGATIVE_KINDS
 from dataset_builders.utils.locations import is_local
@@ -60,6 +61,7 @@ class SugarCrepeItem:
     image_path: Path
     caption: str
     negative_caption: str
+    skip_reason: str | None = None  # a caption that cannot be read: the item is skipped and counted
 
 
 def find_sugarcrepe_images(data_dir: Path, images: str | Path | None) -> Path:
@@ -157,7 +159,11 @@ def load_sugarcrepe(
             image_path = image_dir / value["filename"]
             if value["filename"] not in missing and not image_path.is_file():
                 missing[value["filename"]] = f"{path.name}[{key!r}]"
-            items.append(SugarCrepeItem(subset, str(key), image_path, value["caption"], value["negative_caption"]))
+            caption, problem = decode_text(value["caption"])
+            negative, negative_problem = decode_text(value["negative_caption"])
+            reason = (caption_skip_reason(problem) if problem else
+                      caption_skip_reason(negative_problem, negative=True) if negative_problem else None)
+            items.append(SugarCrepeItem(subset, str(key), image_path, caption or "", negative or "", reason))
         result[subset] = items
     if missing:
         shown = ", ".join(f"{name} (named by {where})" for name, where in list(missing.items())[:5])

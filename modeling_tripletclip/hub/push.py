@@ -36,6 +36,9 @@ logger = logging.getLogger(__name__)
 
 REPO_TYPES = ("model", "dataset", "space")
 STAGING_MARKER = ".tripletclip-staging"
+#: Written last, once a staging folder is complete: every staged file with its SHA-256. A folder without it (an
+#: interrupted staging) is never uploaded; the next run assembles it again.
+STAGED_RECORD = ".tripletclip-staged.json"
 EVAL_RESULTS_FILE = "eval_results.json"
 TRAINING_CONFIG_FILES = ("training_config.yaml", "training_config.json")
 LOSS_CURVE_FILE = "loss_curve.png"
@@ -429,6 +432,9 @@ def upload(
     """Create the repository (if needed) and upload the staged folder as one commit; returns the repository URL."""
     from huggingface_hub import HfApi
 
+    if not staged_files_complete(staged.path):
+        raise PushError(f"{staged.path} is not a complete staging folder (no {STAGED_RECORD}, or files changed since "
+                        f"it was assembled); stage it again with the same `tripletclip push` command.")
     token = resolve_token(token)
     api = api if api is not None else HfApi()
     repo_url = api.create_repo(
@@ -445,7 +451,7 @@ def upload(
         repo_type=staged.repo_type,
         token=token,
         commit_message=commit_message or f"Upload {staged.repo_type} with tripletclip",
-        ignore_patterns=[STAGING_MARKER],
+        ignore_patterns=[STAGING_MARKER, STAGED_RECORD],
     )
     return str(repo_url)
 
@@ -478,13 +484,50 @@ def publish(
     check_staging_dir(staging_dir)
     if not dry_run:
         token = resolve_token(token)
-    staged = STAGERS[repo_type](source, repo_id, staging_dir, **options)
+    try:
+        staged = STAGERS[repo_type](source, repo_id, staging_dir, **options)
+        record_staged_files(staged.path, repo_type, repo_id)
+    except OSError as error:
+        if not atomic.is_disk_full(error) or isinstance(error, atomic.DiskFullError):
+            raise
+        where = Path(error.filename) if error.filename else Path(staging_dir or "the staging folder")
+        raise atomic.DiskFullError(where, error, advice=(
+            f"The staging folder is incomplete (it has no {STAGED_RECORD}) and nothing was uploaded. Free space on "
+            f"that disk and rerun the same command: the folder is assembled again.")) from error
     if dry_run:
         return staged, None
     url = upload(staged, token=token, private=private, commit_message=commit_message, api=api)
     if staging_dir is None:
         shutil.rmtree(staged.path, ignore_errors=True)
     return staged, url
+
+
+def _staged_digests(folder: Path) -> dict[str, str]:
+    import hashlib
+
+    digests = {}
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder).as_posix()
+        if path.is_file() and relative not in (STAGING_MARKER, STAGED_RECORD):
+            digests[relative] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return digests
+
+
+def record_staged_files(folder: str | os.PathLike, repo_type: str, repo_id: str) -> Path:
+    """Mark a staging folder complete: write :data:`STAGED_RECORD` (each file's SHA-256), atomically, last."""
+    folder = Path(folder)
+    return atomic.write_json(folder / STAGED_RECORD, {"repo_type": repo_type, "repo_id": repo_id,
+                                                      "files": _staged_digests(folder)}, indent=1)
+
+
+def staged_files_complete(folder: str | os.PathLike) -> bool:
+    """Whether a staging folder is complete: its record exists and every file is as recorded."""
+    folder = Path(folder)
+    try:
+        record = json.loads((folder / STAGED_RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return record.get("files") == _staged_digests(folder)
 
 
 # ------------------------------------------------------------------------------------------------ helpers

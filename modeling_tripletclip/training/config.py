@@ -24,6 +24,7 @@ from ..losses import LOSS_NEEDS_NEGATIVES, LOSS_TYPES, check_loss_type
 
 DEFAULT_OUTPUT_DIR = "outputs/tripletclip-world"
 WORLD = "world"
+DEFAULT_WORLD_NUM_TRAIN = 10_000
 FREEZE_CHOICES = ("none", "vision", "text")
 REPORT_CHOICES = ("auto", "jsonl", "tensorboard", "wandb", "all")
 
@@ -70,11 +71,18 @@ class TrainingConfig:
     )
     dataset_split: str = field(default="train", metadata={"help": "split of the dataset to train on"})
     streaming: bool = field(default=False, metadata={"help": "stream the dataset instead of loading it"})
-    world_num_train: int = field(default=10000, metadata={"help": "training scenes of the built-in world"})
+    world_num_train: int | None = field(default=None, metadata={
+        "help": f"training scenes of the built-in world (default: {DEFAULT_WORLD_NUM_TRAIN}, or those of the world in "
+                f"--world_dir)"})
+    world_seed: int | None = field(default=None, metadata={
+        "help": "seed of the built-in world (default: --seed, or the seed of the world in --world_dir)"})
     world_dir: str | None = field(
         default=None, metadata={"help": "where the built-in world is cached (default: ~/.cache/tripletclip/world-...)"}
     )
     dataloader_num_workers: int = field(default=0, metadata={"help": "data loading worker processes per process"})
+    ddp_timeout: int = field(default=1800, metadata={
+        "help": "seconds a process waits for the others in a collective before the run stops with a message naming "
+                "the process that was lost (as in transformers' TrainingArguments)"})
     reduced_image_decoding: bool = field(
         default=True,
         metadata={"help": "decode large JPEGs at a reduced scale and resize only the centre crop (faster, within a "
@@ -150,12 +158,19 @@ class TrainingConfig:
     def is_world(self) -> bool:
         return self.dataset == WORLD
 
+    @property
+    def world_settings(self) -> tuple[int, int]:
+        """(training scenes, seed) of the built-in world to generate when none is there."""
+        num_train = self.world_num_train if self.world_num_train is not None else DEFAULT_WORLD_NUM_TRAIN
+        return num_train, self.world_seed if self.world_seed is not None else self.seed
+
     def run_identity(self) -> dict[str, Any]:
         """The fields that define *what* is trained: a resumed or repeated run must agree on all of them."""
         volatile = {
             "resume_from_checkpoint", "overwrite_output_dir", "logging_steps", "report_to", "dataloader_num_workers",
             "checkpointing_steps", "checkpoints_total_limit", "eval_steps", "eval_before_training", "max_train_steps",
             "save_first_step_gradients", "push_to_hub", "hub_model_id", "hub_private_repo", "hub_token", "world_dir",
+            "ddp_timeout",
         }
         return {key: value for key, value in self.to_dict().items() if key not in volatile}
 
@@ -193,6 +208,10 @@ class TrainingConfig:
             problems.append(f"--learning_rate must be positive (got {self.learning_rate})")
         if self.lr_warmup_steps < 0 or self.eval_steps < 0 or self.dataloader_num_workers < 0:
             problems.append("--lr_warmup_steps, --eval_steps and --dataloader_num_workers cannot be negative")
+        if self.ddp_timeout < 1:
+            problems.append(f"--ddp_timeout must be at least 1 second (got {self.ddp_timeout})")
+        if self.world_num_train is not None and self.world_num_train < 1:
+            problems.append(f"--world_num_train must be at least 1 (got {self.world_num_train})")
         if self.report_to not in REPORT_CHOICES:
             problems.append(f"--report_to {self.report_to!r} is not one of {', '.join(REPORT_CHOICES)}")
         if self.logit_scale_max <= 1:

@@ -59,7 +59,39 @@ class TrainingData:
 def default_world_dir(config: TrainingConfig) -> Path:
     """The cache folder of the built-in world for this run's size and seed ($TRIPLETCLIP_CACHE or ~/.cache)."""
     cache = Path(os.environ.get("TRIPLETCLIP_CACHE", Path.home() / ".cache" / "tripletclip"))
-    return cache / f"world-n{config.world_num_train}-seed{config.seed}"
+    num_train, seed = config.world_settings
+    return cache / f"world-n{num_train}-seed{seed}"
+
+
+def check_sources(config: TrainingConfig) -> None:
+    """What can be checked about the data and the model without reading either: a world in ``--world_dir`` that is
+    not the one the flags ask for, a dataset value of no known form, a model path that is not a CLIP-like
+    checkpoint (its configuration only). Runs before any model is loaded or any data is read."""
+    from dataset_builders.utils.errors import InputError
+
+    if config.is_world and config.world_dir:
+        from dataset_builders.world import WorldLayout
+
+        layout = WorldLayout(config.world_dir)
+        if layout.is_world():
+            there = layout.load_manifest().get("config", {})
+            for flag, wanted, key in (("--world_seed", config.world_seed, "seed"),
+                                      ("--world_num_train", config.world_num_train, "num_train")):
+                if wanted is not None and there.get(key) != wanted:
+                    what = f"seed {there.get(key)}" if key == "seed" else f"{there.get(key)} training triplets"
+                    raise InputError(
+                        f"--world_dir {layout.root} holds the world of {what}, but {flag} {wanted} asks for another. "
+                        f"Pass {flag} {there.get(key)} (or leave it out) to train on that world, or give another "
+                        f"--world_dir for the new one."
+                    )
+    elif not config.is_world:
+        from dataset_builders.sources import resolve_dataset
+
+        resolve_dataset(config.dataset)  # raises, naming the forms it looked for, when the value is none of them
+    if config.model_name_or_path:
+        from ..loading import check_clip_like_checkpoint
+
+        check_clip_like_checkpoint(config.model_name_or_path)
 
 
 def load_training_data(config: TrainingConfig, rank: int, num_processes: int) -> TrainingData:
@@ -79,9 +111,9 @@ def _world(config: TrainingConfig) -> TrainingData:
     else:
         # Generated on first use; an identical world already there is reused, an unfinished one completed.
         world_dir = Path(config.world_dir) if config.world_dir else default_world_dir(config)
-        logger.info("Preparing the built-in world (%d training scenes) in %s", config.world_num_train, world_dir)
-        generate_world(world_dir, num_train=config.world_num_train, seed=config.seed,
-                       overwrite=config.world_dir is None)
+        num_train, seed = config.world_settings
+        logger.info("Preparing the built-in world (%d training scenes, seed %d) in %s", num_train, seed, world_dir)
+        generate_world(world_dir, num_train=num_train, seed=seed, overwrite=config.world_dir is None)
         layout = WorldLayout(world_dir)
     dataset = load_tripletdata(layout.train, split="train")
     wanted = [b.strip() for b in config.eval_benchmarks.split(",") if b.strip()]

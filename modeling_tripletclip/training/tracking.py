@@ -63,11 +63,37 @@ def trackers_for(report_to: str, logging_dir: str | Path, run_name: str) -> list
     return trackers
 
 
+def trim_metrics(path: str | Path, step: int) -> None:
+    """Drop the records of steps after ``step`` (a resumed run logs them again), keeping the file's other lines."""
+    from dataset_builders.utils import atomic
+
+    path = Path(path)
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:  # a line cut short by a kill: it was never a complete record
+            continue
+        if record.get("step") is None or record["step"] <= step:
+            kept.append(line)
+    atomic.write_text(path, "".join(f"{line}\n" for line in kept))
+
+
 def read_metrics(path: str | Path) -> list[dict]:
     path = Path(path)
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(json.loads(line))
+        except ValueError:  # empty, or cut short by a kill
+            continue
+    return records
 
 
 def plot_loss_curve(metrics_path: str | Path, out_png: str | Path, title: str = "Training loss") -> Path | None:

@@ -16,11 +16,12 @@ import gc
 import logging
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DataLoaderConfiguration, set_seed
+from accelerate.utils import DataLoaderConfiguration, InitProcessGroupKwargs, set_seed
 from tqdm.auto import tqdm
 
 from dataset_builders.utils import atomic
@@ -31,8 +32,9 @@ from . import checkpoints as ckpt
 from .config import TrainingConfig
 from .data import StreamPosition, TripletBatches
 from .optim import clamp_logit_scale, create_optimizer, create_scheduler
-from .sources import TrainingData, load_training_data
-from .tracking import METRICS_FILE, plot_loss_curve, trackers_for
+from .peers import PeerLostError, is_peer_failure, lost_peers
+from .sources import TrainingData, check_sources, load_training_data
+from .tracking import METRICS_FILE, plot_loss_curve, trackers_for, trim_metrics
 
 logger = logging.getLogger("tripletclip.train")
 
@@ -51,6 +53,7 @@ class TrainingResult:
 
 def train(config: TrainingConfig) -> TrainingResult:
     config.validate()
+    check_sources(config)
     started = time.time()
     output_dir = Path(config.output_dir)
 
@@ -61,8 +64,19 @@ def train(config: TrainingConfig) -> TrainingResult:
         project_dir=str(output_dir),
         # The batch is global (split across processes): the scheduler steps once per optimizer step.
         dataloader_config=DataLoaderConfiguration(split_batches=True),
+        # A lost process makes the others' next collective fail (or time out) instead of waiting forever.
+        kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(seconds=config.ddp_timeout))],
     )
     config.validate_world_size(accelerator.num_processes)
+    try:
+        return _train(accelerator, config, output_dir, started)
+    except Exception as error:
+        if accelerator.num_processes == 1 or isinstance(error, PeerLostError) or not is_peer_failure(error):
+            raise
+        raise PeerLostError(accelerator, lost_peers(accelerator), output_dir, error) from error
+
+
+def _train(accelerator: Accelerator, config: TrainingConfig, output_dir: Path, started: float) -> TrainingResult:
     _setup_logging(accelerator)
     if config.push_to_hub and accelerator.is_main_process:
         # A bad repository id, a missing token or an offline machine stop the run now, not after training.
@@ -89,9 +103,11 @@ def train(config: TrainingConfig) -> TrainingResult:
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
 
     # ------------------------------------------------------------------ resume
-    step, position, skipped, baseline = 0, StreamPosition(), {}, None
+    step, position, skipped, baseline, truncated = 0, StreamPosition(), {}, None, 0
     if config.resume_from_checkpoint:
-        step, position, skipped, baseline = _resume(accelerator, config, output_dir)
+        step, position, skipped, baseline, truncated = _resume(accelerator, config, output_dir)
+        if accelerator.is_main_process:  # the metrics of steps after the checkpoint are logged again
+            trim_metrics(output_dir / METRICS_FILE, step)
 
     from dataset_builders.collator import TripletCollator, defer_image_decoding
 
@@ -119,6 +135,7 @@ def train(config: TrainingConfig) -> TrainingResult:
     # The loss is over the whole batch of every process: the model gathers the embeddings across them.
     gather = Gather(accelerator.process_index, accelerator.num_processes) if accelerator.num_processes > 1 else None
     batches.stats.skipped.update(skipped.get(str(accelerator.process_index), {}))
+    collator.truncated = truncated
 
     # ------------------------------------------------------------------ the untrained model, for comparison
     if accelerator.is_main_process:
@@ -357,11 +374,20 @@ def _base_model(model):
 
 
 def _checkpoint(accelerator, config, output_dir, step, batches: TripletBatches, baseline) -> None:
-    rank_state = {"position": batches.position.to_dict(), "skipped": dict(batches.stats.skipped)}
+    rank_state = {"position": batches.position.to_dict(), "skipped": dict(batches.stats.skipped),
+                  "truncated": batches.collator.truncated}
     shared = {"baseline_eval": baseline, "num_processes": accelerator.num_processes}
-    path = ckpt.save_checkpoint(
-        accelerator, output_dir, step, rank_state, shared, config=config, total_limit=config.checkpoints_total_limit
-    )
+    try:
+        path = ckpt.save_checkpoint(
+            accelerator, output_dir, step, rank_state, shared, config=config,
+            total_limit=config.checkpoints_total_limit,
+        )
+    except atomic.DiskFullError as error:
+        previous = ckpt.list_checkpoints(output_dir)
+        kept = f"{previous[-1].name} is complete and untouched" if previous else "no earlier checkpoint exists"
+        raise atomic.DiskFullError(error.path, error.error, advice=(
+            f"The previous checkpoint stays valid ({kept}). Free space on the disk that holds {output_dir} and rerun "
+            f"the same command with --resume_from_checkpoint latest.")) from error
     logger.debug("Saved %s", path)
 
 
@@ -369,7 +395,7 @@ def _resume(accelerator, config, output_dir):
     candidates = ckpt.resolve_checkpoint(output_dir, config.resume_from_checkpoint)
     if not candidates:
         logger.warning("No checkpoint in %s to resume from: starting from step 0.", output_dir)
-        return 0, StreamPosition(), {}, None
+        return 0, StreamPosition(), {}, None, 0
     errors = []
     for path in candidates:
         try:
@@ -386,7 +412,7 @@ def _resume(accelerator, config, output_dir):
         logger.info("Resumed from %s (step %d)", path, shared["step"])
         position = StreamPosition(**rank_state["position"])
         skipped = {str(accelerator.process_index): rank_state.get("skipped", {})}
-        return shared["step"], position, skipped, shared.get("baseline_eval")
+        return shared["step"], position, skipped, shared.get("baseline_eval"), rank_state.get("truncated", 0)
     raise ValueError("No checkpoint could be loaded:\n  " + "\n  ".join(errors))
 
 
