@@ -107,12 +107,23 @@ class ParquetShardWriter:
             self._buffer = []
 
     def __exit__(self, exc_type, exc, tb) -> bool:
+        error = exc
         try:
             if exc_type is None:
                 self._flush()
             self._writer.close()
-        finally:
-            self._context.__exit__(exc_type, exc, tb)
+        except BaseException as raised:  # the last rows or the footer could not be written: nothing is committed
+            error = raised
+            try:
+                self._writer.close()
+            except BaseException:  # noqa: BLE001 - the file is discarded anyway
+                pass
+        if error is None:
+            self._context.__exit__(None, None, None)  # commit
+            return False
+        self._context.__exit__(type(error), error, error.__traceback__)  # discards; a full disk: DiskFullError
+        if error is not exc:
+            raise error
         return False
 
 

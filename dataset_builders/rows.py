@@ -78,6 +78,19 @@ def decode_text(value: Any) -> tuple[str | None, str | None]:
     return value, None
 
 
+MAX_CAPTION_CHARACTERS = 2_000
+"""Longest caption synthesis edits (CLIP reads 77 tokens, about 300 characters; an LLM prompt has a budget too)."""
+
+
+def shorten_caption(text: str, limit: int = MAX_CAPTION_CHARACTERS) -> tuple[str, bool]:
+    """``text`` cut to at most ``limit`` characters at the last word boundary, and whether it was cut."""
+    if len(text) <= limit:
+        return text, False
+    cut = text[: limit + 1]
+    boundary = cut.rstrip().rfind(" ")
+    return (cut[:boundary] if boundary > 0 else text[:limit]).rstrip(), True
+
+
 def text_or_none(value: Any) -> str | None:
     """The caption as text, or None when it is absent, empty or undecodable."""
     return decode_text(value)[0]

@@ -114,3 +114,11 @@ def tiny_clip_checkpoint(tmp_path_factory, tiny_model_and_processor) -> Path:
     clip.save_pretrained(path)
     processor.save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def faults_inputs(tmp_path_factory):
+    """The fault harness's inputs: a small world, its triplets as released WebDataset shards, a tiny checkpoint."""
+    from benchmarks.faults.fixtures import build_inputs
+
+    return build_inputs(tmp_path_factory.mktemp("faults-inputs"))

@@ -36,7 +36,7 @@ DISK_FAULTS: dict[str, list[DiskPoint]] = {
     "convert": [_SHARD],
     "world": [_SHARD],
     "report": [DiskPoint("replace", 1, "report.json", "the report's commit", "report.json")],
-    "push": [DiskPoint("copy", 2, "disk-", "the second staged file", "disk-")],
+    "push": [DiskPoint("safetensors", 1, "disk-", "the staged weights", "disk-")],
 }
 
 

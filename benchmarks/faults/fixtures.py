@@ -4,7 +4,6 @@ tiny checkpoint; and the check of one invalid configuration."""
 from __future__ import annotations
 
 import io
-import os
 import subprocess
 from pathlib import Path
 
@@ -101,28 +100,53 @@ def bad_config_paths(inputs: Inputs, root: Path) -> dict[str, Path]:
             "run": claimed_run(inputs, root), "out": root / "out"}
 
 
-def check_bad_config(config, inputs: Inputs, root: Path, timeout: float = 300) -> str | None:
-    """Run one invalid configuration as a user would (a subprocess, loading guarded); None when it is refused with
-    exit status 2 and a message naming the fix, before any model, dataset or image was read."""
-    from .configs import resolve
-    from .disk import with_injection
-
-    argv = resolve(config, **bad_config_paths(inputs, root))
-    command = [*launch(config.processes), "-m", "modeling_tripletclip.cli", *argv]
-    done = subprocess.run(command, env=with_injection(base_env(), forbid=True), cwd=REPO, capture_output=True,
-                          text=True, timeout=timeout)
-    output = done.stdout + done.stderr
+def _judge(config, returncode: int, output: str) -> str | None:
     if "FORBIDDEN" in output:
         return "a model, dataset or image was read before the configuration was refused"
-    if done.returncode == 0:
+    if "CRASH:" in output or ("Traceback" in output and config.processes == 1):  # (a launcher prints its own)
+        return f"crashed: {output.strip().splitlines()[-1:]}"
+    if returncode == 0:
         return "accepted"
     missing = [fragment for fragment in config.message if fragment.lower() not in output.lower()]
     if missing:
         return f"the message does not say {missing}: {output.strip().splitlines()[-1:]}"
-    if config.processes == 1 and done.returncode != 2:
-        return f"exit status {done.returncode}, not 2"
+    if config.processes == 1 and returncode != 2:
+        return f"exit status {returncode}, not 2"
     return None
 
 
-__all__ = ["bad_config_paths", "build_inputs", "check_bad_config", "claimed_run", "not_clip_checkpoint",
+def check_bad_configs(configs, inputs: Inputs, root: Path, timeout: float = 600) -> dict[str, str | None]:
+    """Run each invalid configuration as a user would, with loading guarded (``inject/sitecustomize.py``): per
+    configuration's name, None when it was refused with exit status 2 and a message naming the fix, before any
+    model, dataset or image was read; otherwise what went wrong.
+
+    One-process command lines run one after the other in a single guarded Python process
+    (`benchmarks.faults.refusals`); two-process ones each through ``accelerate launch``."""
+    import json
+
+    from .configs import resolve
+    from .disk import with_injection
+
+    paths = bad_config_paths(inputs, root)
+    env = with_injection(base_env(), forbid=True)
+    problems: dict[str, str | None] = {}
+    single = [config for config in configs if config.processes == 1]
+    if single:
+        request, result = root / "refusals-request.json", root / "refusals-result.json"
+        request.write_text(json.dumps([resolve(config, **paths) for config in single]), encoding="utf-8")
+        done = subprocess.run([*launch(1), "-m", "benchmarks.faults.refusals", str(request), str(result)], env=env,
+                              cwd=REPO, capture_output=True, text=True, timeout=timeout)
+        if done.returncode != 0:
+            raise RuntimeError(f"The refusal checks did not run:\n{done.stderr[-3000:]}")
+        for config, outcome in zip(single, json.loads(result.read_text(encoding="utf-8"))):
+            problems[config.name] = _judge(config, outcome["returncode"], outcome["output"])
+    for config in configs:
+        if config.processes > 1:
+            command = [*launch(config.processes), "-m", "modeling_tripletclip.cli", *resolve(config, **paths)]
+            done = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+            problems[config.name] = _judge(config, done.returncode, done.stdout + done.stderr)
+    return {config.name: problems[config.name] for config in configs}
+
+
+__all__ = ["bad_config_paths", "build_inputs", "check_bad_configs", "claimed_run", "not_clip_checkpoint",
            "tiny_model"]

@@ -48,6 +48,10 @@ class ReaderResult:
     def expected_counts(self) -> Counter:
         return Counter(c.expected for c in self.cases if c.expected != USED)
 
+    @staticmethod
+    def expected_counts_for(entries) -> Counter:
+        return Counter(case.outcome for case, _, _ in entries if case.outcome != USED)
+
     @property
     def survived(self) -> int:
         if self.crashed:
@@ -160,21 +164,23 @@ def read_with_stream(processor) -> ReaderResult:
     from modeling_tripletclip.training.data import TripletBatches
 
     entries = corpus_rows()
+    closing = corpus_rows()[0]  # a valid row last, so that one full batch reads the whole corpus
+    closing = (closing[0], closing[1], {**closing[2], "id": "closing"})
     expected_used = [row["id"] for case, _, row in entries if case.outcome == USED]
-    result = ReaderResult("trainer's stream (TripletBatches, 2 workers)")
+    result = ReaderResult("trainer's stream (TripletBatches, streaming, 2 workers)")
     collator = TripletCollator(processor, negative_captions=True, negative_images=True, reduced_image_decoding=True,
                                normalize_images=False)
-    batches = TripletBatches(_binary_dataset(entries), collator, per_process_batch_size=len(expected_used), seed=0,
-                             num_workers=2)
+    dataset = _binary_dataset([*entries, closing]).to_iterable_dataset(num_shards=2)
+    batches = TripletBatches(dataset, collator, per_process_batch_size=len(expected_used) + 1, seed=0,
+                             streaming=True, num_workers=2)
     try:
         batch = next(batches)
     finally:
         batches.close()
-    if batch["pixel_values"].shape[0] != len(expected_used):
+    if batch["pixel_values"].shape[0] != len(expected_used) + 1:
         result.crashed = "the batch is not full"
-    # One epoch exactly: every row met once, so the skip counts are the corpus's.
     result.counted = Counter(batches.stats.skipped)
-    used = set(expected_used) if batches.position.index == len(entries) or batches.position.epoch == 1 else set()
+    used = set(expected_used) if batches.position.index == len(entries) + 1 else set()
     _outcomes_from_counts(result, entries, used, None)
     return result
 
@@ -235,7 +241,7 @@ def read_released_shards(work: Path) -> ReaderResult:
     report = convert_official_shards(str(work / "shards"), work / "converted", progress=False)
     result.counted = Counter(report.skipped)
     converted = load_tripletdata(work / "converted")
-    texts = {row["id"]: row["caption"] for row in converted}
+    texts = {row["id"].rsplit("/", 1)[-1]: row["caption"] for row in converted}  # ids are "<shard>/<key>"
     _outcomes_from_counts(result, entries, set(texts), None, texts)
     return result
 
@@ -243,7 +249,7 @@ def read_released_shards(work: Path) -> ReaderResult:
 def read_synthesis_input(work: Path) -> ReaderResult:
     """`synthesize --rules --image_column image` on an input dataset holding the hostile images and captions."""
     from dataset_builders import load_tripletdata, write_tripletdata
-    from dataset_builders.synthesis.runner import SynthesisConfig, synthesize
+    from dataset_builders.synthesis.runner import SynthesisConfig, run_synthesis
 
     entries = corpus_rows(text_captions=True)
     result = ReaderResult("synthesis input (synthesize --rules)")
@@ -251,9 +257,12 @@ def read_synthesis_input(work: Path) -> ReaderResult:
     write_tripletdata([{"id": r["id"], "image": r["image"], "caption": r["caption"],
                         "negative_image": r["negative_image"], "negative_caption": r["negative_caption"]}
                        for _, _, r in entries], work / "input", progress=False, card=True)
-    report = synthesize(SynthesisConfig(dataset=str(work / "input"), output_dir=str(work / "output"), rules=True,
+    report = run_synthesis(SynthesisConfig(dataset=str(work / "input"), output_dir=str(work / "output"), rules=True,
+                                           caption_column="caption",
                                         image_column="image", rows_per_shard=8, progress=False))
     result.counted = Counter(report.rejected)
+    if report.shortened != 1:
+        result.crashed = f"{report.shortened} captions counted as cut, expected 1 (the long caption)"
     output = load_tripletdata(work / "output")
     # synthesis numbers its output rows by input position
     by_position = {str(i): row for i, (_, _, row) in enumerate(entries)}
@@ -275,27 +284,39 @@ def _evaluation_images(entries, folder: Path) -> dict[str, str]:
     return names
 
 
+def _by_totals(result: ReaderResult, entries, scored: int) -> None:
+    """Per case outcomes of a reader that reports counts only (evaluation): when the reader's counts equal the
+    expected ones and it scored exactly the usable rows, every case went as expected; otherwise none is trusted."""
+    expected_used = sum(case.outcome == USED for case, _, _ in entries)
+    trusted = result.counted == result.expected_counts_for(entries) and scored == expected_used
+    for case, column, _ in entries:
+        result.cases.append(CaseResult(case.name, column, case.outcome, case.outcome if trusted else "unknown"))
+
+
 def read_sugarcrepe(model, processor, work: Path) -> ReaderResult:
-    """SugarCrepe-format evaluation: one item per row, its image file the hostile one."""
+    """SugarCrepe-format evaluation: one item per row, its image file the hostile one, its caption from the JSON.
+
+    A missing image file is refused up front, for the whole run (a wrong --images folder), so that case is left out;
+    text captions cannot hold bytes that are not UTF-8."""
     from modeling_tripletclip.evaluation.benchmarks import evaluate_model_detailed
 
-    entries = corpus_rows(text_captions=True)
+    entries = [(case, column, row) for case, column, row in corpus_rows(text_captions=True) if row["image"] is not None]
     result = ReaderResult("SugarCrepe evaluation (image files, JSON captions)")
-    result.not_applicable = [c.name for c in caption_cases() if isinstance(c.value, bytes)]
+    result.not_applicable = ["no image (None)"] + [c.name for c in caption_cases() if isinstance(c.value, bytes)]
     names = _evaluation_images(entries, work / "images")
     items = {str(i): {"filename": names[row["id"]], "caption": row["caption"], "negative_caption": VALID_NEGATIVE}
              for i, (_, _, row) in enumerate(entries)}
     (work / "add_obj.json").write_text(json.dumps(items), encoding="utf-8")
     outcome = evaluate_model_detailed(model, processor, {"sugarcrepe": str(work)}, images=str(work / "images"),
                                       progress=False)["sugarcrepe"]
-    result.counted = Counter(outcome.skipped_reasons())
-    used = {row["id"] for i, (_, _, row) in enumerate(entries) if str(i) in outcome.scored_items("add_obj")}
-    _outcomes_from_counts(result, entries, used, None)
+    result.counted = Counter(outcome.skipped_reasons)
+    _by_totals(result, entries, outcome.num_scored)
     return result
 
 
 def read_retrieval(model, processor, work: Path) -> ReaderResult:
-    """Retrieval evaluation on a dataset with an image and a list of captions per row."""
+    """Retrieval evaluation on a dataset with an image and two captions per row (the hostile one and a valid one):
+    an unusable image leaves its row out; an unreadable caption is left out, its image kept."""
     import datasets
 
     from modeling_tripletclip.evaluation.benchmarks import evaluate_model_detailed
@@ -310,9 +331,10 @@ def read_retrieval(model, processor, work: Path) -> ReaderResult:
     datasets.Dataset.from_list(rows, features=features).save_to_disk(str(work / "retrieval"))
     outcome = evaluate_model_detailed(model, processor, {"retrieval": str(work / "retrieval")},
                                       progress=False)["retrieval"]
-    result.counted = Counter(outcome.skipped_reasons())
-    used = {row["id"] for i, (_, _, row) in enumerate(entries) if outcome.row_used(i)}
-    _outcomes_from_counts(result, entries, used, None)
+    result.counted = Counter(outcome.skipped_reasons)
+    images_used = sum(case.outcome == USED or column == "caption" for case, column, _ in entries)
+    expected_used = sum(case.outcome == USED for case, _, _ in entries)
+    _by_totals(result, entries, outcome.num_scored - images_used + expected_used)
     return result
 
 
@@ -336,10 +358,11 @@ def read_space_upload(work: Path) -> ReaderResult:
             path.write_bytes(case.value)
         try:
             image = app.load_image(str(path) if path else None)
-        except app.InputError as error:
+        except app.InputError as error:  # refused with a message: the Space's way of skipping
             reason = case.outcome if case.outcome != USED else "refused"
             refused[reason] += 1
-            result.cases.append(CaseResult(case.name, "image", case.outcome, reason if str(error) else "silent"))
+            detail = "" if str(error).strip() else "refused without a message"
+            result.cases.append(CaseResult(case.name, "image", case.outcome, reason, detail))
             continue
         result.cases.append(CaseResult(case.name, "image", case.outcome, USED, check_picture(case, image) or ""))
     result.counted = refused
@@ -347,5 +370,5 @@ def read_space_upload(work: Path) -> ReaderResult:
 
 
 __all__ = ["CaseResult", "LONG_CAPTION", "ReaderResult", "corpus_rows", "read_released_shards", "read_retrieval",
-           "read_space_upload", "read_stream", "read_sugarcrepe", "read_synthesis_input", "read_tripletdata_folder",
+           "read_space_upload", "read_sugarcrepe", "read_synthesis_input", "read_tripletdata_folder",
            "read_with_collator", "read_with_stream", "write_released_shards"]

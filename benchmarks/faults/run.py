@@ -253,15 +253,14 @@ class Harness:
 
     def config_row(self, inputs: Inputs) -> Row:
         from .configs import BAD_CONFIGS
-        from .fixtures import check_bad_config
+        from .fixtures import check_bad_configs
 
         row = Row("every command", "invalid configuration", rerun="pytest tests/test_bad_configurations.py")
-        for config in BAD_CONFIGS:
-            problem = check_bad_config(config, inputs, self.work / "configs")
+        for name, problem in check_bad_configs(BAD_CONFIGS, inputs, self.work / "configs").items():
             row.trials += 1
             row.survived += int(problem is None)
             if problem:
-                row.notes.append(f"{config.name}: {problem}")
+                row.notes.append(f"{name}: {problem}")
         return row
 
     # ------------------------------------------------------------------ all of it

@@ -46,7 +46,7 @@ import datasets
 
 from .. import schema
 from ..hub_layout import shard_filename, write_dataset_card, write_parquet_shard
-from ..rows import caption_skip_reason, decode_text, image_skip_reason
+from ..rows import MAX_CAPTION_CHARACTERS, caption_skip_reason, decode_text, image_skip_reason, shorten_caption
 from ..utils.images import DEFAULT_MAX_PIXELS, decode_image
 from ..utils import atomic
 from ..utils.devices import resolve_dtype
@@ -166,6 +166,7 @@ class SynthesisReport:
     throughput: dict[str, float]
     vqa: dict[str, Any] | None = None
     filtered: Path | None = None
+    shortened: int = 0  # written rows whose caption was cut to MAX_CAPTION_CHARACTERS
 
     @property
     def complete(self) -> bool:
@@ -440,8 +441,9 @@ class _Stage:
 
 
 def _process_shard(plan: _Plan, index: int, rows: list[int], models: _Models, bars: dict[str, Any]
-                   ) -> tuple[list[dict[str, Any]], dict[int, Any], dict[int, Any], dict[str, Any]]:
-    """Generate ``rows`` of shard ``index``: (written rows, rejected, failed, stage timings)."""
+                   ) -> tuple[list[dict[str, Any]], dict[int, Any], dict[int, Any], dict[str, Any], list[int]]:
+    """Generate ``rows`` of shard ``index``: (written rows, rejected, failed, stage timings, rows whose caption was
+    cut to `MAX_CAPTION_CHARACTERS`)."""
     from .rules import generate_negative
 
     config = plan.config
@@ -449,13 +451,15 @@ def _process_shard(plan: _Plan, index: int, rows: list[int], models: _Models, ba
     rejected: dict[int, dict[str, Any]] = {}
     timings: dict[str, dict[str, float]] = {}
     stage = lambda name: _Stage(name, failed, timings, bars)  # noqa: E731
-    captions = {}
+    captions, shortened = {}, []
     for row in rows:  # the one caption decoder: empty or undecodable captions are skipped and counted
         text, problem = decode_text(plan.captions[row])
         if problem:
             rejected[row] = {"reason": caption_skip_reason(problem)}
-        else:
-            captions[row] = text.strip()
+        else:  # an overlong caption is cut at a word boundary (and counted), as a text model would truncate it
+            captions[row], cut = shorten_caption(text.strip(), MAX_CAPTION_CHARACTERS)
+            if cut:
+                shortened.append(row)
     rows = [row for row in rows if row in captions]
     first_row = plan.shard_rows(index).start
 
@@ -542,7 +546,7 @@ def _process_shard(plan: _Plan, index: int, rows: list[int], models: _Models, ba
         if config.t2i and not config.image_column:
             record["image_seed"] = row_seed(config.seed, row, "image")
         written.append(record)
-    return written, rejected, failed, timings
+    return written, rejected, failed, timings, [r for r in shortened if r not in rejected and r not in failed]
 
 
 def _existing_rows(path: Path) -> list[dict[str, Any]]:
@@ -555,12 +559,13 @@ def _run_shard(plan: _Plan, folder: OutputFolder, index: int, record: dict[str, 
                bars: dict[str, Any]) -> dict[str, Any]:
     shard_range = plan.shard_rows(index)
     if record is None:
-        rows, kept, rejected = list(shard_range), [], {}
+        rows, kept, rejected, earlier_shortened = list(shard_range), [], {}, []
     else:  # only the rows that failed last time; the written ones stay
         rows = sorted(int(r) for r in record["failed"])
         kept = [r for r in _existing_rows(_shard_path(plan, index)) if int(r[schema.ID]) not in rows]
         rejected = dict(record["rejected"])
-    written, new_rejected, failed, timings = _process_shard(plan, index, rows, models, bars)
+        earlier_shortened = [r for r in record.get("shortened", []) if r not in rows]
+    written, new_rejected, failed, timings, shortened = _process_shard(plan, index, rows, models, bars)
     merged = sorted(kept + written, key=lambda r: int(r[schema.ID]))
     write_parquet_shard(merged, _shard_path(plan, index), plan.features)
     rejected.update({str(r): v for r, v in new_rejected.items()})
@@ -568,7 +573,8 @@ def _run_shard(plan: _Plan, folder: OutputFolder, index: int, record: dict[str, 
     new_record = {
         "shard": index, "rows": [shard_range.start, shard_range.stop], "written": len(merged),
         "rejected": rejected, "failed": {str(r): v for r, v in failed.items()}, "stages": timings,
-        "attempts": attempts, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "shortened": sorted(earlier_shortened + shortened), "attempts": attempts,
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     folder.record(index, new_record)  # after the parquet: a record means the shard is there
     return new_record
@@ -673,7 +679,7 @@ def run_synthesis(config: SynthesisConfig) -> SynthesisReport:
 
 
 def _summarize(plan: _Plan, folder: OutputFolder) -> SynthesisReport:
-    written, failed, done = 0, 0, 0
+    written, failed, done, shortened = 0, 0, 0, 0
     rejected: Counter[str] = Counter()
     timings: dict[str, dict[str, float]] = {}
     for index in range(plan.num_shards):
@@ -683,10 +689,11 @@ def _summarize(plan: _Plan, folder: OutputFolder) -> SynthesisReport:
         done += 1
         written += record["written"]
         failed += len(record["failed"])
+        shortened += len(record.get("shortened", []))
         rejected.update(v["reason"] for v in record["rejected"].values())
         _add_timings(timings, record["stages"])
     return SynthesisReport(plan.out, plan.num_rows, written, dict(rejected), failed, done, plan.num_shards,
-                           _format_throughput(timings))
+                           _format_throughput(timings), shortened=shortened)
 
 
 def _finish(plan: _Plan, report: SynthesisReport) -> None:
@@ -711,7 +718,7 @@ def _finish(plan: _Plan, report: SynthesisReport) -> None:
                                                  threshold=config.min_clip_score, progress=config.progress)
     manifest = {
         "complete": report.complete, "rows": report.rows, "written": report.written, "rejected": report.rejected,
-        "failed": report.failed, "shards": report.shards, "shards_done": report.shards_done,
+        "failed": report.failed, "shortened_captions": report.shortened, "shards": report.shards, "shards_done": report.shards_done,
         "throughput_rows_per_second": report.throughput, "vqa": report.vqa,
         "filtered": str(report.filtered) if report.filtered else None,
     }
@@ -734,7 +741,8 @@ def _card_details(config: SynthesisConfig, report: SynthesisReport) -> str:
         f"- Negative captions: {captions}.",
         f"- Negative images: {images}.",
         f"- Rows: {report.rows} in, {report.written} written; rejected: "
-        f"{', '.join(f'{k} {v}' for k, v in sorted(report.rejected.items())) or 'none'}; failed: {report.failed}.",
+        f"{', '.join(f'{k} {v}' for k, v in sorted(report.rejected.items())) or 'none'}; failed: {report.failed}; "
+        f"captions cut to {MAX_CAPTION_CHARACTERS} characters: {report.shortened}.",
     ]
     if config.clip_model:
         lines.append(f"- `clip_score`: (s(x, y) + s(x', y')) / 2 under `{config.clip_model}`.")

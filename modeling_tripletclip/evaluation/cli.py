@@ -182,13 +182,13 @@ def evaluate_command(options: EvaluateOptions) -> int:
     images = parse_images(options.images, list(benchmarks))
     templates = load_templates(options.templates) if options.templates else None
 
-    # Every input is checked before any model runs: the data first, then each model's configuration.
+    # Every input is checked before any model runs: each model's configuration (cheap), then the data.
+    for model_name in options.model:
+        check_clip_like_checkpoint(model_name, trust_remote_code=options.trust_remote_code)
     prepared = prepare_benchmarks(
         benchmarks, images=images, split=options.split, streaming=options.streaming, max_items=options.max_items,
         templates=templates,
     )
-    for model_name in options.model:
-        check_clip_like_checkpoint(model_name, trust_remote_code=options.trust_remote_code)
 
     report, similarity = EvaluationReport(), {}
     for model_name in options.model:

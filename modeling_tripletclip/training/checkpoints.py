@@ -93,7 +93,8 @@ def save_checkpoint(accelerator, output_dir: str | Path, step: int, rank_state: 
         accelerator.save_state(str(tmp))
         atomic.write_json(tmp / f"data_state_rank{accelerator.process_index}.json", rank_state)
     except OSError as error:
-        if atomic.is_disk_full(error):
+        if atomic.is_disk_full(error):  # free what was written: the previous checkpoint is the newest complete one
+            shutil.rmtree(tmp, ignore_errors=True)
             raise atomic.DiskFullError(final, error) from error
         raise
     accelerator.wait_for_everyone()

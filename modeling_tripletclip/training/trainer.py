@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -53,6 +54,7 @@ class TrainingResult:
 
 def train(config: TrainingConfig) -> TrainingResult:
     config.validate()
+    config.validate_world_size(int(os.environ.get("WORLD_SIZE", "1")))  # as launched, before any process group
     check_sources(config)
     started = time.time()
     output_dir = Path(config.output_dir)

@@ -2,7 +2,7 @@
 
 ``TRIPLETCLIP_FAULT_DISK="EDGE:AFTER:MATCH"`` makes a write fail with ``ENOSPC`` as a full disk would: the
 ``AFTER``-th call (1-based, counted in each process) of ``EDGE`` whose target path contains ``MATCH``. Edges:
-``torch.save`` (checkpoint state), ``parquet`` (a parquet shard: `pyarrow.parquet.ParquetWriter.write_table`),
+``torch.save`` (checkpoint state), ``safetensors`` (weights), ``parquet`` (a parquet shard: `pyarrow.parquet.ParquetWriter.write_table`),
 ``replace`` (`os.replace`, the commit of an atomic write), ``copy`` (`shutil.copyfile`).
 
 ``TRIPLETCLIP_FAULT_FORBID=1`` makes loading a model, reading a dataset or opening an image fail loudly, for checks
@@ -63,6 +63,17 @@ def _install_disk_fault(spec):
             return original(src, dst, *args, **kwargs)
 
         os.replace = replace
+    elif edge == "safetensors":
+        import safetensors.torch
+
+        original = safetensors.torch.save_file
+
+        def save_file(tensors, filename, *args, **kwargs):
+            if hit(filename):
+                raise _full_disk(filename)
+            return original(tensors, filename, *args, **kwargs)
+
+        safetensors.torch.save_file = save_file
     elif edge == "copy":
         import shutil
 
