@@ -96,10 +96,38 @@ def train_tokenizer(corpus: Iterable[str], vocab_size: int = 1024, model_max_len
     """
     tokenizer = CLIPTokenizer().train_new_from_iterator(iter(corpus), vocab_size=vocab_size,
                                                         new_special_tokens=[UNK_TOKEN])
+    _number_tokens_canonically(tokenizer)
     tokenizer.backend_tokenizer.model.unk_token = UNK_TOKEN
     tokenizer.unk_token = UNK_TOKEN
     tokenizer.model_max_length = model_max_length
     return tokenizer
+
+
+def _number_tokens_canonically(tokenizer: CLIPTokenizer) -> None:
+    """Give the trained vocabulary ids that depend on the corpus only.
+
+    The BPE trainer learns the same merges in the same order every time, but numbers the tokens in an order that
+    changes from one process to the next; a model made in one process would read another process's ids wrongly
+    (and two runs of the same command would differ). Ids here: the special tokens first (as trained), then the
+    initial alphabet sorted, then each merge's product in merge order.
+    """
+    import json
+
+    from tokenizers import Tokenizer
+
+    state = json.loads(tokenizer.backend_tokenizer.to_str())
+    model = state["model"]
+    special = sorted(state["added_tokens"], key=lambda token: token["id"])
+    products = ["".join(merge) if isinstance(merge, list) else merge.replace(" ", "") for merge in model["merges"]]
+    taken = {token["content"] for token in special} | set(products)
+    order = [token["content"] for token in special] + sorted(t for t in model["vocab"] if t not in taken)
+    order += [t for t in dict.fromkeys(products) if t in model["vocab"]]
+    if sorted(order) != sorted(model["vocab"]):  # an unexpected layout: keep the trainer's numbering
+        return
+    if [token["content"] for token in special] != order[: len(special)]:
+        return
+    model["vocab"] = {token: number for number, token in enumerate(order)}
+    tokenizer.backend_tokenizer.model = Tokenizer.from_str(json.dumps(state)).model  # the rest stays as trained
 
 
 def build_processor(tokenizer: CLIPTokenizer, image_size: int) -> CLIPProcessor:

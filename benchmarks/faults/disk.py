@@ -34,7 +34,7 @@ DISK_FAULTS: dict[str, list[DiskPoint]] = {
     "synthesis-1p": [_SHARD],
     "synthesis-2p": [DiskPoint("parquet", 1, "parquet", "each process's first parquet shard", "-of-")],
     "convert": [_SHARD],
-    "world": [_SHARD],
+    "world": [DiskPoint("parquet", 2, "parquet", "the second parquet shard", "train/data")],
     "report": [DiskPoint("replace", 1, "report.json", "the report's commit", "report.json")],
     "push": [DiskPoint("safetensors", 1, "disk-", "the staged weights", "disk-")],
 }
