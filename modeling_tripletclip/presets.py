@@ -11,6 +11,7 @@ Pretrained CLIP weights are a different starting point: `TripletCLIPModel.from_c
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
@@ -87,47 +88,87 @@ UNK_TOKEN = "<|unk|>"
 
 
 def train_tokenizer(corpus: Iterable[str], vocab_size: int = 1024, model_max_length: int = 64) -> CLIPTokenizer:
-    """Train a small BPE `CLIPTokenizer` on ``corpus`` (milliseconds for thousands of captions).
+    """Train a small BPE `CLIPTokenizer` on ``corpus`` (well under a second for thousands of captions); the same
+    corpus gives the same tokenizer in every process.
 
     For models trained from scratch on a closed vocabulary (the built-in world, tests). Characters the corpus never
     had become a dedicated ``<|unk|>`` token: never the end-of-text token, where CLIP pools the caption. Models
     meant for open text should use OpenAI CLIP's tokenizer
     (`CLIPTokenizer.from_pretrained("openai/clip-vit-base-patch32")`).
     """
-    tokenizer = CLIPTokenizer().train_new_from_iterator(iter(corpus), vocab_size=vocab_size,
+    texts = Counter(corpus)  # captions repeat; the merges below weigh each text by its count
+    tokenizer = CLIPTokenizer().train_new_from_iterator(iter(sorted(texts)), vocab_size=vocab_size,
                                                         new_special_tokens=[UNK_TOKEN])
-    _number_tokens_canonically(tokenizer)
+    _learn_merges_deterministically(tokenizer, texts, vocab_size)
     tokenizer.backend_tokenizer.model.unk_token = UNK_TOKEN
     tokenizer.unk_token = UNK_TOKEN
     tokenizer.model_max_length = model_max_length
     return tokenizer
 
 
-def _number_tokens_canonically(tokenizer: CLIPTokenizer) -> None:
-    """Give the trained vocabulary ids that depend on the corpus only.
+def _learn_merges_deterministically(tokenizer: CLIPTokenizer, texts: Counter, vocab_size: int) -> None:
+    """Replace the trained BPE model's merges and ids by ones that depend on the corpus only.
 
-    The BPE trainer learns the same merges in the same order every time, but numbers the tokens in an order that
-    changes from one process to the next; a model made in one process would read another process's ids wrongly
-    (and two runs of the same command would differ). Ids here: the special tokens first (as trained), then the
-    initial alphabet sorted, then each merge's product in merge order.
+    The `tokenizers` trainer breaks ties between equally frequent pairs, and numbers its tokens, in an order that
+    changes from one process to the next, so two runs of the same command (or a run and its resume) would get
+    different tokenizers. Here the merges are learned again with the trainer's rule (the most frequent adjacent pair,
+    counted over the same pre-tokenized words with the same end-of-word suffix, until the vocabulary is full or no
+    pair is left) and ties go to the lexicographically smallest pair; ids are the special tokens (as trained), the
+    initial alphabet sorted, then each merge's product in merge order. Normaliser, pre-tokenizer, decoder and
+    post-processor stay as trained.
     """
     import json
 
     from tokenizers import Tokenizer
 
-    state = json.loads(tokenizer.backend_tokenizer.to_str())
+    backend = tokenizer.backend_tokenizer
+    state = json.loads(backend.to_str())
     model = state["model"]
-    special = sorted(state["added_tokens"], key=lambda token: token["id"])
-    products = ["".join(merge) if isinstance(merge, list) else merge.replace(" ", "") for merge in model["merges"]]
-    taken = {token["content"] for token in special} | set(products)
-    order = [token["content"] for token in special] + sorted(t for t in model["vocab"] if t not in taken)
-    order += [t for t in dict.fromkeys(products) if t in model["vocab"]]
-    if sorted(order) != sorted(model["vocab"]):  # an unexpected layout: keep the trainer's numbering
-        return
-    if [token["content"] for token in special] != order[: len(special)]:
-        return
-    model["vocab"] = {token: number for number, token in enumerate(order)}
-    tokenizer.backend_tokenizer.model = Tokenizer.from_str(json.dumps(state)).model  # the rest stays as trained
+    suffix = model.get("end_of_word_suffix") or ""
+    counts: Counter = Counter()
+    for text, repeats in texts.items():
+        normalized = backend.normalizer.normalize_str(text) if backend.normalizer else text
+        for word, _ in backend.pre_tokenizer.pre_tokenize_str(normalized):
+            if word:
+                counts[word] += repeats
+    words = {tuple(word[:-1]) + (word[-1] + suffix,): count for word, count in counts.items()}
+    special = [token["content"] for token in sorted(state["added_tokens"], key=lambda token: token["id"])]
+    trained = ["".join(m) if isinstance(m, list) else m.replace(" ", "") for m in model["merges"]]
+    alphabet = set(model["vocab"]) - set(trained) - set(special)
+    alphabet |= {symbol for word in words for symbol in word}
+    vocab = special + sorted(alphabet)
+    known = set(vocab)
+    merges: list[list[str]] = []
+    while len(vocab) < vocab_size:
+        pairs: Counter = Counter()
+        for word, count in words.items():
+            for pair in zip(word, word[1:]):
+                pairs[pair] += count
+        if not pairs:
+            break
+        first, second = min(pairs, key=lambda pair: (-pairs[pair], pair))
+        merges.append([first, second])
+        product = first + second
+        if product not in known:
+            vocab.append(product)
+            known.add(product)
+        merged = {}
+        for word, count in words.items():
+            out, position = [], 0
+            while position < len(word):
+                if position + 1 < len(word) and word[position] == first and word[position + 1] == second:
+                    out.append(product)
+                    position += 2
+                else:
+                    out.append(word[position])
+                    position += 1
+            merged[tuple(out)] = merged.get(tuple(out), 0) + count
+        words = merged
+    model["vocab"] = {token: number for number, token in enumerate(vocab)}
+    model["merges"] = merges
+    for token in state["added_tokens"]:
+        token["id"] = model["vocab"][token["content"]]
+    backend.model = Tokenizer.from_str(json.dumps(state)).model  # the rest of the pipeline stays as trained
 
 
 def build_processor(tokenizer: CLIPTokenizer, image_size: int) -> CLIPProcessor:

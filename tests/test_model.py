@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -285,3 +287,28 @@ def test_folders_that_are_not_clip_checkpoints(tmp_path, tiny_clip_checkpoint):
     torch.save({}, pickled / "pytorch_model.bin")
     with pytest.raises(ValueError, match="safetensors only"):
         load_tripletclip(pickled)
+
+
+def test_a_tokenizer_trained_from_scratch_is_the_same_in_every_process(tmp_path):
+    """BPE training numbers its tokens in an order that changes between processes; `train_tokenizer` renumbers them
+    canonically, so two processes (two runs, or a run and its resume) give identical ids for the same corpus."""
+    script = textwrap.dedent("""
+        import json, sys
+        from modeling_tripletclip.presets import train_tokenizer
+        from conftest import CORPUS
+        tokenizer = train_tokenizer(CORPUS)
+        print(json.dumps({"vocab": tokenizer.get_vocab(), "ids": tokenizer(CORPUS[:3])["input_ids"],
+                          "decoded": tokenizer.decode(tokenizer(CORPUS[0])["input_ids"], skip_special_tokens=True)}))
+    """)
+    runs = []
+    for _ in range(2):
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                              cwd=Path(__file__).parent, env={**os.environ, "PYTHONHASHSEED": "random"})
+        runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    assert runs[0] == runs[1]
+    from conftest import CORPUS
+
+    assert runs[0]["decoded"].strip() == " ".join(CORPUS[0].lower().split())
+    vocab = runs[0]["vocab"]
+    assert sorted(vocab.values()) == list(range(len(vocab)))
+    assert [vocab["<|startoftext|>"], vocab["<|endoftext|>"]] == [0, 1]
