@@ -46,7 +46,7 @@ FAULTS = ("kill", "disk", "peer", "hostile", "config")
 class FaultOptions:
     """Options of ``python -m benchmarks.faults``."""
 
-    quick: bool = field(default=False, metadata={"help": "a few trials per job (what the test suite runs)"})
+    quick: bool = field(default=False, metadata={"help": "one trial per job (the test suite runs it on four jobs)"})
     output_dir: str = field(default=str(RESULTS), metadata={"help": "where faults.json and faults.md go"})
     work_dir: str | None = field(default=None, metadata={
         "help": "inputs and runs (default: $TRIPLETCLIP_CACHE or ~/.cache/tripletclip, sub-folder faults-full or "
@@ -339,8 +339,8 @@ def update_readme(readme: Path, results: dict) -> None:
     from dataset_builders.utils import atomic
 
     section = (f"{README_HEADING}\n\nEvery reliability promise as a repeated, counted trial "
-               f"(`python -m benchmarks.faults`, {results['wall_time_s'] / 60:.0f} min here; `--quick`: a few "
-               f"trials per job, run by the tests). Each trial resumes with the job's documented command and "
+               f"(`python -m benchmarks.faults`, {results['wall_time_s'] / 60:.0f} min here; `--quick`: one trial "
+               f"per job; the tests run it on four jobs). Each trial resumes with the job's documented command and "
                f"compares the result with an uninterrupted run: training's weights, optimizer, scheduler, data "
                f"position and metrics; every row of synthesis, conversion and the world exactly once with equal "
                f"values; the report and the staged files byte for byte. Data lost counts rows missing, duplicated "
