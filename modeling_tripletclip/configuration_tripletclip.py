@@ -31,6 +31,11 @@ class TripletCLIPConfig(CLIPConfig):
         gather_with_grad (`bool`, *optional*, defaults to `True`):
             All-gather embeddings across processes with gradient, so that N processes of batch B compute the
             loss and gradients of one process with batch N*B. Only ever turn off to reproduce older code.
+        cyclip_in_modal_weight (`float`, *optional*, defaults to `0.0`):
+            Weight of CyCLIP's in-modal consistency term (image–image against text–text similarities), added to any
+            `loss_type`; 0 leaves it out (as CyCLIP's code does by default); CyCLIP's paper trains with 0.25.
+        cyclip_cross_modal_weight (`float`, *optional*, defaults to `0.0`):
+            Weight of CyCLIP's cross-modal consistency term (image-to-text against text-to-image similarities).
         text_config, vision_config, projection_dim, logit_scale_init_value:
             As in [`CLIPConfig`].
 
@@ -48,10 +53,15 @@ class TripletCLIPConfig(CLIPConfig):
     loss_type: str = "tripletclip"
     local_loss: bool = False
     gather_with_grad: bool = True
+    cyclip_in_modal_weight: float = 0.0
+    cyclip_cross_modal_weight: float = 0.0
 
     def __post_init__(self, **kwargs):
         # Checked before anything else is built, so a typo fails at once with a plain ValueError.
         check_loss_type(self.loss_type)
+        if self.cyclip_in_modal_weight < 0 or self.cyclip_cross_modal_weight < 0:
+            raise ValueError("cyclip_in_modal_weight and cyclip_cross_modal_weight cannot be negative (got "
+                             f"{self.cyclip_in_modal_weight}, {self.cyclip_cross_modal_weight}); 0 turns a term off.")
         # A plain CLIP configuration read into this class (`TripletCLIPModel.from_pretrained("a/clip")`) carries
         # model_type "clip"; the model it builds is a TripletCLIP model, and saves as one.
         kwargs.pop("model_type", None)

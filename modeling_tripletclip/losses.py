@@ -11,6 +11,14 @@ cross-entropy of the rows of ``M`` against the target columns ``t``.
 - LaCLIP+HN (``clip_hn``): ``L_CLIP([U; U'], [V; V'])``: the negative pairs are ordinary extra pairs.
 - Negative images only (``negative_images``): ``( CE(s·U·Vᵀ, I) + CE([s·V·Uᵀ | s·V·U'ᵀ], I) ) / 2``.
 
+CyCLIP's consistency terms (Goel et al., 2022) can be added to any of them (:func:`cyclip_terms`), over the ``n``
+image–caption pairs the objective trains on (real pairs, plus the negative pairs where it has both negatives):
+
+- in-modal:    ``(1/n) Σ_ij (u_i·u_j − v_i·v_j)²``  (image–image against text–text similarities)
+- cross-modal: ``(1/n) Σ_ij (u_i·v_j − v_i·u_j)²``  (image-to-text against text-to-image similarities)
+
+which is CyCLIP's ``(s·A − s·B)².mean() / s² · n``: independent of the temperature.
+
 Every function takes the rows it *anchors* and, separately, the *candidates* they are scored against, plus the
 column index of each anchor's positive (``labels``). On one process the anchors are the candidates and the labels
 are ``arange(B)``. :data:`OBJECTIVES` maps each ``loss_type`` to its function and the embeddings it uses;
@@ -139,6 +147,25 @@ def negative_images_loss(image_embeds: Tensor, text_embeds: Tensor, negative_ima
                             contrastive_ce(text_embeds, images, logit_scale, labels))
 
 
+def cyclip_terms(image_embeds: Tensor, text_embeds: Tensor, *, all_image_embeds: OptionalTensor = None,
+                 all_text_embeds: OptionalTensor = None) -> LossParts:
+    """CyCLIP's two consistency regularisers over the pairs ``(u_i, v_i)``.
+
+    Args:
+        image_embeds, text_embeds: `(A, D)` the anchored pairs (this process's rows).
+        all_image_embeds, all_text_embeds: `(n, D)` every pair of the batch (default: the anchors themselves).
+
+    Returns:
+        ``in_modal`` and ``cross_modal``: each the mean over the anchored rows ``i`` of ``Σ_j d_ij²`` over all ``n``
+        pairs ``j``. With the anchors being all pairs this is CyCLIP's definition; anchoring each process's rows,
+        the mean over processes equals it (and so do the gradients after data-parallel averaging).
+    """
+    all_images, all_texts = _or(all_image_embeds, image_embeds), _or(all_text_embeds, text_embeds)
+    in_modal = image_embeds @ all_images.t() - text_embeds @ all_texts.t()
+    cross_modal = image_embeds @ all_texts.t() - text_embeds @ all_images.t()
+    return {"in_modal": in_modal.square().sum(dim=1).mean(), "cross_modal": cross_modal.square().sum(dim=1).mean()}
+
+
 @dataclass(frozen=True)
 class Gather:
     """The processes a contrastive batch is split over, as the caller (a trainer) knows them.
@@ -234,6 +261,8 @@ def compute_loss(
     *,
     gather: Gather | None = None,
     local_loss: bool = False,
+    cyclip_in_modal_weight: float = 0.0,
+    cyclip_cross_modal_weight: float = 0.0,
 ) -> LossParts:
     """Compute ``loss_type``'s objective on this process's normalised embeddings.
 
@@ -245,11 +274,18 @@ def compute_loss(
         gather: the processes the batch is split over (see :class:`Gather`); None computes on these rows alone.
         local_loss: with ``gather``, anchor only this process's rows (labels offset by ``rank·B``) instead of all
             gathered rows.
+        cyclip_in_modal_weight, cyclip_cross_modal_weight: weights of CyCLIP's consistency terms
+            (:func:`cyclip_terms`, on the same gathered embeddings) added to the loss; 0 leaves a term out. CyCLIP
+            trains with 0.25 each.
 
     Returns:
-        A dict with the scalar ``loss`` and its named parts (e.g. ``real_anchor``/``negative_anchor``).
+        A dict with the scalar ``loss`` and its named parts (e.g. ``real_anchor``/``negative_anchor``, and
+        ``cyclip_in_modal``/``cyclip_cross_modal`` unweighted where they are on).
     """
     objective = OBJECTIVES[check_loss_type(loss_type)]
+    if cyclip_in_modal_weight < 0 or cyclip_cross_modal_weight < 0:
+        raise ValueError(f"CyCLIP's weights cannot be negative (got in-modal {cyclip_in_modal_weight}, cross-modal "
+                         f"{cyclip_cross_modal_weight}).")
     given = {
         "image_embeds": image_embeds,
         "text_embeds": text_embeds,
@@ -270,7 +306,26 @@ def compute_loss(
             candidates = {f"all_{name}": embeds for name, embeds in zip(objective.inputs, gathered)}
         else:
             anchors = gathered
-    return objective.function(*anchors, logit_scale, labels=labels, **candidates)
+    parts = objective.function(*anchors, logit_scale, labels=labels, **candidates)
+    if cyclip_in_modal_weight or cyclip_cross_modal_weight:
+        anchored = dict(zip(objective.inputs, anchors))
+        columns = {name: candidates.get(f"all_{name}", anchored[name]) for name in objective.inputs}
+        all_images, all_texts = _pairs(objective, columns)
+        terms = cyclip_terms(*_pairs(objective, anchored), all_image_embeds=all_images, all_text_embeds=all_texts)
+        for name, weight in (("in_modal", cyclip_in_modal_weight), ("cross_modal", cyclip_cross_modal_weight)):
+            if weight:
+                parts["loss"] = parts["loss"] + weight * terms[name]
+                parts[f"cyclip_{name}"] = terms[name]
+    return parts
+
+
+def _pairs(objective: Objective, embeds: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The image–caption pairs an objective trains on: the real pairs, and the negative pairs where it has both
+    negatives, as `(images, captions)`."""
+    if objective.needs_negative_images and objective.needs_negative_captions:
+        return (torch.cat([embeds["image_embeds"], embeds["negative_image_embeds"]]),
+                torch.cat([embeds["text_embeds"], embeds["negative_text_embeds"]]))
+    return embeds["image_embeds"], embeds["text_embeds"]
 
 
 __all__ = [
@@ -284,6 +339,7 @@ __all__ = [
     "clip_loss",
     "compute_loss",
     "contrastive_ce",
+    "cyclip_terms",
     "gather_features",
     "negative_images_loss",
     "negclip_loss",

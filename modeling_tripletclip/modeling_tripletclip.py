@@ -227,6 +227,8 @@ class TripletCLIPModel(CLIPModel):
                 gather=None if gather is None else Gather(gather.rank, gather.world_size, gather.group,
                                                           with_grad=self.config.gather_with_grad),
                 local_loss=self.config.local_loss,
+                cyclip_in_modal_weight=self.config.cyclip_in_modal_weight,
+                cyclip_cross_modal_weight=self.config.cyclip_cross_modal_weight,
             )
             loss = parts.pop("loss")
             loss_parts = parts

@@ -25,7 +25,8 @@ from benchmarks.comparison import (  # noqa: E402
     verdict,
 )
 from benchmarks.comparison.report import MEASURES, aggregate, markdown_tables, write_outputs  # noqa: E402
-from benchmarks.comparison.runner import RESULT_FILE, SIMILARITY_FILE, run_all, training_wall_time  # noqa: E402
+from benchmarks.comparison.runner import (  # noqa: E402
+    RESULT_FILE, SIMILARITY_FILE, run_all, training_config, training_wall_time)
 
 # ------------------------------------------------------------------------------------------------ statistics
 
@@ -68,9 +69,15 @@ def test_design_runs_and_matched_images():
     settings = ComparisonSettings.full()
     settings.validate()
     runs = settings.runs()
-    assert len(runs) == len(settings.seeds) * (5 + 2)
+    assert len(runs) == len(settings.seeds) * (7 + 2)
     assert {r.config_name for r in runs} == {"clip", "clip_hn", "negclip", "tripletclip", "negative_images",
-                                             "clip@2B", "negclip@2B"}
+                                             "cyclip", "tripletclip+cyclip", "clip@2B", "negclip@2B"}
+    # CyCLIP's two configurations: CLIP's and TripletCLIP's objectives with CyCLIP's paper's weights, in the trainer.
+    for method, loss_type in (("cyclip", "clip"), ("tripletclip+cyclip", "tripletclip"), ("tripletclip", None)):
+        config = training_config(settings, RunSpec(method, 0), Path("w"), Path("m"), Path("o"))
+        assert config.loss_type == (loss_type or method)
+        weights = (config.cyclip_in_modal_weight, config.cyclip_cross_modal_weight)
+        assert weights == ((0.25, 0.25) if loss_type else (0.0, 0.0))
     # The doubled-batch baselines see as many images per step as TripletCLIP.
     b = settings.batch_size
     assert settings.images_per_step(RunSpec("tripletclip", 0)) == 2 * b
@@ -85,7 +92,7 @@ def test_design_runs_and_matched_images():
 def test_aggregate_and_tables_from_hand_made_records():
     def record(config, seed, overall):
         method, _, batch = config.partition("@")
-        return {"run": {"loss_type": method, "seed": seed, "batch_multiplier": 2 if batch else 1},
+        return {"run": {"method": method, "seed": seed, "batch_multiplier": 2 if batch else 1},
                 "config_name": config, "metrics": {"sugarcrepe": {"overall": overall}}}
 
     records = [record("tripletclip", 0, 0.8), record("tripletclip", 1, 0.7),

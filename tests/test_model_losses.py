@@ -81,6 +81,65 @@ def test_loss_and_gradients_match_reference(loss_type):
             torch.testing.assert_close(a.grad, b.grad, rtol=1e-9, atol=1e-12, msg=f"gradient w.r.t. {name}")
 
 
+def reference_cyclip(U, V, in_weight, cross_weight):
+    """CyCLIP's terms written from its definition: over the n pairs, (1/n) Σ_ij of the squared differences of
+    image–image vs text–text and image-to-text vs text-to-image similarities."""
+    n = len(U)
+    in_modal = sum((dot(U[i], U[j]) - dot(V[i], V[j])) ** 2 for i in range(n) for j in range(n)) / n
+    cross_modal = sum((dot(U[i], V[j]) - dot(V[i], U[j])) ** 2 for i in range(n) for j in range(n)) / n
+    return in_weight * in_modal + cross_weight * cross_modal, in_modal, cross_modal
+
+
+#: The pairs each objective has: both negatives make the negative pairs extra pairs.
+CYCLIP_PAIRS = {
+    "clip": lambda U, V, Un, Vn: (U, V),
+    "negclip": lambda U, V, Un, Vn: (U, V),
+    "tripletclip": lambda U, V, Un, Vn: (torch.cat([U, Un]), torch.cat([V, Vn])),
+    "clip_hn": lambda U, V, Un, Vn: (torch.cat([U, Un]), torch.cat([V, Vn])),
+    "negative_images": lambda U, V, Un, Vn: (U, V),
+}
+
+
+@pytest.mark.parametrize("loss_type", list(REFERENCES))
+def test_cyclip_terms_match_a_loop_implementation_with_every_loss_type(loss_type):
+    U, V, Un, Vn = embeddings(3)
+    s = torch.tensor(math.exp(2.3), dtype=torch.float64)
+    weights = {"cyclip_in_modal_weight": 0.25, "cyclip_cross_modal_weight": 0.5}
+
+    ours = [t.clone().requires_grad_(True) for t in (U, V, Un, Vn)]
+    parts = compute_loss(loss_type, s, *ours, **weights)
+    theirs = [t.clone().requires_grad_(True) for t in (U, V, Un, Vn)]
+    regulariser, in_modal, cross_modal = reference_cyclip(*CYCLIP_PAIRS[loss_type](*theirs), 0.25, 0.5)
+    expected = REFERENCES[loss_type](*theirs, s) + regulariser
+
+    torch.testing.assert_close(parts["cyclip_in_modal"], in_modal, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(parts["cyclip_cross_modal"], cross_modal, rtol=1e-10, atol=1e-12)
+    assert float(in_modal.detach()) > 1e-3 and float(cross_modal.detach()) > 1e-3  # random embeddings are far from consistent
+    torch.testing.assert_close(parts["loss"], expected, rtol=1e-10, atol=1e-10)
+    parts["loss"].backward()
+    expected.backward()
+    for name, a, b in zip(("U", "V", "U'", "V'"), ours, theirs):
+        if b.grad is None:
+            assert a.grad is None or torch.count_nonzero(a.grad) == 0, name
+        else:
+            torch.testing.assert_close(a.grad, b.grad, rtol=1e-9, atol=1e-12, msg=f"gradient w.r.t. {name}")
+
+
+def test_cyclip_terms_vanish_on_consistent_embeddings_and_ignore_the_temperature():
+    U, _, _, _ = embeddings(4)
+    parts = compute_loss("clip", torch.tensor(7.0, dtype=torch.float64), U, U.clone(),
+                         cyclip_in_modal_weight=0.25, cyclip_cross_modal_weight=0.25)
+    assert float(parts["cyclip_in_modal"]) == pytest.approx(0, abs=1e-12)  # identical towers are consistent
+    assert float(parts["cyclip_cross_modal"]) == pytest.approx(0, abs=1e-12)
+    U, V, _, _ = embeddings(5)
+    at = [compute_loss("clip", torch.tensor(scale, dtype=torch.float64), U, V, cyclip_in_modal_weight=1.0)
+          ["cyclip_in_modal"] for scale in (1.0, 100.0)]
+    torch.testing.assert_close(at[0], at[1])
+    assert "cyclip_cross_modal" not in compute_loss("clip", torch.tensor(1.0), U, V, cyclip_in_modal_weight=1.0)
+    with pytest.raises(ValueError, match="cannot be negative"):
+        compute_loss("clip", torch.tensor(1.0), U, V, cyclip_cross_modal_weight=-0.1)
+
+
 def test_tripletclip_parts_are_the_two_negclip_terms():
     U, V, Un, Vn = embeddings(1)
     s = torch.tensor(10.0, dtype=torch.float64)

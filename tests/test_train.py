@@ -134,6 +134,22 @@ def test_two_processes_give_the_gradients_of_one_process_with_the_doubled_batch(
     assert any(g1[name].abs().sum() > 0 for name in g1)
 
 
+@pytest.mark.parametrize("loss_type", ["clip", "negclip", "tripletclip", "clip_hn", "negative_images"])
+def test_cyclip_terms_train_with_every_loss_type(tiny_world, tiny_checkpoint, tmp_path, loss_type):
+    out = tmp_path / loss_type
+    train_main(base_flags(tiny_world, tiny_checkpoint, out, loss_type=loss_type, max_train_steps=2,
+                          checkpointing_steps=2, cyclip_in_modal_weight=0.25, cyclip_cross_modal_weight=0.5))
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    first = next(r for r in records if "train/loss" in r)
+    in_modal, cross_modal = first["train/loss_cyclip_in_modal"], first["train/loss_cyclip_cross_modal"]
+    assert in_modal > 0 and cross_modal > 0
+    contrastive = (first["train/loss_real_anchor"] + first["train/loss_negative_anchor"] if loss_type == "tripletclip"
+                   else (first["train/loss_image_to_text"] + first["train/loss_text_to_image"]) / 2)
+    assert first["train/loss"] == pytest.approx(contrastive + 0.25 * in_modal + 0.5 * cross_modal, rel=1e-5)
+    saved = json.loads((out / "config.json").read_text())
+    assert (saved["cyclip_in_modal_weight"], saved["cyclip_cross_modal_weight"]) == (0.25, 0.5)
+
+
 def test_lora_trains_only_adapters_and_the_merged_model_loads(tiny_world, tiny_checkpoint, tmp_path):
     from transformers import AutoModel
 

@@ -7,6 +7,9 @@ step, CLIP and NegCLIP only B; so CLIP and NegCLIP are also trained with a batch
 steps ("matched images seen"). The doubled batch, rather than doubled steps, keeps the optimizer updates and the
 learning-rate schedule identical and gives the same width of softmax (2B candidates per image) and about the same
 encoder work per step as TripletCLIP, so the second comparison matches data *and* compute.
+
+The paper's CyCLIP ablation adds CyCLIP's two consistency terms (weights 0.25 and 0.25, as in CyCLIP's paper) to
+CLIP ("CyCLIP") and to TripletCLIP ("CyCLIP + TripletCLIP"); nothing else changes.
 """
 
 from __future__ import annotations
@@ -15,13 +18,29 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-#: The objectives compared, by `TripletCLIPConfig.loss_type`, with the paper's names.
-METHODS: dict[str, str] = {
-    "clip": "CLIP",
-    "clip_hn": "LaCLIP+HN",
-    "negclip": "NegCLIP",
-    "tripletclip": "TripletCLIP",
-    "negative_images": "Neg. images only",
+#: CyCLIP's paper's weights of its in-modal and cross-modal consistency terms.
+CYCLIP_WEIGHTS = (0.25, 0.25)
+
+
+@dataclass(frozen=True)
+class Method:
+    """A compared training method: the paper's name, a `TripletCLIPConfig.loss_type`, and whether CyCLIP's
+    consistency terms are added to it."""
+
+    label: str
+    loss_type: str
+    cyclip: bool = False
+
+
+#: The methods compared, by configuration name.
+METHODS: dict[str, Method] = {
+    "clip": Method("CLIP", "clip"),
+    "clip_hn": Method("LaCLIP+HN", "clip_hn"),
+    "negclip": Method("NegCLIP", "negclip"),
+    "tripletclip": Method("TripletCLIP", "tripletclip"),
+    "negative_images": Method("Neg. images only", "negative_images"),
+    "cyclip": Method("CyCLIP", "clip", cyclip=True),
+    "tripletclip+cyclip": Method("CyCLIP + TripletCLIP", "tripletclip", cyclip=True),
 }
 #: Objectives that encode a negative image for every triplet, i.e. 2B images per step.
 USES_NEGATIVE_IMAGES = ("tripletclip", "clip_hn", "negative_images")
@@ -31,16 +50,26 @@ DOUBLED_BATCH_METHODS = ("clip", "negclip")
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One training run: an objective, a seed and a batch size (``batch_multiplier`` x the comparison's B)."""
+    """One training run: a method (a key of :data:`METHODS`), a seed and a batch size (``batch_multiplier`` x the
+    comparison's B)."""
 
-    loss_type: str
+    method: str
     seed: int
     batch_multiplier: int = 1
 
     @property
+    def loss_type(self) -> str:
+        return METHODS[self.method].loss_type
+
+    @property
+    def cyclip_weights(self) -> tuple[float, float]:
+        """The in-modal and cross-modal CyCLIP weights of this run (0 without CyCLIP)."""
+        return CYCLIP_WEIGHTS if METHODS[self.method].cyclip else (0.0, 0.0)
+
+    @property
     def config_name(self) -> str:
         """The compared configuration, e.g. ``tripletclip`` or ``clip@2B``."""
-        return self.loss_type if self.batch_multiplier == 1 else f"{self.loss_type}@{self.batch_multiplier}B"
+        return self.method if self.batch_multiplier == 1 else f"{self.method}@{self.batch_multiplier}B"
 
     @property
     def run_name(self) -> str:
@@ -50,7 +79,7 @@ class RunSpec:
 def config_label(config_name: str) -> str:
     """A reader's name for a configuration: ``clip@2B`` -> ``CLIP (2B batch)``."""
     method, _, batch = config_name.partition("@")
-    label = METHODS.get(method, method)
+    label = METHODS[method].label if method in METHODS else method
     return f"{label} ({batch} batch)" if batch else label
 
 
@@ -127,7 +156,8 @@ class ComparisonSettings:
         together."""
         specs = [RunSpec(m, s) for m in self.methods for s in self.seeds]
         specs += [RunSpec(m, s, 2) for m in self.doubled_batch_methods for s in self.seeds]
-        priority = ("tripletclip", "clip", "clip@2B", "negclip", "clip_hn", "negative_images", "negclip@2B")
+        priority = ("tripletclip", "clip", "clip@2B", "negclip", "clip_hn", "negative_images", "negclip@2B",
+                    "cyclip", "tripletclip+cyclip")
 
         def rank(run: RunSpec) -> tuple[int, int]:
             name = run.config_name

@@ -53,6 +53,10 @@ class TrainingConfig:
     )
     loss_type: str = field(default="tripletclip", metadata={"help": f"objective: one of {', '.join(LOSS_TYPES)}"})
     local_loss: bool = field(default=False, metadata={"help": "open_clip's memory-saving local loss across processes"})
+    cyclip_in_modal_weight: float = field(default=0.0, metadata={
+        "help": "add CyCLIP's in-modal consistency term with this weight to any --loss_type (CyCLIP's paper: 0.25)"})
+    cyclip_cross_modal_weight: float = field(default=0.0, metadata={
+        "help": "add CyCLIP's cross-modal consistency term with this weight (CyCLIP's paper: 0.25)"})
     freeze: str = field(default="none", metadata={"help": "freeze a tower (LiT-style ablation): none, vision or text"})
     lora: bool = field(default=False, metadata={"help": "train LoRA adapters (peft) instead of the full model"})
     lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
@@ -181,6 +185,9 @@ class TrainingConfig:
             check_loss_type(self.loss_type)
         except ValueError:
             problems.append(f"--loss_type {self.loss_type!r} is not one of {', '.join(LOSS_TYPES)}")
+        for name in ("cyclip_in_modal_weight", "cyclip_cross_modal_weight"):
+            if getattr(self, name) < 0:
+                problems.append(f"--{name} cannot be negative (got {getattr(self, name)}); 0 turns the term off")
         if self.preset and self.model_name_or_path:
             problems.append("give either --preset (a random model) or --model_name_or_path (a checkpoint), not both")
         if self.preset is not None:

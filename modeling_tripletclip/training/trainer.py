@@ -272,6 +272,8 @@ def _create_model(config: TrainingConfig, data: TrainingData):
             loss_type=config.loss_type,
         )
     model.config.local_loss = config.local_loss
+    model.config.cyclip_in_modal_weight = config.cyclip_in_modal_weight
+    model.config.cyclip_cross_modal_weight = config.cyclip_cross_modal_weight
 
     if config.freeze != "none":
         tower = (model.vision_model, model.visual_projection) if config.freeze == "vision" else (
