@@ -62,7 +62,9 @@ def main(argv=None) -> int:
     except ValueError as error:
         print(error, file=sys.stderr)
         return 2
-    cache = Path(os.environ.get("TRIPLETCLIP_CACHE", Path.home() / ".cache" / "tripletclip"))
+    from dataset_builders.utils.locations import cache_dir
+
+    cache = cache_dir()
     work_dir = Path(args.work_dir) if args.work_dir else cache / f"comparison-{settings.name}"
     output_dir = Path(args.output_dir) if args.output_dir else (
         work_dir / "results" if args.smoke else REPO_ROOT / "benchmarks" / "results")

@@ -3,6 +3,7 @@
     tripletclip data world --output_dir DIR [--num_train N] [--seed S] [--image_size 64] [--num_proc P]
     tripletclip data convert-webdataset --dataset SHARDS_OR_FOLDER_OR_HUB_ID --output_dir DIR [--overwrite_output_dir]
     tripletclip data inspect --dataset DATASET [--split S] [--output_dir DIR] [--rows 8]
+    tripletclip data coverage --dataset DATASET [--output_dir DIR] [--parts_of_speech noun] [--max_rows N]
 """
 
 from __future__ import annotations
@@ -127,6 +128,83 @@ def _inspect(options: InspectOptions) -> int:
     return 0
 
 
+@dataclass
+class CoverageOptions:
+    """Options of ``tripletclip data coverage``."""
+
+    dataset: str = field(metadata={
+        "help": "a dataset (" + DATASET_HELP + "), a generated world folder, or SugarCrepe's folder of JSON files "
+                "(or one of them); TripletData or plain captions", "nargs": "+"})
+    output_dir: str = field(default=".", metadata={"help": "where coverage.json, coverage.md and coverage.png go"})
+    split: str = field(default="train", metadata={"help": "split to read"})
+    parts_of_speech: str = field(default="noun", metadata={
+        "help": "comma-separated parts of speech to count: noun (the paper's), verb, adjective, adverb"})
+    max_rows: int | None = field(default=None, metadata={"help": "read at most this many rows (a sample of a large "
+                                                                 "dataset: the first rows, streamed)"})
+
+    def validate(self) -> None:
+        from .coverage import PARTS_OF_SPEECH
+
+        unknown = [p for p in self.pos_list if p not in PARTS_OF_SPEECH]
+        if unknown or not self.pos_list:
+            raise ValueError(f"--parts_of_speech {self.parts_of_speech!r}: choose from {', '.join(PARTS_OF_SPEECH)} "
+                             "(comma-separated).")
+        if self.max_rows is not None and self.max_rows < 1:
+            raise ValueError(f"--max_rows must be at least 1 (got {self.max_rows}).")
+
+    @property
+    def pos_list(self) -> list[str]:
+        return [part.strip() for part in self.parts_of_speech.split(",") if part.strip()]
+
+
+def caption_rows(value: str, split: str = "train"):
+    """The caption rows of a dataset value, a world or a SugarCrepe folder, as dicts with ``caption`` and, where the
+    dataset has them, ``negative_caption`` and ``negative_kind`` (streamed; images are never decoded)."""
+    from . import schema
+    from .sources import dataset_columns, load_dataset
+    from .sugarcrepe import is_sugarcrepe, read_sugarcrepe_subset, sugarcrepe_subsets
+    from .utils.errors import InputError
+    from .world import WorldLayout
+
+    if "," not in value and is_sugarcrepe(value):
+        folder, subsets = sugarcrepe_subsets(value)
+        return ({"caption": item["caption"], "negative_caption": item["negative_caption"], "negative_kind": subset}
+                for subset in subsets for item in read_sugarcrepe_subset(folder / f"{subset}.json").values())
+    layout = WorldLayout(value)
+    if "," not in value and layout.is_world():
+        value = str(layout.train)
+    dataset = load_dataset(value, split=split, streaming=True)
+    columns = dataset_columns(dataset)
+    if schema.CAPTION not in columns:
+        raise InputError(f"{value} has no {schema.CAPTION!r} column (it has {', '.join(columns)}); the coverage "
+                         f"analysis reads captions (and {schema.NEGATIVE_CAPTION!r} where present).")
+    wanted = [c for c in (schema.CAPTION, schema.NEGATIVE_CAPTION, schema.NEGATIVE_KIND) if c in columns]
+    return iter(dataset.select_columns(wanted))
+
+
+def _coverage(options: CoverageOptions) -> int:
+    from tqdm.auto import tqdm
+
+    from .coverage import ConceptFinder, count_concepts, coverage_table, format_table, plot_added
+    from .utils import atomic
+    from .wordnet import load_wordnet
+
+    rows = caption_rows(options.dataset, options.split)  # a bad dataset fails here, before WordNet loads
+    finder = ConceptFinder(load_wordnet(), options.pos_list)
+    with tqdm(desc="captions", unit=" rows", total=options.max_rows) as progress:
+        counts = count_concepts(rows, finder, max_rows=options.max_rows, progress=progress)
+    title = Path(options.dataset.split(",")[0].rstrip("/")).name or options.dataset
+    table = coverage_table(counts)
+    table.update(dataset=options.dataset, parts_of_speech=options.pos_list, max_rows=options.max_rows)
+    text = format_table(table, title)
+    out = Path(options.output_dir)
+    atomic.write_json(out / "coverage.json", table, indent=2)
+    atomic.write_text(out / "coverage.md", text)
+    plot_added(table, out / "coverage.png", title)
+    print(text + f"\nWrote {out / 'coverage.json'}, {out / 'coverage.md'} and {out / 'coverage.png'}.")
+    return 0
+
+
 COMMANDS = [
     Command("data world", WorldOptions, _world,
             help="generate the procedural compositional world (train split + benchmarks)",
@@ -140,4 +218,10 @@ COMMANDS = [
     Command("data inspect", InspectOptions, _inspect,
             help="row counts, schema and a sample-grid PNG of a dataset or world",
             description="Summarise a dataset (any form --dataset takes) or a generated world.", positional="dataset"),
+    Command("data coverage", CoverageOptions, _coverage,
+            help="WordNet concepts in the captions and negative captions, and what the negatives add",
+            description="Count the WordNet synsets (nouns by default) of a dataset's captions and negative "
+                        "captions, as the paper's concept-coverage table: unique synsets and occurrences, their "
+                        "intersection, the synsets the negatives add, per negative kind. Needs WordNet (nltk's, or a "
+                        "system WordNet 3.0 database).", positional="dataset"),
 ]

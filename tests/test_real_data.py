@@ -429,3 +429,16 @@ def test_the_tie_rule_is_stated_where_retrieval_semantics_are_named(capsys):
     assert "a tie always counts against the model" in text and "CLIP_benchmark's `topk` on exact ties" in text
     readme = " ".join((REPO / "README.md").read_text().split())
     assert "a tie counts against the model" in readme and "CLIP_benchmark's `topk`" in readme
+
+
+def test_concept_coverage_of_the_released_data_by_hub_id(hub, tmp_path, capsys):
+    # Every caption is "a photo of a dog number S I", every negative "a photo of a cat number S I"; sample 3 of
+    # shard 0 has no negative caption, and the truncated image does not matter (no image is decoded).
+    assert cli(["data", "coverage", "--dataset", hub, "--output_dir", str(tmp_path)]) == 0
+    capsys.readouterr()
+    table = json.loads((tmp_path / "coverage.json").read_text())
+    assert table["rows"] == 18 and table["skipped"] == {"empty or missing negative caption": 1}
+    assert table["captions"] == {"unique_synsets": 3, "occurrences": 3 * 18}
+    assert table["negative_captions"] == {"unique_synsets": 3, "occurrences": 3 * 17, "shared_with_captions": 2,
+                                          "added_synsets": 1, "added_occurrences": 17}
+    assert table["top_added"] == [["cat.n.01", 17]]

@@ -20,7 +20,6 @@ It prints the reliability table (job x fault: trials, survived, data lost, the c
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import shutil
@@ -98,7 +97,9 @@ def _kill_tree(process: subprocess.Popen) -> None:
 class Harness:
     def __init__(self, options: FaultOptions):
         self.options = options
-        cache = Path(os.environ.get("TRIPLETCLIP_CACHE", Path.home() / ".cache" / "tripletclip"))
+        from dataset_builders.utils.locations import cache_dir
+
+        cache = cache_dir()
         self.work = Path(options.work_dir) if options.work_dir else cache / (
             "faults-quick" if options.quick else "faults-full")
         self.trials = options.trials or (1 if options.quick else 10)
@@ -319,7 +320,7 @@ def table(rows: list[Row]) -> str:
 
 def markdown(results: dict) -> str:
     rows = [Row(**r) for r in results["rows"]]
-    text = [f"# Fault harness results\n",
+    text = ["# Fault harness results\n",
             f"- Run {results['finished']} on {results['machine']}; mode: {results['mode']}; {results['trials']} kill "
             f"trials per job; wall time {results['wall_time_s'] / 60:.1f} min.",
             f"- Command: `{results['command']}`.", "", table(rows), ""]

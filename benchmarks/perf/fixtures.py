@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +14,9 @@ WORLD_BENCHMARK_SIZES = {"num_test": 16, "sugarcrepe_per_kind": 4, "num_winogrou
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("TRIPLETCLIP_CACHE", Path.home() / ".cache" / "tripletclip"))
+    from dataset_builders.utils.locations import cache_dir
+
+    return cache_dir()
 
 
 def benchmark_world(cache_dir: Path, quick: bool, seed: int = 0) -> Path:

@@ -14,6 +14,12 @@ from pathlib import Path
 _PATTERN_CHARACTERS = ("*", "?", "[", "{")
 
 
+def cache_dir() -> Path:
+    """Where the package caches what it makes or installs (the built-in world, WordNet, benchmark runs):
+    ``$TRIPLETCLIP_CACHE``, else ``~/.cache/tripletclip``."""
+    return Path(os.environ.get("TRIPLETCLIP_CACHE", Path.home() / ".cache" / "tripletclip"))
+
+
 def is_pattern(value: str) -> bool:
     """Whether ``value`` is a shell-style glob or a brace range (``shard-{0..9}.tar``)."""
     return any(character in value for character in _PATTERN_CHARACTERS)
@@ -53,4 +59,4 @@ def local_path(value: str | os.PathLike) -> Path | None:
     return Path(os.fspath(value)).expanduser() if is_local(value) else None
 
 
-__all__ = ["is_hub_id", "is_local", "is_pattern", "local_path"]
+__all__ = ["cache_dir", "is_hub_id", "is_local", "is_pattern", "local_path"]

@@ -29,7 +29,7 @@ import datasets
 from dataset_builders import schema
 from dataset_builders.rows import caption_skip_reason, decode_text
 from dataset_builders.sources import DatasetSourceError, dataset_columns, load_dataset
-from dataset_builders.synthesis.rules import NEGATIVE_KINDS
+from dataset_builders.sugarcrepe import read_sugarcrepe_subset, sugarcrepe_subsets
 from dataset_builders.utils.locations import is_local
 
 from .errors import EvaluationInputError
@@ -101,61 +101,15 @@ def load_sugarcrepe(
         EvaluationInputError: no subset file, a malformed file or item, or images missing from the folder (the
             message names the files).
     """
-    data_dir = Path(data_dir)
-    if data_dir.is_file():
-        if data_dir.suffix != ".json" or data_dir.stem not in NEGATIVE_KINDS:
-            raise EvaluationInputError(
-                f"{data_dir} is not a SugarCrepe subset file: give the folder of the seven files, or one of "
-                f"{', '.join(s + '.json' for s in NEGATIVE_KINDS)} (then only that subset is scored)."
-            )
-        if subsets is not None and list(subsets) != [data_dir.stem]:
-            raise EvaluationInputError(f"{data_dir} holds the subset {data_dir.stem} only.")
-        subsets, data_dir = [data_dir.stem], data_dir.parent
-    elif not data_dir.is_dir():
-        raise EvaluationInputError(
-            f"The SugarCrepe folder {data_dir} does not exist. Give the folder of the seven JSON files (or one of "
-            f"them), e.g. the official repository's data/ folder."
-        )
-    if subsets is None:
-        subsets = [s for s in NEGATIVE_KINDS if (data_dir / f"{s}.json").is_file()]
-        if not subsets:
-            raise EvaluationInputError(
-                f"{data_dir} holds none of SugarCrepe's files ({', '.join(s + '.json' for s in NEGATIVE_KINDS)})."
-            )
-        absent = [s for s in NEGATIVE_KINDS if s not in subsets]
-        if absent:
-            logger.warning("SugarCrepe subsets missing from %s: %s (no overall average).", data_dir, ", ".join(absent))
-    else:
-        unknown = [s for s in subsets if s not in NEGATIVE_KINDS]
-        if unknown:
-            raise EvaluationInputError(
-                f"Unknown SugarCrepe subset(s) {unknown}; choose from {list(NEGATIVE_KINDS)}."
-            )
+    data_dir, subsets = sugarcrepe_subsets(data_dir, subsets)
     image_dir = find_sugarcrepe_images(data_dir, images)
 
     result: dict[str, list[SugarCrepeItem]] = {}
     missing: dict[str, str] = {}
     for subset in subsets:
         path = data_dir / f"{subset}.json"
-        if not path.is_file():
-            raise EvaluationInputError(f"The SugarCrepe file {path} does not exist.")
-        try:
-            annotations = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as error:
-            raise EvaluationInputError(f"{path} is not valid JSON ({error}).") from error
-        if not isinstance(annotations, dict):
-            raise EvaluationInputError(
-                f"{path} must hold one JSON object keyed by item id, each value "
-                '{"filename": ..., "caption": ..., "negative_caption": ...}.'
-            )
         items = []
-        for key, value in annotations.items():
-            fields = ("filename", "caption", "negative_caption")
-            lacking = [f for f in fields if not isinstance(value, dict) or f not in value]
-            if lacking:
-                raise EvaluationInputError(
-                    f"Item {key!r} of {path} lacks {lacking}; every item needs filename, caption and negative_caption."
-                )
+        for key, value in read_sugarcrepe_subset(path).items():
             image_path = image_dir / value["filename"]
             if value["filename"] not in missing and not image_path.is_file():
                 missing[value["filename"]] = f"{path.name}[{key!r}]"

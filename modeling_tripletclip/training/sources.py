@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,7 +57,9 @@ class TrainingData:
 
 def default_world_dir(config: TrainingConfig) -> Path:
     """The cache folder of the built-in world for this run's size and seed ($TRIPLETCLIP_CACHE or ~/.cache)."""
-    cache = Path(os.environ.get("TRIPLETCLIP_CACHE", Path.home() / ".cache" / "tripletclip"))
+    from dataset_builders.utils.locations import cache_dir
+
+    cache = cache_dir()
     num_train, seed = config.world_settings
     return cache / f"world-n{num_train}-seed{seed}"
 
