@@ -1,23 +1,25 @@
 """The paper's comparison in miniature, on this machine's CPU.
 
-    python benchmarks/compare.py            # the full comparison (see benchmarks/README.md for its wall time)
-    python benchmarks/compare.py --smoke    # a microscopic version of the same design, for a check in minutes
+    python benchmarks/compare.py                       # from scratch (see benchmarks/README.md for its wall time)
+    python benchmarks/compare.py --protocol finetune   # every objective fine-tuned from one CLIP-pretrained base
+    python benchmarks/compare.py --smoke               # a microscopic version of the same design, in minutes
 
-Trains CLIP, LaCLIP+HN, NegCLIP, TripletCLIP and the negative-images-only ablation (3 seeds each, same initial
-weights per seed, same world, batch and optimizer steps), plus CLIP and NegCLIP with a doubled batch (matched images
-seen), each through the shipped trainer; evaluates them on the world's held-out compositions; and writes
-``comparison.json``, ``comparison.md``, ``comparison.png`` and ``similarity.png`` into ``--output-dir``.
-Finished runs are kept in ``--work-dir`` and reused when the command is run again with the same settings.
+Trains CLIP, LaCLIP+HN, NegCLIP, TripletCLIP, the negative-images-only ablation, CyCLIP and CyCLIP + TripletCLIP
+(the same seeds each, same starting weights per seed, same world, batch and optimizer steps), plus CLIP and NegCLIP
+with a doubled batch (matched images seen), each through the shipped trainer; evaluates them on the world's held-out
+compositions; and writes ``comparison.json``, ``comparison.md``, ``comparison.png`` and ``similarity.png`` into
+``--output_dir``. Finished runs (and the fine-tuning base) are kept in ``--work_dir`` and reused when the command is
+run again with the same settings: an interrupted comparison resumes.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import platform
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -27,26 +29,57 @@ if str(REPO_ROOT) not in sys.path:
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--smoke", action="store_true", help="microscopic settings: checks the pipeline in minutes")
-    parser.add_argument("--output-dir", default=None,
-                        help="where the JSON, Markdown and PNG results go (default: benchmarks/results; "
-                             "with --smoke: <work-dir>/results)")
-    parser.add_argument("--work-dir", default=None,
-                        help="world, initial models and runs (default: $TRIPLETCLIP_CACHE or ~/.cache/tripletclip, "
-                             "sub-folder comparison-full or comparison-smoke)")
-    parser.add_argument("--jobs", type=int, default=2,
-                        help="runs trained at once, one CPU thread each (0: one after another in this process)")
-    parser.add_argument("--report-only", action="store_true",
-                        help="train nothing: write the results of the runs already finished in --work-dir (e.g. "
-                             "while a comparison is still running, or after an interrupted one)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="override the seeds (default 0 1 2)")
-    return parser.parse_args(argv)
+@dataclass
+class CompareOptions:
+    """Options of ``python benchmarks/compare.py``."""
+
+    protocol: str = field(default="scratch", metadata={
+        "help": "scratch: every objective from the same random weights (the paper's pretraining); finetune: every "
+                "objective fine-tuned from one shared base pretrained with the CLIP loss (the paper's Table 7)"})
+    smoke: bool = field(default=False, metadata={"help": "microscopic settings: checks the pipeline in minutes"})
+    output_dir: str | None = field(default=None, metadata={
+        "help": "where the JSON, Markdown and PNG results go (default: benchmarks/results, or "
+                "benchmarks/results/finetune for --protocol finetune; with --smoke: <work_dir>/results)"})
+    work_dir: str | None = field(default=None, metadata={
+        "help": "world, starting models and runs (default: $TRIPLETCLIP_CACHE or ~/.cache/tripletclip, sub-folder "
+                "comparison-<settings>-<protocol>)"})
+    jobs: int = field(default=2, metadata={
+        "help": "runs trained at once, one CPU thread each (0: one after another in this process)"})
+    report_only: bool = field(default=False, metadata={
+        "help": "train nothing: write the results of the runs already finished in --work_dir (e.g. while a "
+                "comparison is still running, or after an interrupted one)"})
+    seeds: str | None = field(default=None, metadata={"help": "override the seeds (default 0 1 2)", "nargs": "+"})
+
+    def validate(self) -> None:
+        from benchmarks.comparison.design import PROTOCOLS
+
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"--protocol {self.protocol!r} is not one of {', '.join(PROTOCOLS)}.")
+        if self.jobs < 0:
+            raise ValueError(f"--jobs cannot be negative (got {self.jobs}); 0 runs everything in this process.")
+        if self.seeds is not None:
+            try:
+                self.seed_list
+            except ValueError:
+                raise ValueError(f"--seeds takes integers (got {self.seeds!r}).") from None
+
+    @property
+    def seed_list(self) -> tuple[int, ...] | None:
+        return None if self.seeds is None else tuple(int(s) for s in self.seeds.replace(",", " ").split())
+
+
+def parse_args(argv=None) -> CompareOptions:
+    from dataset_builders.utils.options import parse_options
+
+    return parse_options(CompareOptions, argv, prog="benchmarks/compare.py", description=__doc__)
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
+    try:
+        args = parse_args(argv)
+    except ValueError as error:
+        print(f"benchmarks/compare.py: error: {error}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     import torch
 
@@ -54,9 +87,12 @@ def main(argv=None) -> int:
     from benchmarks.comparison.report import write_outputs
     from benchmarks.comparison.runner import finished_runs, run_all
 
-    settings = ComparisonSettings.smoke() if args.smoke else ComparisonSettings.full()
-    if args.seeds:
-        settings.seeds = tuple(args.seeds)
+    if args.smoke:
+        settings = ComparisonSettings.smoke(args.protocol)
+    else:
+        settings = ComparisonSettings.full(args.protocol)
+    if args.seed_list:
+        settings.seeds = args.seed_list
     try:
         settings.validate()
     except ValueError as error:
@@ -65,9 +101,16 @@ def main(argv=None) -> int:
     from dataset_builders.utils.locations import cache_dir
 
     cache = cache_dir()
-    work_dir = Path(args.work_dir) if args.work_dir else cache / f"comparison-{settings.name}"
-    output_dir = Path(args.output_dir) if args.output_dir else (
-        work_dir / "results" if args.smoke else REPO_ROOT / "benchmarks" / "results")
+    # The from-scratch comparison keeps the folders it always had.
+    suffix = "" if settings.protocol == "scratch" else f"-{settings.protocol}"
+    work_dir = Path(args.work_dir) if args.work_dir else cache / f"comparison-{settings.name}{suffix}"
+    if args.output_dir:
+        output_dir = Path(args.output_dir)
+    elif args.smoke:
+        output_dir = work_dir / "results"
+    else:
+        output_dir = REPO_ROOT / "benchmarks" / "results" / settings.protocol if suffix else (
+            REPO_ROOT / "benchmarks" / "results")
 
     started = time.time()
     if args.report_only:

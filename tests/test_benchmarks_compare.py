@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # `benchmarks/` is a folder of scripts at the repository root, not installed
@@ -165,3 +166,45 @@ def test_microscopic_comparison_end_to_end(tmp_path):
         "images_per_step"]
     assert len(report["runs"]) == 6
     assert "Winoground group" in table and (out / "comparison.md").read_text() == table
+
+
+def test_microscopic_finetuning_comparison_from_one_shared_base(tmp_path):
+    """The fine-tuning protocol: one CLIP-loss base (built once, evaluated on the way), every run starts from it."""
+    settings = ComparisonSettings(
+        name="test", protocol="finetune",
+        world_num_train=48,
+        world_options={"num_test": 12, "sugarcrepe_per_kind": 3, "num_winoground": 7, "num_retrieval": 6,
+                       "captions_per_image": 2},
+        width=16, layers=1, heads=2, batch_size=4, max_train_steps=2, lr_warmup_steps=1,
+        base_batch_size=8, base_max_train_steps=4, base_eval_steps=2, base_criterion=(("sugarcrepe/overall", 0.0),),
+        finetune_learning_rate=1e-4, seeds=(0, 1), methods=("clip", "tripletclip+cyclip"), doubled_batch_methods=(),
+    )
+    work = tmp_path / "work"
+    records = run_all(settings, work, jobs=0, progress=False)
+    base = json.loads((work / "base" / "base.json").read_text())
+    assert sorted(base["evaluations"]) == ["2", "4"] and base["criterion_met_at_step"] == 2
+    assert base["passes_over_training_scenes"] == pytest.approx(4 * 8 / 48, abs=0.01)
+    assert 0.0 <= base["evaluations"]["4"]["sugarcrepe/overall"] <= 1.0 and base["final_train_loss"] > 0
+    assert len(records) == 4
+    for record in records:
+        used = yaml.safe_load((work / "runs" / record["run_name"] / "training_config.yaml").read_text())
+        assert Path(used["model_name_or_path"]) == work / "base" and used["learning_rate"] == 1e-4
+        cyclip = record["config_name"] == "tripletclip+cyclip"
+        assert (used["cyclip_in_modal_weight"], used["loss_type"]) == ((0.25, "tripletclip") if cyclip else (0.0, "clip"))
+    # The base is reused, not rebuilt, by a second invocation; the report states the protocol and the criterion.
+    stamp = (work / "base" / "base.json").stat().st_mtime_ns
+    run_all(settings, work, jobs=0, progress=False)
+    assert (work / "base" / "base.json").stat().st_mtime_ns == stamp
+    table = write_outputs(settings, records, work, tmp_path / "out", wall_seconds=1.0, machine={"cpu_count": 2})
+    assert "Protocol: fine-tuning" in table and "met at step 2" in table
+    assert json.loads((tmp_path / "out" / "comparison.json").read_text())["base"]["criterion_met_at_step"] == 2
+
+
+def test_command_line_follows_the_options_convention(capsys):
+    from benchmarks.compare import main, parse_args
+
+    options = parse_args(["--protocol", "finetune", "--seeds", "0", "1", "--output_dir", "x", "--jobs", "0"])
+    assert (options.protocol, options.seed_list, options.output_dir, options.jobs) == ("finetune", (0, 1), "x", 0)
+    assert parse_args(["--output-dir", "y", "--report-only"]).report_only  # the hyphenated spellings still work
+    assert main(["--protocol", "pretrain"]) == 2
+    assert "--protocol 'pretrain' is not one of scratch, finetune" in capsys.readouterr().err

@@ -8,6 +8,11 @@ steps ("matched images seen"). The doubled batch, rather than doubled steps, kee
 learning-rate schedule identical and gives the same width of softmax (2B candidates per image) and about the same
 encoder work per step as TripletCLIP, so the second comparison matches data *and* compute.
 
+Two protocols. ``scratch``: every objective trains from the same random initial weights (per seed), as the paper
+pretrains. ``finetune`` (the paper's Table 7 fine-tunes OpenAI CLIP): one shared base is first pretrained with the
+plain CLIP loss on the world's positive pairs only, then every objective is fine-tuned from that same base with the
+same settings; the seeds vary the fine-tuning data order.
+
 The paper's CyCLIP ablation adds CyCLIP's two consistency terms (weights 0.25 and 0.25, as in CyCLIP's paper) to
 CLIP ("CyCLIP") and to TripletCLIP ("CyCLIP + TripletCLIP"); nothing else changes.
 """
@@ -42,6 +47,8 @@ METHODS: dict[str, Method] = {
     "cyclip": Method("CyCLIP", "clip", cyclip=True),
     "tripletclip+cyclip": Method("CyCLIP + TripletCLIP", "tripletclip", cyclip=True),
 }
+#: How the compared runs start: from random weights, or from one shared CLIP-pretrained base.
+PROTOCOLS = ("scratch", "finetune")
 #: Objectives that encode a negative image for every triplet, i.e. 2B images per step.
 USES_NEGATIVE_IMAGES = ("tripletclip", "clip_hn", "negative_images")
 #: Objectives also trained with a doubled batch, to match the images seen per step.
@@ -92,6 +99,7 @@ class ComparisonSettings:
     """
 
     name: str = "full"
+    protocol: str = "scratch"
     # ---- world (identical for every run)
     world_seed: int = 0
     world_num_train: int = 20_000
@@ -107,6 +115,14 @@ class ComparisonSettings:
     max_train_steps: int = 600
     learning_rate: float = 5e-4
     lr_warmup_steps: int = 50
+    # ---- fine-tuning protocol: the shared base (CLIP loss, positive pairs only), then every objective from it
+    base_seed: int = 0
+    base_batch_size: int = 64
+    base_max_train_steps: int = 3000
+    base_eval_steps: int = 500
+    #: The base has left the plateau when every one of these held-out scores is reached (``benchmark/metric``).
+    base_criterion: tuple[tuple[str, float], ...] = (("sugarcrepe/replace_obj", 0.70), ("sugarcrepe/swap", 0.62))
+    finetune_learning_rate: float = 1e-4
     # ---- runs
     seeds: tuple[int, ...] = (0, 1, 2)
     methods: tuple[str, ...] = tuple(METHODS)
@@ -114,15 +130,15 @@ class ComparisonSettings:
     eval_benchmarks: tuple[str, ...] = ("sugarcrepe", "winoground", "retrieval", "tripletdata")
 
     @classmethod
-    def full(cls) -> ComparisonSettings:
-        return cls()
+    def full(cls, protocol: str = "scratch") -> ComparisonSettings:
+        return cls(protocol=protocol)
 
     @classmethod
-    def smoke(cls) -> ComparisonSettings:
+    def smoke(cls, protocol: str = "scratch") -> ComparisonSettings:
         """A microscopic version of the full design (every objective, both comparisons, 3 seeds) for a quick check
         that the whole pipeline runs; its numbers mean nothing."""
         return cls(
-            name="smoke",
+            name="smoke", protocol=protocol, base_batch_size=16, base_max_train_steps=6, base_eval_steps=3,
             world_num_train=400,
             world_options={"num_test": 48, "sugarcrepe_per_kind": 12, "num_winoground": 28, "num_retrieval": 24,
                            "captions_per_image": 3},
@@ -132,6 +148,8 @@ class ComparisonSettings:
 
     def validate(self) -> None:
         problems = []
+        if self.protocol not in PROTOCOLS:
+            problems.append(f"protocol {self.protocol!r} is not one of {', '.join(PROTOCOLS)}")
         unknown = [m for m in (*self.methods, *self.doubled_batch_methods) if m not in METHODS]
         if unknown:
             problems.append(f"unknown method(s) {unknown}; choose from {', '.join(METHODS)}")
@@ -194,4 +212,27 @@ class ComparisonSettings:
         values["methods"] = list(self.methods)
         values["doubled_batch_methods"] = list(self.doubled_batch_methods)
         values["eval_benchmarks"] = list(self.eval_benchmarks)
+        values["base_criterion"] = [list(pair) for pair in self.base_criterion]
+        if self.protocol != "finetune":  # the base's settings do not concern a from-scratch comparison
+            for name in ("base_seed", "base_batch_size", "base_max_train_steps", "base_eval_steps", "base_criterion",
+                         "finetune_learning_rate"):
+                values.pop(name)
         return values
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ComparisonSettings:
+        """The settings :meth:`to_dict` wrote."""
+        values = dict(values)
+        for key in ("seeds", "methods", "doubled_batch_methods", "eval_benchmarks"):
+            values[key] = tuple(values[key])
+        if "base_criterion" in values:
+            values["base_criterion"] = tuple(tuple(pair) for pair in values["base_criterion"])
+        return cls(**values)
+
+    def base_settings(self) -> dict[str, Any]:
+        """What determines the fine-tuning protocol's base: the world, the model and the base's training."""
+        values = self.to_dict()
+        keys = ("world_seed", "world_num_train", "world_options", "image_size", "patch_size", "width", "layers",
+                "heads", "learning_rate", "lr_warmup_steps", "base_seed", "base_batch_size", "base_max_train_steps",
+                "base_eval_steps")
+        return {key: values[key] for key in keys}

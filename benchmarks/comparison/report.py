@@ -302,6 +302,21 @@ def write_outputs(settings: ComparisonSettings, records: Sequence[Mapping[str, A
             f"{len(records)} runs;",
             f"**Partial results: {len(records)} of {expected} runs finished**"
             + (f" (no run yet of {', '.join(config_label(c) for c in missing)})" if missing else "") + ";", 1)
+    base = None
+    if settings.protocol == "finetune":
+        from .runner import load_base_record
+
+        base = load_base_record(Path(work_dir))
+        met = None if base is None else base["criterion_met_at_step"]
+        criterion = " and ".join(f"{name} ≥ {bound}" for name, bound in settings.base_criterion)
+        header += (
+            f"**Protocol: fine-tuning** from one shared base (the tiny model above, {settings.base_max_train_steps} "
+            f"steps of the CLIP loss on positive pairs, batch {settings.base_batch_size}); every run then trains "
+            f"{settings.max_train_steps} steps at lr {settings.finetune_learning_rate}. Plateau criterion "
+            f"({criterion}): " + ("no base record." if base is None else
+                                  f"met at step {met}." if met is not None else
+                                  "**not met**: the base is still on the plateau, so these runs cannot show what "
+                                  "hard negatives add to a model that represents the concepts.") + "\n\n")
     table = header + markdown_tables(aggregated, settings)
     output_dir.mkdir(parents=True, exist_ok=True)
     atomic.write_text(output_dir / "comparison.md", table)
@@ -311,6 +326,7 @@ def write_outputs(settings: ComparisonSettings, records: Sequence[Mapping[str, A
         return RunSpec(method, settings.seeds[0], int(batch[:-1]) if batch else 1)
 
     write_json(output_dir / "comparison.json", {
+        "base": base,
         "settings": settings.to_dict(),
         "wall_time_seconds": round(ledger["seconds"], 1),
         "wall_time_invocations": ledger["invocations"],

@@ -69,9 +69,66 @@ def prepare_initial_model(settings: ComparisonSettings, world_dir: Path, seed: i
     return path
 
 
+BASE_FILE = "base.json"
+
+
+def prepare_base(settings: ComparisonSettings, world_dir: Path, work_dir: Path) -> Path:
+    """The fine-tuning protocol's shared base: the tiny model trained by the shipped trainer with the plain CLIP loss on
+    the world's positive pairs only (the CLIP objective never reads a negative), evaluated on the held-out SugarCrepe
+    format every ``base_eval_steps``. Built once and reused; an interrupted build resumes from its last checkpoint.
+
+    Writes ``base.json`` beside it: the settings, the held-out scores at every evaluation, the first step at which
+    every ``base_criterion`` score was reached (None if never), the training loss at the end and the passes over the
+    training scenes.
+    """
+    from modeling_tripletclip.training import TrainingConfig, train
+
+    path = work_dir / "base"
+    record_path = path / BASE_FILE
+    wanted = settings.base_settings()
+    if record_path.is_file() and json.loads(record_path.read_text()).get("settings") == wanted:
+        return path
+    initial = prepare_initial_model(settings, world_dir, settings.base_seed, work_dir)
+    steps = settings.base_max_train_steps
+    config = TrainingConfig(
+        output_dir=str(path), seed=settings.base_seed, model_name_or_path=str(initial), loss_type="clip",
+        dataset="world", world_dir=str(world_dir), world_num_train=settings.world_num_train,
+        train_batch_size=settings.base_batch_size, max_train_steps=steps, learning_rate=settings.learning_rate,
+        lr_warmup_steps=settings.lr_warmup_steps, checkpointing_steps=max(1, min(500, steps // 4)),
+        checkpoints_total_limit=1, logging_steps=max(1, min(25, steps // 4)), report_to="jsonl",
+        eval_steps=settings.base_eval_steps, eval_benchmarks="sugarcrepe,winoground", eval_before_training=False,
+        resume_from_checkpoint="latest" if any(path.glob("checkpoint-*")) else None,
+    )
+    logger.info("Pretraining the shared base: %d steps of the CLIP loss (batch %d) in %s", steps,
+                settings.base_batch_size, path)
+    train(config)
+    records = [json.loads(line) for line in (path / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    evaluations = {r["step"]: {k[len("eval/"):]: v for k, v in r.items() if k.startswith("eval/")}
+                   for r in records if any(k.startswith("eval/") for k in r)}
+    met = next((step for step, scores in sorted(evaluations.items())
+                if all(scores.get(name, float("-inf")) >= bound for name, bound in settings.base_criterion)), None)
+    losses = [r["train/loss"] for r in records if "train/loss" in r]
+    if met is None:
+        logger.warning("The base did not meet the plateau criterion %s in %d steps: the fine-tuning comparison "
+                       "starts from a base still on the plateau.", dict(settings.base_criterion), steps)
+    atomic.write_json(record_path, {
+        "settings": wanted, "criterion": dict(settings.base_criterion), "criterion_met_at_step": met,
+        "evaluations": {str(step): scores for step, scores in sorted(evaluations.items())},
+        "final_train_loss": losses[-1] if losses else None,
+        "passes_over_training_scenes": round(steps * settings.base_batch_size / settings.world_num_train, 2),
+    })
+    return path
+
+
+def load_base_record(work_dir: Path) -> dict | None:
+    path = Path(work_dir) / "base" / BASE_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def training_config(settings: ComparisonSettings, run: RunSpec, world_dir: Path, initial_model: Path,
                     output_dir: Path):
-    """The trainer configuration of one run: only the objective and the batch differ between objectives."""
+    """The trainer configuration of one run: only the objective and the batch differ between objectives (and,
+    fine-tuning, the learning rate is the fine-tuning one for all of them)."""
     from modeling_tripletclip.training import TrainingConfig
 
     return TrainingConfig(
@@ -87,7 +144,7 @@ def training_config(settings: ComparisonSettings, run: RunSpec, world_dir: Path,
         world_num_train=settings.world_num_train,
         train_batch_size=settings.batch_size * run.batch_multiplier,
         max_train_steps=settings.max_train_steps,
-        learning_rate=settings.learning_rate,
+        learning_rate=settings.finetune_learning_rate if settings.protocol == "finetune" else settings.learning_rate,
         lr_warmup_steps=settings.lr_warmup_steps,
         checkpointing_steps=settings.max_train_steps,
         checkpoints_total_limit=1,
@@ -130,6 +187,7 @@ def run_one(settings: ComparisonSettings, run: RunSpec, world_dir: Path, initial
         "batch_size": config.train_batch_size,
         "images_per_step": images,
         "images_seen": images * result.steps,
+        "passes_over_training_scenes": round(result.steps * config.train_batch_size / settings.world_num_train, 2),
         "train_seconds": round(train_seconds, 1),
         "seconds": round(time.time() - started, 1),
         "skipped_rows": result.skipped,
@@ -173,7 +231,11 @@ def run_all(settings: ComparisonSettings, work_dir: Path, jobs: int = 2, progres
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     world_dir = prepare_world(settings, work_dir, progress=progress)
-    initial = {seed: prepare_initial_model(settings, world_dir, seed, work_dir) for seed in settings.seeds}
+    if settings.protocol == "finetune":
+        base = prepare_base(settings, world_dir, work_dir)
+        initial = {seed: base for seed in settings.seeds}
+    else:
+        initial = {seed: prepare_initial_model(settings, world_dir, seed, work_dir) for seed in settings.seeds}
     runs = settings.runs()
     run_dirs = {run: work_dir / "runs" / run.run_name for run in runs}
     records = {run: load_result(run_dirs[run], settings) for run in runs}

@@ -19,10 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     from .runner import run_one
 
     payload = json.loads((argv if argv is not None else sys.argv[1:])[0])
-    values = dict(payload["settings"])
-    for key in ("seeds", "methods", "doubled_batch_methods", "eval_benchmarks"):
-        values[key] = tuple(values[key])
-    settings = ComparisonSettings(**values)
+    settings = ComparisonSettings.from_dict(payload["settings"])
     run_one(settings, RunSpec(**payload["run"]), Path(payload["world_dir"]), Path(payload["initial_model"]),
             Path(payload["run_dir"]))
     return 0
