@@ -112,6 +112,13 @@ def test_the_command_on_a_world_and_plain_captions(wordnet, tmp_path, capsys):
     capsys.readouterr()
 
 
+def test_bad_options_are_refused(tmp_path, capsys):
+    assert cli(["data", "coverage", "--dataset", str(SUGARCREPE), "--parts_of_speech", "pronoun"]) == 2
+    assert "choose from noun, verb, adjective, adverb" in capsys.readouterr().err
+    assert cli(["data", "coverage", "--dataset", str(SUGARCREPE), "--max_rows", "0"]) == 2
+    assert "--max_rows must be at least 1" in capsys.readouterr().err
+
+
 def test_a_dataset_without_captions_is_refused_before_wordnet_loads(tmp_path, capsys):
     path = tmp_path / "labels.jsonl"
     path.write_text('{"label": 1}\n')

@@ -150,6 +150,13 @@ def test_cyclip_terms_train_with_every_loss_type(tiny_world, tiny_checkpoint, tm
     assert (saved["cyclip_in_modal_weight"], saved["cyclip_cross_modal_weight"]) == (0.25, 0.5)
 
 
+def test_negative_cyclip_weight_is_refused():
+    from modeling_tripletclip.training import TrainingConfig
+
+    with pytest.raises(ValueError, match="--cyclip_cross_modal_weight cannot be negative"):
+        TrainingConfig(cyclip_cross_modal_weight=-0.25).validate()
+
+
 def test_lora_trains_only_adapters_and_the_merged_model_loads(tiny_world, tiny_checkpoint, tmp_path):
     from transformers import AutoModel
 
