@@ -1,6 +1,7 @@
 """The paper's comparison in miniature, on this machine's CPU.
 
     python benchmarks/compare.py                       # from scratch (see benchmarks/README.md for its wall time)
+    python benchmarks/compare.py --protocol finetune --select_settings   # build the base, choose on validation
     python benchmarks/compare.py --protocol finetune   # every objective fine-tuned from one CLIP-pretrained base
     python benchmarks/compare.py --smoke               # a microscopic version of the same design, in minutes
 
@@ -48,13 +49,21 @@ class CompareOptions:
     report_only: bool = field(default=False, metadata={
         "help": "train nothing: write the results of the runs already finished in --work_dir (e.g. while a "
                 "comparison is still running, or after an interrupted one)"})
-    seeds: str | None = field(default=None, metadata={"help": "override the seeds (default 0 1 2)", "nargs": "+"})
+    seeds: str | None = field(default=None, metadata={
+        "help": "override the seeds (default 0 1 2; fine-tuning 0 1 2 3 4)", "nargs": "+"})
+    select_settings: bool = field(default=False, metadata={
+        "help": "fine-tuning only: build the base, choose the fine-tuning learning rate on the validation world with "
+                "the CLIP baseline alone, print the base and the choice, and stop (no objective is compared)"})
 
     def validate(self) -> None:
         from benchmarks.comparison.design import PROTOCOLS
 
         if self.protocol not in PROTOCOLS:
             raise ValueError(f"--protocol {self.protocol!r} is not one of {', '.join(PROTOCOLS)}.")
+        if self.select_settings and self.protocol != "finetune":
+            raise ValueError("--select_settings chooses the fine-tuning settings: use it with --protocol finetune.")
+        if self.select_settings and self.report_only:
+            raise ValueError("--select_settings trains the selection runs; it cannot be combined with --report_only.")
         if self.jobs < 0:
             raise ValueError(f"--jobs cannot be negative (got {self.jobs}); 0 runs everything in this process.")
         if self.seeds is not None:
@@ -120,8 +129,20 @@ def main(argv=None) -> int:
                   file=sys.stderr)
             return 1
         print(f"{len(records)} of {len(settings.runs())} runs finished; reporting those.")
+    elif args.select_settings:
+        from benchmarks.comparison.report import selection_markdown
+        from benchmarks.comparison.runner import load_base_record, load_selection_record
+
+        run_all(settings, work_dir, jobs=args.jobs, select_only=True)
+        print(selection_markdown(settings, load_base_record(work_dir), load_selection_record(work_dir)))
+        print(f"Base and selection in {work_dir} (base/base.json, selection/selection.json).")
+        return 0
     else:
-        records = run_all(settings, work_dir, jobs=args.jobs)
+        try:
+            records = run_all(settings, work_dir, jobs=args.jobs)
+        except ValueError as error:
+            print(f"benchmarks/compare.py: error: {error}", file=sys.stderr)
+            return 2
     wall = time.time() - started
 
     machine = {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),

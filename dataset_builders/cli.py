@@ -30,6 +30,10 @@ class WorldOptions:
     num_winoground: int | None = field(default=None, metadata={"help": "Winoground-style rows"})
     num_retrieval: int | None = field(default=None, metadata={"help": "retrieval images"})
     captions_per_image: int | None = field(default=None, metadata={"help": "captions per retrieval image"})
+    benchmark_split: str = field(default="test", metadata={
+        "help": "test, or validation: the same world (rules, held-out combinations, training part) with held-out "
+                "scenes of its own, for choosing settings without looking at the test benchmarks",
+        "choices": ["test", "validation"]})
     num_proc: int = field(default=1, metadata={"help": "worker processes (the output does not depend on it)"})
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "replace a different world (or other files) in --output_dir",
@@ -37,8 +41,9 @@ class WorldOptions:
 
     def validate(self) -> None:
         problems = []
-        if self.num_train < 1:
-            problems.append(f"--num_train must be at least 1 (got {self.num_train})")
+        if self.num_train < (0 if self.benchmark_split == "validation" else 1):
+            problems.append(f"--num_train must be at least 1 (got {self.num_train}); only a validation world "
+                            f"(--benchmark_split validation) may have no training part")
         if self.image_size < MIN_WORLD_IMAGE_SIZE:
             problems.append(f"--image_size must be at least {MIN_WORLD_IMAGE_SIZE} pixels (got {self.image_size}): "
                             f"smaller scenes cannot show their objects")
@@ -67,7 +72,7 @@ def _world(options: WorldOptions) -> int:
                  if getattr(options, name) is not None}
     out = generate_world(options.output_dir, num_train=options.num_train, seed=options.seed,
                          image_size=options.image_size, num_proc=options.num_proc,
-                         overwrite=options.overwrite_output_dir, **overrides)
+                         overwrite=options.overwrite_output_dir, benchmark_split=options.benchmark_split, **overrides)
     print(summarize_world(out))
     return 0
 

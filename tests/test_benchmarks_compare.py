@@ -200,6 +200,91 @@ def test_microscopic_finetuning_comparison_from_one_shared_base(tmp_path):
     assert json.loads((tmp_path / "out" / "comparison.json").read_text())["base"]["criterion_met_at_step"] == 2
 
 
+def test_finetuning_with_a_validation_world_chooses_the_rate_on_clip_alone(tmp_path):
+    """With a validation world the base's criterion is read there, the learning rate is chosen by CLIP-only runs
+    scored there (no test benchmark read, no other objective trained), and a frozen rate that disagrees with the
+    choice stops the comparison before any objective is trained."""
+    import dataclasses
+
+    from benchmarks.comparison.report import selection_markdown
+    from benchmarks.comparison.runner import load_selection_record
+
+    settings = ComparisonSettings(
+        name="test", protocol="finetune",
+        world_num_train=48,
+        world_options={"num_test": 12, "sugarcrepe_per_kind": 3, "num_winoground": 7, "num_retrieval": 6,
+                       "captions_per_image": 2},
+        validation_options={"num_test": 0, "sugarcrepe_per_kind": 4, "num_winoground": 14, "num_retrieval": 0},
+        width=16, layers=1, heads=2, batch_size=4, max_train_steps=2, lr_warmup_steps=1,
+        base_batch_size=8, base_max_train_steps=4, base_eval_steps=2, base_criterion=(("sugarcrepe/overall", 0.0),),
+        finetune_learning_rate=1e-4, finetune_learning_rate_candidates=(1e-5, 1e-2),
+        seeds=(0, 1), methods=("clip", "tripletclip"), doubled_batch_methods=(),
+    )
+    work = tmp_path / "work"
+    assert run_all(settings, work, jobs=0, progress=False, select_only=True) == []
+    validation = work / "validation-world-seed0"
+    manifest = json.loads((validation / "world.json").read_text())
+    assert manifest["config"]["benchmark_split"] == "validation" and manifest["config"]["num_train"] == 0
+    base = json.loads((work / "base" / "base.json").read_text())
+    assert base["criterion_read_on"] == "validation world"
+    # The base's evaluations during training are those of the validation world: the final one equals an
+    # evaluation of the saved base on it; its test scores equal one on the test world.
+    from dataset_builders.world import WorldLayout
+    from modeling_tripletclip.evaluation import evaluate_model, load_model_and_processor
+
+    model, processor = load_model_and_processor(str(work / "base"))
+    on_validation = evaluate_model(model, processor, WorldLayout(validation).benchmark_paths(["sugarcrepe"]))
+    on_test = evaluate_model(model, processor, WorldLayout(work / "world-n48-seed0").benchmark_paths(["sugarcrepe"]))
+    for kind, value in on_validation["sugarcrepe"].items():
+        assert base["evaluations"]["4"][f"sugarcrepe/{kind}"] == pytest.approx(value)
+    assert base["test"]["sugarcrepe"] == pytest.approx(on_test["sugarcrepe"])
+    selection = load_selection_record(work)
+    assert set(selection["candidates"]) == {"1e-05", "0.01"}
+    best = max(selection["candidates"], key=lambda r: selection["candidates"][r]["validation"]["sugarcrepe"]["overall"])
+    assert selection["chosen_learning_rate"] == pytest.approx(float(best))
+    for rate in ("1e-05", "0.01"):
+        record = json.loads((work / "selection" / f"clip-lr{rate}" / "result.json").read_text())
+        assert record["evaluated_on"] == "validation world" and record["run"]["method"] == "clip"
+        assert set(record["metrics"]) == {"sugarcrepe", "winoground"}  # no test triplets, no similarity
+        used = yaml.safe_load((work / "selection" / f"clip-lr{rate}" / "training_config.yaml").read_text())
+        assert used["learning_rate"] == pytest.approx(float(rate)) and Path(used["eval_world_dir"]) == validation
+    assert not (work / "runs").exists()  # choosing trained no objective
+    assert "Fine-tuning learning rate, chosen on the validation" in selection_markdown(settings, base, selection)
+    # The frozen rate (1e-4) is not the chosen one: the comparison refuses to run until it is written down.
+    with pytest.raises(ValueError, match="Write the chosen value into"):
+        run_all(settings, work, jobs=0, progress=False)
+    assert not (work / "runs").exists()
+    frozen = dataclasses.replace(settings, finetune_learning_rate=selection["chosen_learning_rate"])
+    records = run_all(frozen, work, jobs=0, progress=False)
+    assert len(records) == 4 and all(r["evaluated_on"] == "test benchmarks" for r in records)
+    report = write_outputs(frozen, records, work, tmp_path / "out", wall_seconds=1.0, machine={"cpu_count": 2})
+    assert "The base on the test benchmarks" in report and "Power, from the measured spread" in report
+    power = json.loads((tmp_path / "out" / "comparison.json").read_text())["power"]
+    diff = json.loads((tmp_path / "out" / "comparison.json").read_text())[
+        "differences_vs_tripletclip"]["clip"]["sugarcrepe/overall"]
+    assert power["sugarcrepe/overall"]["detectable_difference"] == pytest.approx(
+        12.7062 * diff["std"] / 2 ** 0.5)
+
+
+def test_detectable_difference_and_seeds_needed_by_hand():
+    from benchmarks.comparison.stats import detectable_difference, power_statement, seeds_needed
+
+    assert detectable_difference(0.02, 5) == pytest.approx(2.7764 * 0.02 / 5 ** 0.5)
+    assert detectable_difference(0.05, 3) == pytest.approx(4.3027 * 0.05 / 3 ** 0.5)
+    # std 0.03: n = 6 gives 2.5706 * 0.03 / sqrt(6) = 0.0315 > 0.03; n = 7 gives 2.4469 * 0.03 / sqrt(7) = 0.0277.
+    assert seeds_needed(0.03, 0.03) == 7
+    assert seeds_needed(1.0, 0.001, most=50) is None
+    differences = {"clip": {"m": {"n": 5, "std": 0.02}}, "negclip": {"m": {"n": 5, "std": 0.04}},
+                   "other": {"x": {"n": 5, "std": 0.01}}}
+    statement = power_statement(differences, "m", 0.03)
+    assert statement["detectable_difference"] == pytest.approx(2.7764 * 0.04 / 5 ** 0.5)
+    # 0.0497 > 0.03: not met; std 0.04 needs n = 10 (9 seeds: 2.3060 * 0.04 / 3 = 0.0307; 10: 0.0286).
+    assert statement["target_met"] is False and set(statement["per_configuration"]) == {"clip", "negclip"}
+    assert statement["seeds_for_target"] == 10 == seeds_needed(0.04, 0.03)
+    assert power_statement(differences, "m", 0.05)["target_met"] is True
+    assert power_statement(differences, "missing", 0.03)["detectable_difference"] is None
+
+
 def test_command_line_follows_the_options_convention(capsys):
     from benchmarks.compare import main, parse_args
 

@@ -84,6 +84,44 @@ def test_same_seed_same_world_other_seed_other_world(tmp_path, world_dir):
     assert held_out_combinations(3) != held_out_combinations(4)
 
 
+def test_validation_world_shares_the_rules_and_training_part_but_no_held_out_scene(tmp_path, world_dir):
+    """A validation world of the same seed: the same held-out combinations and training triplets, but benchmark
+    scenes of its own (none of the test world's captions), still showing held-out combinations only."""
+    import json
+
+    validation = generate_world(tmp_path / "v", num_train=20, seed=3, progress=False, benchmark_split="validation",
+                                **SMALL)
+    test_manifest = json.loads((world_dir / "world.json").read_text())
+    manifest = json.loads((validation / "world.json").read_text())
+    assert manifest["held_out"] == test_manifest["held_out"] and manifest["config"]["benchmark_split"] == "validation"
+    assert load_tripletdata(validation / "train")["caption"] == load_tripletdata(world_dir / "train")["caption"][:20]
+    for part, column in (("test", "caption"), ("winoground", "caption_0"), ("retrieval", "captions")):
+        a = load_part(world_dir / part)[column]
+        b = load_part(validation / part)[column]
+        assert len(b) == len(a) and not {str(x) for x in a} & {str(x) for x in b}, part
+    for kind in ("replace_obj", "swap_att", "add_att"):
+        a = {item["caption"] for item in json.loads((world_dir / "sugarcrepe" / f"{kind}.json").read_text()).values()}
+        b = {item["caption"] for item in json.loads((validation / "sugarcrepe" / f"{kind}.json").read_text()).values()}
+        assert len(b) == SMALL["sugarcrepe_per_kind"] and not a & b, kind
+    held = {tuple(pair) for pair in manifest["held_out"]}
+    for row in load_tripletdata(validation / "test", split="test"):
+        scene = Scene.from_json(row["scene"])
+        assert any((o.colour, o.shape) in held for o in scene.objects)
+    # Only a validation world may go without a training part.
+    empty = generate_world(tmp_path / "e", num_train=0, seed=3, progress=False, benchmark_split="validation",
+                           **SMALL)
+    assert json.loads((empty / "world.json").read_text())["timings"]["train"]["rows"] == 0
+    assert len(load_part(empty / "winoground")) == SMALL["num_winoground"]
+    with pytest.raises(ValueError, match="benchmark_split must be one of test, validation"):
+        generate_world(tmp_path / "x", num_train=1, seed=3, progress=False, benchmark_split="dev")
+
+
+def load_part(path):
+    import datasets
+
+    return datasets.load_dataset(str(path), split="test")
+
+
 def test_held_out_combinations_never_reach_training(world_dir, train_rows):
     held = {tuple(pair) for pair in load_manifest(world_dir)["held_out"]}
     assert held == set(held_out_combinations(3))

@@ -157,6 +157,35 @@ def test_negative_cyclip_weight_is_refused():
         TrainingConfig(cyclip_cross_modal_weight=-0.25).validate()
 
 
+def test_eval_world_dir_scores_the_benchmarks_of_another_world(tiny_world, tiny_checkpoint, tmp_path):
+    """Training on one world and evaluating on a validation world (or on the world while training on another
+    dataset): the trainer's scores are those of the other world's benchmarks, recomputed independently here."""
+    from dataset_builders.utils.errors import InputError
+    from dataset_builders.world import WorldLayout, generate_world
+    from modeling_tripletclip.evaluation import evaluate_model, load_model_and_processor
+    from modeling_tripletclip.training import TrainingConfig, train
+
+    validation = generate_world(tmp_path / "validation", num_train=0, seed=0, num_test=0, sugarcrepe_per_kind=9,
+                                num_winoground=14, num_retrieval=0, benchmark_split="validation", progress=False)
+    config = TrainingConfig(output_dir=str(tmp_path / "out"), model_name_or_path=str(tiny_checkpoint),
+                            dataset="world", world_dir=str(tiny_world), train_batch_size=8, max_train_steps=2,
+                            lr_warmup_steps=1, report_to="jsonl", eval_before_training=False,
+                            eval_benchmarks="sugarcrepe,winoground", eval_world_dir=str(validation))
+    result = train(config)
+    scores = next(iter(result.eval_results.values()))
+    model, processor = load_model_and_processor(str(tmp_path / "out"))
+    expected = evaluate_model(model, processor, WorldLayout(validation).benchmark_paths(["sugarcrepe", "winoground"]))
+    assert scores["sugarcrepe"] == pytest.approx(expected["sugarcrepe"])
+    assert scores["winoground"] == pytest.approx(expected["winoground"])
+    on_training_world = evaluate_model(model, processor, WorldLayout(tiny_world).benchmark_paths(["sugarcrepe"]))
+    assert on_training_world["sugarcrepe"] != pytest.approx(expected["sugarcrepe"])  # 6 items per kind there, 9 here
+    # A folder that is not a world is refused before any model or data is loaded.
+    with pytest.raises(InputError, match="--eval_world_dir .* is not a finished world"):
+        train(TrainingConfig(output_dir=str(tmp_path / "bad"), model_name_or_path=str(tiny_checkpoint),
+                             dataset="world", world_dir=str(tiny_world), eval_world_dir=str(tmp_path)))
+    assert not (tmp_path / "bad" / "model.safetensors").exists()
+
+
 def test_lora_trains_only_adapters_and_the_merged_model_loads(tiny_world, tiny_checkpoint, tmp_path):
     from transformers import AutoModel
 

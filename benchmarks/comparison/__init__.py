@@ -7,7 +7,7 @@ check); see ``benchmarks/README.md``.
 from .design import METHODS, ComparisonSettings, RunSpec, config_label
 from .report import aggregate, markdown_tables, plot_comparison, plot_similarity_distributions
 from .runner import run_all, run_one
-from .stats import paired_difference, summarise, t_quantile_975, verdict
+from .stats import detectable_difference, paired_difference, power_statement, seeds_needed, summarise, t_quantile_975, verdict
 
 __all__ = [
     "METHODS",
@@ -15,12 +15,15 @@ __all__ = [
     "RunSpec",
     "aggregate",
     "config_label",
+    "detectable_difference",
     "markdown_tables",
     "paired_difference",
     "plot_comparison",
     "plot_similarity_distributions",
+    "power_statement",
     "run_all",
     "run_one",
+    "seeds_needed",
     "summarise",
     "t_quantile_975",
     "verdict",

@@ -11,7 +11,9 @@ encoder work per step as TripletCLIP, so the second comparison matches data *and
 Two protocols. ``scratch``: every objective trains from the same random initial weights (per seed), as the paper
 pretrains. ``finetune`` (the paper's Table 7 fine-tunes OpenAI CLIP): one shared base is first pretrained with the
 plain CLIP loss on the world's positive pairs only, then every objective is fine-tuned from that same base with the
-same settings; the seeds vary the fine-tuning data order.
+same settings; the seeds vary the fine-tuning data order. Its base's plateau criterion and its one choice made on data
+(the fine-tuning learning rate, on the CLIP baseline alone) are read on a validation world: the same seed and rules
+with held-out scenes of its own, apart from the test benchmarks every run is finally scored on.
 
 The paper's CyCLIP ablation adds CyCLIP's two consistency terms (weights 0.25 and 0.25, as in CyCLIP's paper) to
 CLIP ("CyCLIP") and to TripletCLIP ("CyCLIP + TripletCLIP"); nothing else changes.
@@ -122,7 +124,14 @@ class ComparisonSettings:
     base_eval_steps: int = 500
     #: The base has left the plateau when every one of these held-out scores is reached (``benchmark/metric``).
     base_criterion: tuple[tuple[str, float], ...] = (("sugarcrepe/replace_obj", 0.70), ("sugarcrepe/swap", 0.62))
+    #: Fine-tuning learning rate of every objective; chosen by `select_finetune_learning_rate` (CLIP only, on the
+    #: validation world) among the candidates, and frozen here before the comparison is run.
     finetune_learning_rate: float = 1e-4
+    finetune_learning_rate_candidates: tuple[float, ...] = (3e-5, 1e-4, 3e-4)
+    #: Benchmark sizes of the validation world (same seed and rules, held-out scenes of its own): the base's
+    #: plateau criterion and the choice of settings are read on it, never on the test benchmarks. Empty: no
+    #: validation world (the base is then evaluated on the test benchmarks, as a from-scratch run is).
+    validation_options: dict[str, Any] = field(default_factory=dict)
     # ---- runs
     seeds: tuple[int, ...] = (0, 1, 2)
     methods: tuple[str, ...] = tuple(METHODS)
@@ -131,7 +140,25 @@ class ComparisonSettings:
 
     @classmethod
     def full(cls, protocol: str = "scratch") -> ComparisonSettings:
-        return cls(protocol=protocol)
+        """The shipped settings of each protocol. From scratch: the CPU-sized design of the first comparison.
+        Fine-tuning: a world large enough not to be memorised (the base sees each training scene about 4 times,
+        each fine-tuning run about 0.4 (B) or 0.8 (2B) times), the tiny preset unchanged (8-px patches, width 128,
+        4 layers), held-out benchmarks of 1,000 items per kind, and a validation world for every choice."""
+        if protocol != "finetune":
+            return cls(protocol=protocol)
+        return cls(
+            protocol=protocol,
+            world_num_train=64_000,
+            world_options={"num_test": 1000, "sugarcrepe_per_kind": 1000, "num_winoground": 1000,
+                           "num_retrieval": 1000},
+            validation_options={"num_test": 0, "sugarcrepe_per_kind": 500, "num_winoground": 500,
+                                "num_retrieval": 0},
+            patch_size=8, width=128, layers=4, heads=4,
+            batch_size=64, max_train_steps=400, lr_warmup_steps=50,
+            base_batch_size=64, base_max_train_steps=4000, base_eval_steps=500,
+            seeds=(0, 1, 2, 3, 4),
+            methods=("clip", "clip_hn", "negclip", "tripletclip", "negative_images"),
+        )
 
     @classmethod
     def smoke(cls, protocol: str = "scratch") -> ComparisonSettings:
@@ -142,6 +169,9 @@ class ComparisonSettings:
             world_num_train=400,
             world_options={"num_test": 48, "sugarcrepe_per_kind": 12, "num_winoground": 28, "num_retrieval": 24,
                            "captions_per_image": 3},
+            validation_options={"num_test": 0, "sugarcrepe_per_kind": 8, "num_winoground": 14, "num_retrieval": 0}
+            if protocol == "finetune" else {},
+            finetune_learning_rate_candidates=(1e-4,),  # the selection runs, and agrees with the frozen value
             width=32, layers=1, heads=2,
             batch_size=16, max_train_steps=10, lr_warmup_steps=2,
         )
@@ -213,9 +243,10 @@ class ComparisonSettings:
         values["doubled_batch_methods"] = list(self.doubled_batch_methods)
         values["eval_benchmarks"] = list(self.eval_benchmarks)
         values["base_criterion"] = [list(pair) for pair in self.base_criterion]
+        values["finetune_learning_rate_candidates"] = list(self.finetune_learning_rate_candidates)
         if self.protocol != "finetune":  # the base's settings do not concern a from-scratch comparison
             for name in ("base_seed", "base_batch_size", "base_max_train_steps", "base_eval_steps", "base_criterion",
-                         "finetune_learning_rate"):
+                         "finetune_learning_rate", "finetune_learning_rate_candidates", "validation_options"):
                 values.pop(name)
         return values
 
@@ -223,8 +254,10 @@ class ComparisonSettings:
     def from_dict(cls, values: dict[str, Any]) -> ComparisonSettings:
         """The settings :meth:`to_dict` wrote."""
         values = dict(values)
-        for key in ("seeds", "methods", "doubled_batch_methods", "eval_benchmarks"):
-            values[key] = tuple(values[key])
+        for key in ("seeds", "methods", "doubled_batch_methods", "eval_benchmarks",
+                    "finetune_learning_rate_candidates"):
+            if key in values:
+                values[key] = tuple(values[key])
         if "base_criterion" in values:
             values["base_criterion"] = tuple(tuple(pair) for pair in values["base_criterion"])
         return cls(**values)
@@ -234,5 +267,18 @@ class ComparisonSettings:
         values = self.to_dict()
         keys = ("world_seed", "world_num_train", "world_options", "image_size", "patch_size", "width", "layers",
                 "heads", "learning_rate", "lr_warmup_steps", "base_seed", "base_batch_size", "base_max_train_steps",
-                "base_eval_steps")
+                "base_eval_steps", "validation_options")
         return {key: values[key] for key in keys}
+
+    def selection_settings(self) -> dict[str, Any]:
+        """What determines the choice of the fine-tuning learning rate: the base and the fine-tuning run's shape."""
+        values = self.to_dict()
+        keys = ("batch_size", "max_train_steps", "finetune_learning_rate_candidates", "eval_benchmarks")
+        return {"base": self.base_settings(), **{key: values[key] for key in keys}}
+
+    def validation_world_config(self) -> dict[str, Any] | None:
+        """The validation world's `generate_world` options (same seed and rules, no training part), or None."""
+        if not self.validation_options:
+            return None
+        return {"seed": self.world_seed, "num_train": 0, "image_size": self.image_size,
+                "benchmark_split": "validation", **self.validation_options}

@@ -14,7 +14,7 @@ import numpy as np
 from dataset_builders.utils import atomic
 
 from .design import ComparisonSettings, config_label
-from .stats import paired_difference, summarise, verdict
+from .stats import paired_difference, power_statement, summarise, verdict
 
 #: The table's measures: (benchmark, metric, label, higher is better).
 MEASURES: tuple[tuple[str, str, str, bool], ...] = (
@@ -41,6 +41,9 @@ MEASURES: tuple[tuple[str, str, str, bool], ...] = (
     ("similarity", "text_similarity_mean", "cos(caption, negative caption), mean", False),
 )
 REFERENCE = "tripletclip"
+#: The measures the design's power is stated for, and the paired difference it should detect.
+POWER_MEASURES = ("sugarcrepe/overall", "winoground/group")
+POWER_TARGET = 0.03
 
 
 def measure_key(benchmark: str, metric: str) -> str:
@@ -74,6 +77,71 @@ def aggregate(records: Sequence[Mapping[str, Any]], reference: str = REFERENCE) 
                     diff = paired_difference(ref, per_seed)
                     differences[config][key] = {**diff, "verdict": verdict(diff)}
     return {"summary": summary, "differences_vs_" + reference: differences}
+
+
+def power(aggregated: Mapping[str, Any], reference: str = REFERENCE) -> dict[str, Any]:
+    """The power statement of each of :data:`POWER_MEASURES` (see `stats.power_statement`)."""
+    differences = aggregated.get(f"differences_vs_{reference}", {})
+    return {measure: power_statement(differences, measure, POWER_TARGET) for measure in POWER_MEASURES}
+
+
+def power_markdown(statements: Mapping[str, Any]) -> str:
+    """One sentence per measure: the smallest paired difference the design detects, and the seeds the target needs."""
+    lines = []
+    for measure, statement in statements.items():
+        if statement["detectable_difference"] is None:
+            lines.append(f"- {measure}: not enough paired seeds for a spread yet.")
+            continue
+        seeds = sorted({v["seeds"] for v in statement["per_configuration"].values()})
+        need = statement["seeds_for_target"]
+        lines.append(
+            f"- {measure}: with {'/'.join(map(str, seeds))} seeds the design detects (95% paired t-interval "
+            f"excluding 0) a difference of {statement['detectable_difference']:.3f} against every baseline "
+            f"(the largest over baselines; target {statement['target']:.2f}: "
+            + ("met" if statement["target_met"] else "**not met**")
+            + (f"; {need} seeds would meet it at the measured spread)." if need else
+               "; no affordable number of seeds meets it at the measured spread).")
+        )
+    return "Power, from the measured spread of the paired differences:\n\n" + "\n".join(lines) + "\n"
+
+
+def selection_markdown(settings: ComparisonSettings, base: Mapping[str, Any] | None,
+                       selection: Mapping[str, Any] | None) -> str:
+    """The fine-tuning protocol's base (validation scores per evaluation, criterion, test scores, training loss) and
+    the learning-rate selection (validation scores per candidate), as Markdown tables."""
+    lines = []
+    if base:
+        criterion = " and ".join(f"{name} ≥ {bound}" for name, bound in settings.base_criterion)
+        met = base["criterion_met_at_step"]
+        lines += [f"Base: CLIP loss, batch {settings.base_batch_size}, {settings.base_max_train_steps} steps, "
+                  f"{base['passes_over_training_scenes']} passes over {settings.world_num_train} training scenes. "
+                  f"Plateau criterion ({criterion}, on the {base.get('criterion_read_on')}): "
+                  + (f"met at step {met}." if met is not None else "**not met**."), "",
+                  "| step | SugarCrepe replace-obj | swap-obj | swap-att | replace-rel | swap (avg) | overall | "
+                  "Winoground group |", "|---|---|---|---|---|---|---|---|"]
+        for step, scores in base["evaluations"].items():  # {"sugarcrepe/replace_obj": value, ...}
+            lines.append(f"| {step} | " + " | ".join(
+                f"{scores.get('sugarcrepe/' + k, math.nan):.3f}"
+                for k in ("replace_obj", "swap_obj", "swap_att", "replace_rel", "swap", "overall"))
+                + f" | {scores.get('winoground/group', math.nan):.3f} |")
+        if base.get("test"):
+            test = base["test"]
+            lines += ["", f"The final base on the test benchmarks: SugarCrepe overall "
+                          f"{test['sugarcrepe']['overall']:.3f} (replace-obj {test['sugarcrepe']['replace_obj']:.3f}, "
+                          f"swap {test['sugarcrepe']['swap']:.3f}, replace-rel {test['sugarcrepe']['replace_rel']:.3f})"
+                          f", Winoground group {test['winoground']['group']:.3f}; training loss "
+                          f"{base['train_loss_last_quarter_mean']:.3f} (mean of the last quarter of the logs)."]
+    if selection:
+        lines += ["", f"Fine-tuning learning rate, chosen on the {selection['criterion']}: "
+                      f"**{selection['chosen_learning_rate']:g}**.", "",
+                  "| learning rate | SugarCrepe overall | swap (avg) | replace-obj | Winoground group | final loss |",
+                  "|---|---|---|---|---|---|"]
+        for rate, entry in selection["candidates"].items():
+            sc, wg = entry["validation"]["sugarcrepe"], entry["validation"].get("winoground", {})
+            loss = entry.get("final_train_loss")
+            lines.append(f"| {rate} | {sc['overall']:.3f} | {sc['swap']:.3f} | {sc['replace_obj']:.3f} | "
+                         f"{wg.get('group', math.nan):.3f} | {'' if loss is None else f'{loss:.3f}'} |")
+    return "\n".join(lines) + "\n"
 
 
 def config_order(settings: ComparisonSettings) -> list[str]:
@@ -313,11 +381,21 @@ def write_outputs(settings: ComparisonSettings, records: Sequence[Mapping[str, A
             f"**Protocol: fine-tuning** from one shared base (the tiny model above, {settings.base_max_train_steps} "
             f"steps of the CLIP loss on positive pairs, batch {settings.base_batch_size}); every run then trains "
             f"{settings.max_train_steps} steps at lr {settings.finetune_learning_rate}. Plateau criterion "
-            f"({criterion}): " + ("no base record." if base is None else
-                                  f"met at step {met}." if met is not None else
-                                  "**not met**: the base is still on the plateau, so these runs cannot show what "
-                                  "hard negatives add to a model that represents the concepts.") + "\n\n")
-    table = header + markdown_tables(aggregated, settings)
+            f"({criterion}, read on the {base.get('criterion_read_on', 'test benchmarks') if base else 'validation world'}): "
+            + ("no base record." if base is None else
+               f"met at step {met}." if met is not None else
+               "**not met**: the base is still on the plateau, so these runs cannot show what "
+               "hard negatives add to a model that represents the concepts.") + "\n\n")
+        if base and base.get("test"):
+            test = base["test"]
+            header += (
+                f"The base on the test benchmarks: SugarCrepe overall {test['sugarcrepe']['overall']:.3f}, "
+                f"replace-obj {test['sugarcrepe']['replace_obj']:.3f}, swap {test['sugarcrepe']['swap']:.3f}; "
+                f"Winoground group {test['winoground']['group']:.3f}; its training loss over the last quarter of "
+                f"its steps {base['train_loss_last_quarter_mean']:.3f} after "
+                f"{base['passes_over_training_scenes']} passes over the training scenes.\n\n")
+    statements = power(aggregated)
+    table = header + markdown_tables(aggregated, settings) + "\n" + power_markdown(statements)
     output_dir.mkdir(parents=True, exist_ok=True)
     atomic.write_text(output_dir / "comparison.md", table)
 
@@ -338,6 +416,7 @@ def write_outputs(settings: ComparisonSettings, records: Sequence[Mapping[str, A
                                "images_seen": settings.images_per_step(spec(c)) * settings.max_train_steps}
                            for c in configs},
         **aggregated,
+        "power": statements,
         "runs": list(records),
     })
     plot_comparison(aggregated, settings, output_dir / "comparison.png")

@@ -37,9 +37,22 @@ def prepare_world(settings: ComparisonSettings, work_dir: Path, progress: bool =
     config = settings.world_config()
     world_dir = work_dir / f"world-n{config['num_train']}-seed{config['seed']}"
     generate_world(world_dir, num_train=config["num_train"], seed=config["seed"], image_size=config["image_size"],
-                   progress=progress, overwrite=True,
+                   progress=progress, overwrite=True, num_proc=min(2, os.cpu_count() or 1),
                    **{k: v for k, v in config.items() if k not in ("num_train", "seed", "image_size")})
     return world_dir
+
+
+def prepare_validation_world(settings: ComparisonSettings, work_dir: Path, progress: bool = True) -> Path | None:
+    """The validation world of ``settings`` (same seed and rules as the training world, held-out scenes of its own,
+    no training part), generated or reused; None when the settings have none. Every choice is read on it."""
+    from dataset_builders.world import generate_world
+
+    config = settings.validation_world_config()
+    if config is None:
+        return None
+    path = work_dir / f"validation-world-seed{config['seed']}"
+    generate_world(path, progress=progress, overwrite=True, **config)
+    return path
 
 
 def prepare_initial_model(settings: ComparisonSettings, world_dir: Path, seed: int, work_dir: Path) -> Path:
@@ -72,15 +85,20 @@ def prepare_initial_model(settings: ComparisonSettings, world_dir: Path, seed: i
 BASE_FILE = "base.json"
 
 
-def prepare_base(settings: ComparisonSettings, world_dir: Path, work_dir: Path) -> Path:
+def prepare_base(settings: ComparisonSettings, world_dir: Path, work_dir: Path,
+                 validation_dir: Path | None = None) -> Path:
     """The fine-tuning protocol's shared base: the tiny model trained by the shipped trainer with the plain CLIP loss on
-    the world's positive pairs only (the CLIP objective never reads a negative), evaluated on the held-out SugarCrepe
-    format every ``base_eval_steps``. Built once and reused; an interrupted build resumes from its last checkpoint.
+    the world's positive pairs only (the CLIP objective never reads a negative), evaluated every ``base_eval_steps``
+    on the validation world's SugarCrepe and Winoground formats (on the test ones when there is no validation world).
+    Built once and reused; an interrupted build resumes from its last checkpoint.
 
-    Writes ``base.json`` beside it: the settings, the held-out scores at every evaluation, the first step at which
-    every ``base_criterion`` score was reached (None if never), the training loss at the end and the passes over the
-    training scenes.
+    Writes ``base.json`` beside it: the settings, the validation scores at every evaluation, the first step at which
+    every ``base_criterion`` score was reached (None if never), the final model's scores on the test benchmarks, the
+    training loss (last logged value and the mean of the last quarter of the logs) and the passes over the training
+    scenes.
     """
+    from dataset_builders.world import WorldLayout
+    from modeling_tripletclip.evaluation import evaluate_model, load_model_and_processor
     from modeling_tripletclip.training import TrainingConfig, train
 
     path = work_dir / "base"
@@ -97,7 +115,9 @@ def prepare_base(settings: ComparisonSettings, world_dir: Path, work_dir: Path) 
         lr_warmup_steps=settings.lr_warmup_steps, checkpointing_steps=max(1, min(500, steps // 4)),
         checkpoints_total_limit=1, logging_steps=max(1, min(25, steps // 4)), report_to="jsonl",
         eval_steps=settings.base_eval_steps, eval_benchmarks="sugarcrepe,winoground", eval_before_training=False,
+        eval_world_dir=str(validation_dir) if validation_dir else None,
         resume_from_checkpoint="latest" if any(path.glob("checkpoint-*")) else None,
+        overwrite_output_dir=not any(path.glob("checkpoint-*")),  # killed before its first checkpoint: start again
     )
     logger.info("Pretraining the shared base: %d steps of the CLIP loss (batch %d) in %s", steps,
                 settings.base_batch_size, path)
@@ -111,13 +131,63 @@ def prepare_base(settings: ComparisonSettings, world_dir: Path, work_dir: Path) 
     if met is None:
         logger.warning("The base did not meet the plateau criterion %s in %d steps: the fine-tuning comparison "
                        "starts from a base still on the plateau.", dict(settings.base_criterion), steps)
+    model, processor = load_model_and_processor(str(path))
+    tests = [b for b in settings.eval_benchmarks if b != "similarity"]
+    test_scores = evaluate_model(model, processor, WorldLayout(world_dir).benchmark_paths(tests), progress=False)
+    last_quarter = losses[-max(1, len(losses) // 4):]
     atomic.write_json(record_path, {
         "settings": wanted, "criterion": dict(settings.base_criterion), "criterion_met_at_step": met,
+        "criterion_read_on": "validation world" if validation_dir else "test benchmarks",
         "evaluations": {str(step): scores for step, scores in sorted(evaluations.items())},
+        "test": test_scores,
         "final_train_loss": losses[-1] if losses else None,
+        "train_loss_last_quarter_mean": sum(last_quarter) / len(last_quarter) if losses else None,
         "passes_over_training_scenes": round(steps * settings.base_batch_size / settings.world_num_train, 2),
     })
     return path
+
+
+SELECTION_FILE = "selection.json"
+
+
+def select_finetune_learning_rate(settings: ComparisonSettings, world_dir: Path, validation_dir: Path, base: Path,
+                                  work_dir: Path, jobs: int = 2, progress: bool = True) -> dict:
+    """Choose the fine-tuning learning rate on the CLIP baseline alone, on the validation world: one CLIP fine-tuning
+    run from the base per candidate (seed ``base_seed``, the comparison's batch and steps, the shipped trainer), scored
+    by the validation SugarCrepe overall accuracy; the best wins (ties: the smaller rate). No other objective is
+    trained and no test benchmark is read. Writes and returns ``selection/selection.json``; reused when present."""
+    import dataclasses
+
+    path = work_dir / "selection"
+    record_path = path / SELECTION_FILE
+    wanted = settings.selection_settings()
+    if record_path.is_file() and json.loads(record_path.read_text()).get("settings") == wanted:
+        return json.loads(record_path.read_text())
+    run = RunSpec("clip", settings.base_seed)
+    candidates = {}
+    for rate in settings.finetune_learning_rate_candidates:
+        trial = dataclasses.replace(settings, finetune_learning_rate=rate)
+        candidates[rate] = (trial, path / f"clip-lr{rate:g}")
+    results = {}
+    pending = [rate for rate, (_, run_dir) in candidates.items() if load_result(run_dir, candidates[rate][0]) is None]
+    for rate, (trial, run_dir) in candidates.items():
+        if rate not in pending:
+            results[rate] = load_result(run_dir, trial)
+    _run_many([(trial, run, world_dir, base, run_dir, validation_dir) for rate, (trial, run_dir) in candidates.items()
+               if rate in pending], jobs, progress, "choosing the fine-tuning learning rate (CLIP only, validation)")
+    for rate in pending:
+        results[rate] = load_result(candidates[rate][1], candidates[rate][0])
+    scores = {rate: results[rate]["metrics"]["sugarcrepe"]["overall"] for rate in results}
+    chosen = max(sorted(scores), key=lambda rate: scores[rate])
+    record = {
+        "settings": wanted, "criterion": "validation SugarCrepe overall (mean of the 7 kinds), CLIP only",
+        "chosen_learning_rate": chosen,
+        "candidates": {f"{rate:g}": {"validation": results[rate]["metrics"],
+                                     "final_train_loss": results[rate].get("final_train_loss")}
+                       for rate in sorted(results)},
+    }
+    atomic.write_json(record_path, record)
+    return record
 
 
 def load_base_record(work_dir: Path) -> dict | None:
@@ -125,10 +195,16 @@ def load_base_record(work_dir: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def load_selection_record(work_dir: Path) -> dict | None:
+    path = Path(work_dir) / "selection" / "selection.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def training_config(settings: ComparisonSettings, run: RunSpec, world_dir: Path, initial_model: Path,
-                    output_dir: Path):
+                    output_dir: Path, eval_world_dir: Path | None = None):
     """The trainer configuration of one run: only the objective and the batch differ between objectives (and,
-    fine-tuning, the learning rate is the fine-tuning one for all of them)."""
+    fine-tuning, the learning rate is the fine-tuning one for all of them). ``eval_world_dir``: evaluate on that
+    world's benchmarks (the validation world, when choosing settings) instead of the training world's test ones."""
     from modeling_tripletclip.training import TrainingConfig
 
     return TrainingConfig(
@@ -150,32 +226,41 @@ def training_config(settings: ComparisonSettings, run: RunSpec, world_dir: Path,
         checkpoints_total_limit=1,
         logging_steps=max(1, min(25, settings.max_train_steps // 4)),
         report_to="jsonl",
-        eval_benchmarks=",".join(b for b in settings.eval_benchmarks if b not in ("tripletdata", "similarity")),
+        eval_benchmarks=",".join(b for b in settings.eval_benchmarks if b not in ("tripletdata", "similarity"))
+        if eval_world_dir is None else "sugarcrepe,winoground",
         eval_before_training=False,
+        eval_world_dir=str(eval_world_dir) if eval_world_dir else None,
     )
 
 
-def run_one(settings: ComparisonSettings, run: RunSpec, world_dir: Path, initial_model: Path, run_dir: Path) -> dict:
+def run_one(settings: ComparisonSettings, run: RunSpec, world_dir: Path, initial_model: Path, run_dir: Path,
+            eval_world_dir: Path | None = None) -> dict:
     """Train one run with the shipped trainer, evaluate it on the held-out test triplets (TripletData benchmark and
-    similarity analysis, sharing one encoding pass), and write ``result.json`` and ``similarity.npz``."""
+    similarity analysis, sharing one encoding pass), and write ``result.json`` and ``similarity.npz``.
+
+    With ``eval_world_dir`` (choosing settings) the run is evaluated on that world's SugarCrepe and Winoground
+    formats only, and the test triplets are not read."""
     import numpy as np
 
     from modeling_tripletclip.evaluation import evaluate_model_detailed, load_model_and_processor
     from modeling_tripletclip.training import train
 
     started = time.time()
-    config = training_config(settings, run, world_dir, initial_model, run_dir)
+    config = training_config(settings, run, world_dir, initial_model, run_dir, eval_world_dir)
     result = train(config)
     train_seconds = time.time() - started
     metrics: dict[str, dict[str, float]] = dict(next(iter(result.eval_results.values())) or {})
 
-    model, processor = load_model_and_processor(str(run_dir))
-    test = {name: world_dir / "test" for name in ("tripletdata", "similarity")
-            if name in settings.eval_benchmarks or name == "similarity"}
-    detailed = evaluate_model_detailed(model, processor, test, progress=False)
-    for name, outcome in detailed.items():
-        metrics[name] = outcome.metrics
-    np.savez(run_dir / SIMILARITY_FILE, **detailed["similarity"].details)
+    if eval_world_dir is None:
+        model, processor = load_model_and_processor(str(run_dir))
+        test = {name: world_dir / "test" for name in ("tripletdata", "similarity")
+                if name in settings.eval_benchmarks or name == "similarity"}
+        detailed = evaluate_model_detailed(model, processor, test, progress=False)
+        for name, outcome in detailed.items():
+            metrics[name] = outcome.metrics
+        np.savez(run_dir / SIMILARITY_FILE, **detailed["similarity"].details)
+    logged = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    losses = [entry["train/loss"] for entry in logged if "train/loss" in entry]
 
     images = settings.images_per_step(run)
     record = {
@@ -188,6 +273,8 @@ def run_one(settings: ComparisonSettings, run: RunSpec, world_dir: Path, initial
         "images_per_step": images,
         "images_seen": images * result.steps,
         "passes_over_training_scenes": round(result.steps * config.train_batch_size / settings.world_num_train, 2),
+        "final_train_loss": losses[-1] if losses else None,
+        "evaluated_on": "validation world" if eval_world_dir else "test benchmarks",
         "train_seconds": round(train_seconds, 1),
         "seconds": round(time.time() - started, 1),
         "skipped_rows": result.skipped,
@@ -216,24 +303,90 @@ def finished_runs(settings: ComparisonSettings, work_dir: Path) -> list[dict]:
 
 
 def _worker_command(settings: ComparisonSettings, run: RunSpec, world_dir: Path, initial_model: Path,
-                    run_dir: Path) -> list[str]:
+                    run_dir: Path, eval_world_dir: Path | None = None) -> list[str]:
     payload = json.dumps({"settings": settings.to_dict(), "run": asdict(run), "world_dir": str(world_dir),
-                          "initial_model": str(initial_model), "run_dir": str(run_dir)})
+                          "initial_model": str(initial_model), "run_dir": str(run_dir),
+                          "eval_world_dir": str(eval_world_dir) if eval_world_dir else None})
     return [sys.executable, "-m", "benchmarks.comparison.worker", payload]
 
 
-def run_all(settings: ComparisonSettings, work_dir: Path, jobs: int = 2, progress: bool = True) -> list[dict]:
-    """Every run of ``settings`` (finished ones are reused), ``jobs`` at a time, each in its own one-thread process
-    (``jobs=0``: one after another in this process). Returns the run records in the order of ``settings.runs()``."""
+#: One run to train: (settings, run, training world, starting model, run folder, evaluation world or None).
+Job = tuple[ComparisonSettings, RunSpec, Path, Path, Path, "Path | None"]
+
+
+def _run_many(jobs_todo: list[Job], jobs: int, progress: bool, description: str, total: int | None = None,
+              on_done=None) -> None:
+    """Train ``jobs_todo``, ``jobs`` at a time, each in its own one-thread process (``jobs=0``: one after another in
+    this process); ``on_done(job)`` after each. A failed run stops everything with the tail of its log."""
     from tqdm.auto import tqdm
 
+    total = len(jobs_todo) if total is None else total
+    bar = tqdm(total=total, initial=total - len(jobs_todo), desc=description, disable=not progress)
+    if jobs <= 0:
+        for job in jobs_todo:
+            job[4].mkdir(parents=True, exist_ok=True)
+            run_one(*job)
+            if on_done:
+                on_done(job)
+            bar.update(1)
+        bar.close()
+        return
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+
+    def launch(job: Job) -> Job:
+        run, run_dir = job[1], job[4]
+        run_dir.mkdir(parents=True, exist_ok=True)
+        log = run_dir / "train.log"
+        with log.open("w") as handle:
+            code = subprocess.call(_worker_command(*job), stdout=handle, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
+                                   env=env)
+        if code != 0:
+            tail = "".join(log.read_text(errors="replace").splitlines(keepends=True)[-15:])
+            raise RuntimeError(f"Run {run.run_name} failed (exit code {code}); its log is {log}:\n{tail}")
+        return job
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = [pool.submit(launch, job) for job in jobs_todo]
+        for future in as_completed(futures):
+            job = future.result()
+            if on_done:
+                on_done(job)
+            bar.set_postfix_str(job[4].name)
+            bar.update(1)
+    bar.close()
+
+
+def run_all(settings: ComparisonSettings, work_dir: Path, jobs: int = 2, progress: bool = True,
+            select_only: bool = False) -> list[dict]:
+    """Every run of ``settings`` (finished ones are reused), ``jobs`` at a time, each in its own one-thread process
+    (``jobs=0``: one after another in this process). Returns the run records in the order of ``settings.runs()``.
+
+    Fine-tuning: the base is built (or reused) first, and, with a validation world, the learning-rate selection
+    (CLIP only) is run (or reused) and must agree with ``settings.finetune_learning_rate``, the value frozen before
+    the comparison; ``select_only`` stops after it and returns no record."""
     settings.validate()
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     world_dir = prepare_world(settings, work_dir, progress=progress)
     if settings.protocol == "finetune":
-        base = prepare_base(settings, world_dir, work_dir)
+        validation_dir = prepare_validation_world(settings, work_dir, progress=progress)
+        base = prepare_base(settings, world_dir, work_dir, validation_dir)
         initial = {seed: base for seed in settings.seeds}
+        if validation_dir is not None:
+            selection = select_finetune_learning_rate(settings, world_dir, validation_dir, base, work_dir, jobs,
+                                                      progress)
+            if select_only:
+                return []
+            if selection["chosen_learning_rate"] != settings.finetune_learning_rate:
+                raise ValueError(
+                    f"The validation selection chose a fine-tuning learning rate of "
+                    f"{selection['chosen_learning_rate']:g} ({work_dir / 'selection' / SELECTION_FILE}), but the "
+                    f"settings freeze {settings.finetune_learning_rate:g}. Write the chosen value into "
+                    f"ComparisonSettings.full('finetune') (benchmarks/comparison/design.py) and benchmarks/README.md, "
+                    f"commit them, then run the comparison.")
+        elif select_only:
+            return []
     else:
         initial = {seed: prepare_initial_model(settings, world_dir, seed, work_dir) for seed in settings.seeds}
     runs = settings.runs()
@@ -243,36 +396,12 @@ def run_all(settings: ComparisonSettings, work_dir: Path, jobs: int = 2, progres
     if len(todo) < len(runs):
         logger.info("Reusing %d finished run(s) from %s", len(runs) - len(todo), work_dir / "runs")
 
+    def done(job: Job) -> None:
+        records[job[1]] = load_result(job[4], settings)
+
     started = time.time()
-    bar = tqdm(total=len(runs), initial=len(runs) - len(todo), desc="comparison runs", disable=not progress)
-    if jobs <= 0:
-        for run in todo:
-            run_dirs[run].mkdir(parents=True, exist_ok=True)
-            records[run] = run_one(settings, run, world_dir, initial[run.seed], run_dirs[run])
-            bar.update(1)
-    else:
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
-               "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
-
-        def launch(run: RunSpec) -> RunSpec:
-            run_dirs[run].mkdir(parents=True, exist_ok=True)
-            log = run_dirs[run] / "train.log"
-            with log.open("w") as handle:
-                code = subprocess.call(_worker_command(settings, run, world_dir, initial[run.seed], run_dirs[run]),
-                                       stdout=handle, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=env)
-            if code != 0:
-                tail = "".join(log.read_text(errors="replace").splitlines(keepends=True)[-15:])
-                raise RuntimeError(f"Run {run.run_name} failed (exit code {code}); its log is {log}:\n{tail}")
-            return run
-
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
-            futures = [pool.submit(launch, run) for run in todo]
-            for future in as_completed(futures):
-                run = future.result()
-                records[run] = load_result(run_dirs[run], settings)
-                bar.set_postfix_str(run.run_name)
-                bar.update(1)
-    bar.close()
+    _run_many([(settings, run, world_dir, initial[run.seed], run_dirs[run], None) for run in todo], jobs, progress,
+              "comparison runs", total=len(runs), on_done=done)
     if todo:
         with (work_dir / INVOCATIONS_FILE).open("a") as handle:
             handle.write(json.dumps({"finished": time.time(), "seconds": round(time.time() - started, 1),

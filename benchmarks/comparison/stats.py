@@ -59,3 +59,41 @@ def verdict(difference: Mapping[str, float]) -> str:
     if high < 0:
         return "lower"
     return "unclear"
+
+
+def detectable_difference(std: float, n: int) -> float:
+    """The smallest paired difference whose 95% t-interval excludes zero, for ``n`` seeds whose paired differences
+    have sample standard deviation ``std``: ``t_{0.975, n-1} * std / sqrt(n)``, the interval's half-width."""
+    return t_quantile_975(n - 1) * std / math.sqrt(n)
+
+
+def seeds_needed(std: float, target: float, most: int = 200) -> int | None:
+    """The fewest seeds (at least 2) for which :func:`detectable_difference` is at most ``target`` given ``std``;
+    None when even ``most`` seeds are not enough."""
+    for n in range(2, most + 1):
+        if detectable_difference(std, n) <= target:
+            return n
+    return None
+
+
+def power_statement(differences: Mapping[str, Mapping[str, Mapping[str, float]]], measure: str,
+                    target: float) -> dict[str, object]:
+    """For one measure, from the measured spread of the paired differences against every other configuration: the
+    smallest detectable difference with the seeds run (per configuration, and the largest of them: what the design
+    guarantees), and the seeds that would bring it to ``target``."""
+    per_config = {}
+    for config, measures in differences.items():
+        diff = measures.get(measure)
+        if not diff or diff["n"] < 2 or math.isnan(diff["std"]):
+            continue
+        per_config[config] = {"seeds": diff["n"], "std_of_differences": diff["std"],
+                              "detectable_difference": detectable_difference(diff["std"], diff["n"]),
+                              "seeds_for_target": seeds_needed(diff["std"], target)}
+    if not per_config:
+        return {"measure": measure, "target": target, "per_configuration": {}, "detectable_difference": None}
+    worst = max(per_config.values(), key=lambda v: v["detectable_difference"])
+    needs = [v["seeds_for_target"] for v in per_config.values()]
+    return {"measure": measure, "target": target, "per_configuration": per_config,
+            "detectable_difference": worst["detectable_difference"],
+            "target_met": worst["detectable_difference"] <= target,
+            "seeds_for_target": None if None in needs else max(needs)}

@@ -20,8 +20,9 @@ def main(argv: list[str] | None = None) -> int:
 
     payload = json.loads((argv if argv is not None else sys.argv[1:])[0])
     settings = ComparisonSettings.from_dict(payload["settings"])
+    evaluation = payload.get("eval_world_dir")
     run_one(settings, RunSpec(**payload["run"]), Path(payload["world_dir"]), Path(payload["initial_model"]),
-            Path(payload["run_dir"]))
+            Path(payload["run_dir"]), Path(evaluation) if evaluation else None)
     return 0
 
 

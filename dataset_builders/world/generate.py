@@ -43,6 +43,9 @@ SCENE = "scene"
 NEGATIVE_SCENE = "negative_scene"
 #: Parts of the world; each has its own stream of seeds.
 _STREAMS = {"train": 0, "test": 1, "sugarcrepe": 2, "winoground": 3, "retrieval": 4}
+#: ``benchmark_split``: the held-out parts of a "validation" world come from streams of their own, so its benchmarks
+#: share the world's rules (vocabulary, held-out combinations) but none of its test scenes.
+BENCHMARK_SPLITS = {"test": 0, "validation": 10}
 
 
 @dataclass(frozen=True)
@@ -58,8 +61,14 @@ class WorldConfig:
     num_retrieval: int = 300
     captions_per_image: int = 5
     held_out_per_shape: int = 2
+    #: "test", or "validation": the same rules and held-out combinations, other held-out scenes (for choosing
+    #: settings without looking at the test benchmarks); the training part is the same in both.
+    benchmark_split: str = "test"
 
     def __post_init__(self):
+        if self.benchmark_split not in BENCHMARK_SPLITS:
+            raise ValueError(f"benchmark_split must be one of {', '.join(BENCHMARK_SPLITS)}, "
+                             f"got {self.benchmark_split!r}.")
         if self.image_size < 16:
             raise ValueError(f"image_size must be at least 16 pixels to draw the shapes, got {self.image_size}.")
         if not 0 <= self.held_out_per_shape < len(V.COLOUR_NAMES) // 2:
@@ -105,7 +114,8 @@ class World:
         return (colour, shape) in self.held_out
 
     def rng(self, part: str, index: int) -> random.Random:
-        return random.Random((self.config.seed * 1_000_003 + _STREAMS[part]) * 1_000_000_007 + index)
+        stream = _STREAMS[part] + (0 if part == "train" else BENCHMARK_SPLITS[self.config.benchmark_split])
+        return random.Random((self.config.seed * 1_000_003 + stream) * 1_000_000_007 + index)
 
     # Each draw returns plain data; images are rendered by the row builders below.
     def draw_triplet(self, part: str, index: int) -> tuple[Scene, Phrasing, Scene, Phrasing, str]:
@@ -375,4 +385,7 @@ def _card_details(world: World) -> str:
         "scene, keeping every object that the edit does not move in place.\n\n"
         f"Held out of training (neither images nor negatives of `train` show them): {held}. "
         "Every scene of the test split and of the benchmarks shows at least one of them."
+        + (" This is the world's *validation* copy: its held-out scenes are drawn from streams of their own, apart "
+           "from the test benchmarks of the same seed, for choosing settings." if c.benchmark_split == "validation"
+           else "")
     )

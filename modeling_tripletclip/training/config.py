@@ -134,6 +134,10 @@ class TrainingConfig:
     eval_before_training: bool = field(
         default=True, metadata={"help": "also evaluate the untrained model, for the comparison table"}
     )
+    eval_world_dir: str | None = field(default=None, metadata={
+        "help": "evaluate on the benchmarks of this world folder instead of the training world's (e.g. a validation "
+                "world: `tripletclip data world --benchmark_split validation`); also with a --dataset other than "
+                "the world"})
     save_first_step_gradients: str | None = field(
         default=None, metadata={"help": "diagnostics: save the gradients of the first optimizer step to this file"}
     )
@@ -174,7 +178,7 @@ class TrainingConfig:
             "resume_from_checkpoint", "overwrite_output_dir", "logging_steps", "report_to", "dataloader_num_workers",
             "checkpointing_steps", "checkpoints_total_limit", "eval_steps", "eval_before_training", "max_train_steps",
             "save_first_step_gradients", "push_to_hub", "hub_model_id", "hub_private_repo", "hub_token", "world_dir",
-            "ddp_timeout",
+            "ddp_timeout", "eval_world_dir",
         }
         return {key: value for key, value in self.to_dict().items() if key not in volatile}
 

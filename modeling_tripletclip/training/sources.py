@@ -89,6 +89,14 @@ def check_sources(config: TrainingConfig) -> None:
         from dataset_builders.sources import resolve_dataset
 
         resolve_dataset(config.dataset)  # raises, naming the forms it looked for, when the value is none of them
+    if config.eval_world_dir:
+        from dataset_builders.world import WorldLayout
+
+        if not WorldLayout(config.eval_world_dir).is_world():
+            raise InputError(
+                f"--eval_world_dir {config.eval_world_dir} is not a finished world (it has no world.json). Generate "
+                f"one with `tripletclip data world --output_dir {config.eval_world_dir} --benchmark_split validation "
+                f"--num_train 0`, or leave --eval_world_dir out to evaluate on the training world.")
     if config.model_name_or_path:
         from ..loading import check_clip_like_checkpoint
 
@@ -117,15 +125,13 @@ def _world(config: TrainingConfig) -> TrainingData:
         generate_world(world_dir, num_train=num_train, seed=seed, overwrite=config.world_dir is None)
         layout = WorldLayout(world_dir)
     dataset = load_tripletdata(layout.train, split="train")
-    wanted = [b.strip() for b in config.eval_benchmarks.split(",") if b.strip()]
-    benchmarks = {name: str(path) for name, path in layout.benchmark_paths(wanted).items()} if wanted else {}
     return TrainingData(
         dataset=dataset,
         streaming=False,
         name="the built-in world",
         description=f"the built-in world ({len(dataset)} triplets, {world_dir})",
         columns=list(dataset.column_names),
-        benchmarks=benchmarks,
+        benchmarks=benchmark_paths(config, layout),
     )
 
 
@@ -144,4 +150,17 @@ def _dataset(config: TrainingConfig, rank: int, num_processes: int) -> TrainingD
         description = f"{source.describe()} (streaming, process {rank} of {num_processes})"
     else:
         description = f"{source.describe()} ({len(dataset)} rows)"
-    return TrainingData(dataset, config.streaming, config.dataset, description, columns)
+    return TrainingData(dataset, config.streaming, config.dataset, description, columns,
+                        benchmarks=benchmark_paths(config, None))
+
+
+def benchmark_paths(config: TrainingConfig, training_world) -> dict[str, str]:
+    """``{benchmark: path}`` to evaluate on: those of ``--eval_world_dir`` when given, else of the training world
+    (none when training on another dataset without ``--eval_world_dir``)."""
+    from dataset_builders.world import WorldLayout
+
+    wanted = [b.strip() for b in config.eval_benchmarks.split(",") if b.strip()]
+    layout = WorldLayout(config.eval_world_dir) if config.eval_world_dir else training_world
+    if not wanted or layout is None:
+        return {}
+    return {name: str(path) for name, path in layout.benchmark_paths(wanted).items()}
