@@ -1,16 +1,18 @@
 """The paper's comparison in miniature, on this machine's CPU.
 
-    python benchmarks/compare.py                       # from scratch (see benchmarks/README.md for its wall time)
-    python benchmarks/compare.py --protocol finetune --select_settings   # build the base, choose on validation
-    python benchmarks/compare.py --protocol finetune   # every objective fine-tuned from one CLIP-pretrained base
+    python benchmarks/compare.py --select_settings     # fine-tuning: build the base, choose on validation (CLIP only)
+    python benchmarks/compare.py                       # every objective fine-tuned from one CLIP-pretrained base
+    python benchmarks/compare.py --protocol scratch    # every objective from the same random weights, as long
+    python benchmarks/compare.py --protocol scratch --pilot   # the first CPU-sized comparison (early plateau)
     python benchmarks/compare.py --smoke               # a microscopic version of the same design, in minutes
 
-Trains CLIP, LaCLIP+HN, NegCLIP, TripletCLIP, the negative-images-only ablation, CyCLIP and CyCLIP + TripletCLIP
-(the same seeds each, same starting weights per seed, same world, batch and optimizer steps), plus CLIP and NegCLIP
-with a doubled batch (matched images seen), each through the shipped trainer; evaluates them on the world's held-out
-compositions; and writes ``comparison.json``, ``comparison.md``, ``comparison.png`` and ``similarity.png`` into
-``--output_dir``. Finished runs (and the fine-tuning base) are kept in ``--work_dir`` and reused when the command is
-run again with the same settings: an interrupted comparison resumes.
+Trains CLIP, LaCLIP+HN, NegCLIP, TripletCLIP and the negative-images-only ablation (the pilot also CyCLIP and
+CyCLIP + TripletCLIP), the same seeds each, same starting weights per seed, same world, batch and optimizer steps,
+plus CLIP and NegCLIP with a doubled batch (matched images seen), each through the shipped trainer; evaluates them on
+the world's held-out compositions; and writes ``comparison.json``, ``comparison.md``, ``comparison.png`` and
+``similarity.png`` into ``--output_dir``. Finished runs (and the fine-tuning base) are kept in ``--work_dir`` and
+reused when the command is run again with the same settings; an unfinished run continues from its last checkpoint:
+an interrupted comparison resumes.
 """
 
 from __future__ import annotations
@@ -34,13 +36,18 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 class CompareOptions:
     """Options of ``python benchmarks/compare.py``."""
 
-    protocol: str = field(default="scratch", metadata={
-        "help": "scratch: every objective from the same random weights (the paper's pretraining); finetune: every "
-                "objective fine-tuned from one shared base pretrained with the CLIP loss (the paper's Table 7)"})
+    protocol: str = field(default="finetune", metadata={
+        "help": "finetune (primary): every objective fine-tuned from one shared base pretrained with the CLIP loss "
+                "(the paper's Table 7); scratch: every objective from the same random weights (the paper's "
+                "pretraining)"})
     smoke: bool = field(default=False, metadata={"help": "microscopic settings: checks the pipeline in minutes"})
+    pilot: bool = field(default=False, metadata={
+        "help": "the first, CPU-sized comparison from scratch (20,000 scenes, a narrowed model, 600 steps of 32), "
+                "whose results benchmarks/README.md keeps"})
     output_dir: str | None = field(default=None, metadata={
-        "help": "where the JSON, Markdown and PNG results go (default: benchmarks/results, or "
-                "benchmarks/results/finetune for --protocol finetune; with --smoke: <work_dir>/results)"})
+        "help": "where the JSON, Markdown and PNG results go (default: benchmarks/results for the fine-tuning "
+                "protocol, benchmarks/results/scratch and benchmarks/results/pilot for the others; with --smoke: "
+                "<work_dir>/results)"})
     work_dir: str | None = field(default=None, metadata={
         "help": "world, starting models and runs (default: $TRIPLETCLIP_CACHE or ~/.cache/tripletclip, sub-folder "
                 "comparison-<settings>-<protocol>)"})
@@ -60,6 +67,9 @@ class CompareOptions:
 
         if self.protocol not in PROTOCOLS:
             raise ValueError(f"--protocol {self.protocol!r} is not one of {', '.join(PROTOCOLS)}.")
+        if self.pilot and (self.smoke or self.protocol != "scratch"):
+            raise ValueError("--pilot is the first from-scratch comparison: use it with --protocol scratch and "
+                             "without --smoke.")
         if self.select_settings and self.protocol != "finetune":
             raise ValueError("--select_settings chooses the fine-tuning settings: use it with --protocol finetune.")
         if self.select_settings and self.report_only:
@@ -98,6 +108,8 @@ def main(argv=None) -> int:
 
     if args.smoke:
         settings = ComparisonSettings.smoke(args.protocol)
+    elif args.pilot:
+        settings = ComparisonSettings.pilot()
     else:
         settings = ComparisonSettings.full(args.protocol)
     if args.seed_list:
@@ -110,16 +122,16 @@ def main(argv=None) -> int:
     from dataset_builders.utils.locations import cache_dir
 
     cache = cache_dir()
-    # The from-scratch comparison keeps the folders it always had.
-    suffix = "" if settings.protocol == "scratch" else f"-{settings.protocol}"
-    work_dir = Path(args.work_dir) if args.work_dir else cache / f"comparison-{settings.name}{suffix}"
+    folder = "comparison-pilot" if args.pilot else f"comparison-{settings.name}-{settings.protocol}"
+    work_dir = Path(args.work_dir) if args.work_dir else cache / folder
+    results = REPO_ROOT / "benchmarks" / "results"
     if args.output_dir:
         output_dir = Path(args.output_dir)
     elif args.smoke:
         output_dir = work_dir / "results"
     else:
-        output_dir = REPO_ROOT / "benchmarks" / "results" / settings.protocol if suffix else (
-            REPO_ROOT / "benchmarks" / "results")
+        output_dir = results / "pilot" if args.pilot else results / "scratch" if settings.protocol == "scratch" else (
+            results)
 
     started = time.time()
     if args.report_only:

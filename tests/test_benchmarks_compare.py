@@ -67,7 +67,7 @@ def test_paired_difference_uses_common_seeds_and_verdicts():
 
 
 def test_design_runs_and_matched_images():
-    settings = ComparisonSettings.full()
+    settings = ComparisonSettings.pilot()
     settings.validate()
     runs = settings.runs()
     assert len(runs) == len(settings.seeds) * (7 + 2)
@@ -84,6 +84,19 @@ def test_design_runs_and_matched_images():
     assert settings.images_per_step(RunSpec("tripletclip", 0)) == 2 * b
     assert settings.images_per_step(RunSpec("clip", 0)) == b
     assert settings.images_per_step(RunSpec("clip", 0, 2)) == settings.images_per_step(RunSpec("tripletclip", 0))
+    # The shipped protocols: the same world, model and batch; fine-tuning from a base as long as a from-scratch run.
+    finetune, scratch = ComparisonSettings.full("finetune"), ComparisonSettings.full("scratch")
+    for design in (finetune, scratch):
+        design.validate()
+        assert {r.config_name for r in design.runs()} == {"clip", "clip_hn", "negclip", "tripletclip",
+                                                          "negative_images", "clip@2B", "negclip@2B"}
+    assert finetune.world_config() == scratch.world_config() and finetune.model_overrides() == scratch.model_overrides()
+    assert scratch.max_train_steps == finetune.base_max_train_steps and len(finetune.seeds) >= 5
+    assert len(scratch.seeds) >= 3 and finetune.world_options["sugarcrepe_per_kind"] >= 1000
+    assert finetune.world_options["num_winoground"] >= 1000
+    # No run sees a training scene more than a few times.
+    assert finetune.base_max_train_steps * finetune.base_batch_size / finetune.world_num_train <= 4
+    assert scratch.max_train_steps * 2 * scratch.batch_size / scratch.world_num_train <= 8
     with pytest.raises(ValueError, match="unknown method"):
         ComparisonSettings(methods=("clip", "siglip")).validate()
     with pytest.raises(ValueError, match="2 distinct seeds"):
@@ -264,6 +277,44 @@ def test_finetuning_with_a_validation_world_chooses_the_rate_on_clip_alone(tmp_p
         "differences_vs_tripletclip"]["clip"]["sugarcrepe/overall"]
     assert power["sugarcrepe/overall"]["detectable_difference"] == pytest.approx(
         12.7062 * diff["std"] / 2 ** 0.5)
+
+
+def test_an_interrupted_run_continues_from_its_checkpoint(tmp_path):
+    """A run whose process died after a checkpoint (no result.json) continues from it when the comparison is run
+    again, instead of training from the start; a run made with other settings starts over."""
+    import dataclasses
+
+    from benchmarks.comparison.runner import continue_or_start, prepare_initial_model, prepare_world, training_config
+    from modeling_tripletclip.training import train
+    from modeling_tripletclip.training.checkpoints import list_checkpoints
+
+    settings = ComparisonSettings(
+        name="test", world_num_train=48,
+        world_options={"num_test": 8, "sugarcrepe_per_kind": 2, "num_winoground": 7, "num_retrieval": 4,
+                       "captions_per_image": 2},
+        width=16, layers=1, heads=2, batch_size=4, max_train_steps=4, lr_warmup_steps=1,
+        seeds=(0, 1), methods=("clip",), doubled_batch_methods=(), eval_benchmarks=("sugarcrepe",))
+    work = tmp_path / "work"
+    world = prepare_world(settings, work, progress=False)
+    initial = prepare_initial_model(settings, world, 0, work)
+    run = settings.runs()[0]
+    run_dir = work / "runs" / run.run_name
+    # The first half of the run, checkpointed at step 2: the state a kill after that checkpoint leaves.
+    half = training_config(settings, run, world, initial, run_dir)
+    assert (half.resume_from_checkpoint, half.overwrite_output_dir) == (None, True)
+    train(dataclasses.replace(half, checkpointing_steps=2, max_train_steps=2))
+    assert [p.name for p in list_checkpoints(run_dir)] == ["checkpoint-2"]
+    # max_train_steps is not part of a run's identity, so the full run is the same run and continues at step 2.
+    again = training_config(settings, run, world, initial, run_dir)
+    assert (again.resume_from_checkpoint, again.overwrite_output_dir) == ("latest", False)
+    records = run_all(settings, work, jobs=0, progress=False)
+    assert records[0]["steps"] == 4
+    logged = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    steps = [entry["step"] for entry in logged if "train/loss" in entry]
+    assert steps == sorted(set(steps)) and max(steps) == 4  # no step trained twice
+    # Other settings in the same folder: started over, not continued.
+    other = dataclasses.replace(settings, learning_rate=1e-3)
+    assert continue_or_start(training_config(other, run, world, initial, run_dir)).resume_from_checkpoint is None
 
 
 def test_detectable_difference_and_seeds_needed_by_hand():

@@ -116,9 +116,8 @@ def prepare_base(settings: ComparisonSettings, world_dir: Path, work_dir: Path,
         checkpoints_total_limit=1, logging_steps=max(1, min(25, steps // 4)), report_to="jsonl",
         eval_steps=settings.base_eval_steps, eval_benchmarks="sugarcrepe,winoground", eval_before_training=False,
         eval_world_dir=str(validation_dir) if validation_dir else None,
-        resume_from_checkpoint="latest" if any(path.glob("checkpoint-*")) else None,
-        overwrite_output_dir=not any(path.glob("checkpoint-*")),  # killed before its first checkpoint: start again
     )
+    config = continue_or_start(config)
     logger.info("Pretraining the shared base: %d steps of the CLIP loss (batch %d) in %s", steps,
                 settings.base_batch_size, path)
     train(config)
@@ -207,9 +206,8 @@ def training_config(settings: ComparisonSettings, run: RunSpec, world_dir: Path,
     world's benchmarks (the validation world, when choosing settings) instead of the training world's test ones."""
     from modeling_tripletclip.training import TrainingConfig
 
-    return TrainingConfig(
+    return continue_or_start(TrainingConfig(
         output_dir=str(output_dir),
-        overwrite_output_dir=True,  # a folder without result.json holds an unfinished run: start it again
         seed=run.seed,
         model_name_or_path=str(initial_model),
         loss_type=run.loss_type,
@@ -222,7 +220,7 @@ def training_config(settings: ComparisonSettings, run: RunSpec, world_dir: Path,
         max_train_steps=settings.max_train_steps,
         learning_rate=settings.finetune_learning_rate if settings.protocol == "finetune" else settings.learning_rate,
         lr_warmup_steps=settings.lr_warmup_steps,
-        checkpointing_steps=settings.max_train_steps,
+        checkpointing_steps=min(settings.max_train_steps, 500),
         checkpoints_total_limit=1,
         logging_steps=max(1, min(25, settings.max_train_steps // 4)),
         report_to="jsonl",
@@ -230,7 +228,21 @@ def training_config(settings: ComparisonSettings, run: RunSpec, world_dir: Path,
         if eval_world_dir is None else "sugarcrepe,winoground",
         eval_before_training=False,
         eval_world_dir=str(eval_world_dir) if eval_world_dir else None,
-    )
+    ))
+
+
+def continue_or_start(config):
+    """``config`` set to continue the run already in its folder from its last checkpoint when that run has the same
+    configuration (an interrupted comparison loses at most one checkpoint interval of a run), else to start it over
+    (a run killed before its first checkpoint, or one made with other settings)."""
+    import dataclasses
+
+    from modeling_tripletclip.training.checkpoints import list_checkpoints, output_folder
+
+    same = output_folder(config, config.output_dir).state() == "same"
+    if same and list_checkpoints(config.output_dir):
+        return dataclasses.replace(config, resume_from_checkpoint="latest", overwrite_output_dir=False)
+    return dataclasses.replace(config, resume_from_checkpoint=None, overwrite_output_dir=True)
 
 
 def run_one(settings: ComparisonSettings, run: RunSpec, world_dir: Path, initial_model: Path, run_dir: Path,
