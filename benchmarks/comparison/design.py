@@ -164,6 +164,8 @@ class ComparisonSettings:
             validation_options={"num_test": 0, "sugarcrepe_per_kind": 500, "num_winoground": 500,
                                 "num_retrieval": 0},
             max_train_steps=400, base_batch_size=64, base_max_train_steps=4000, base_eval_steps=500,
+            # Frozen from `--select_settings` (CLIP only, validation world; benchmarks/README.md) before the comparison.
+            finetune_learning_rate=3e-5,
             seeds=(0, 1, 2, 3, 4),
         )
 
