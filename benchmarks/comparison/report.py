@@ -351,8 +351,11 @@ def write_outputs(settings: ComparisonSettings, records: Sequence[Mapping[str, A
     ledger = training_wall_time(Path(work_dir), settings)
     header = (
         f"# The paper's comparison in miniature ({settings.name} settings)\n\n"
-        f"{len(records)} runs; wall time to train and evaluate them all: {ledger['seconds'] / 60:.1f} min "
-        f"({ledger['invocations']} invocation(s) of the command) on {machine.get('cpu_count')} CPU cores with "
+        f"{len(records)} runs; wall time to train and evaluate them all: "
+        + (f"{ledger['seconds'] / 60:.1f} min ({ledger['invocations']} invocation(s) of the command, "
+           f"{ledger['runs_trained']} run(s) recorded)" if ledger["runs_trained"] else
+           "not recorded (no invocation of the command recorded a finished run)")
+        + f" on {machine.get('cpu_count')} CPU cores with "
         f"{machine.get('jobs')} runs at a time, one thread each (the runs' own times sum to "
         f"{run_seconds / 60:.1f} min). World: {settings.world_num_train} training triplets at "
         f"{settings.image_size} px, seed {settings.world_seed}; model: the tiny preset with ViT patch "

@@ -408,29 +408,34 @@ def run_all(settings: ComparisonSettings, work_dir: Path, jobs: int = 2, progres
     if len(todo) < len(runs):
         logger.info("Reusing %d finished run(s) from %s", len(runs) - len(todo), work_dir / "runs")
 
-    def done(job: Job) -> None:
-        records[job[1]] = load_result(job[4], settings)
-
     started = time.time()
+    mark = [started]
+
+    def done(job: Job) -> None:
+        # The ledger grows by one entry per finished run, so that a stopped invocation still counts its time.
+        records[job[1]] = load_result(job[4], settings)
+        now = time.time()
+        with (work_dir / INVOCATIONS_FILE).open("a") as handle:
+            handle.write(json.dumps({"invocation": started, "finished": now, "seconds": round(now - mark[0], 1),
+                                     "runs_trained": 1, "jobs": jobs, "settings": settings.to_dict()}) + "\n")
+        mark[0] = now
+
     _run_many([(settings, run, world_dir, initial[run.seed], run_dirs[run], None) for run in todo], jobs, progress,
               "comparison runs", total=len(runs), on_done=done)
-    if todo:
-        with (work_dir / INVOCATIONS_FILE).open("a") as handle:
-            handle.write(json.dumps({"finished": time.time(), "seconds": round(time.time() - started, 1),
-                                     "runs_trained": len(todo), "jobs": jobs, "settings": settings.to_dict()}) + "\n")
     return [records[run] for run in runs]
 
 
 def training_wall_time(work_dir: Path, settings: ComparisonSettings) -> dict[str, float | int]:
     """Wall time spent training this comparison's runs, summed over the invocations that trained any (an
-    interrupted comparison that was resumed counts both parts), from ``invocations.jsonl`` in ``work_dir``."""
+    interrupted comparison that was resumed counts both parts, up to its last finished run), from
+    ``invocations.jsonl`` in ``work_dir`` (one entry per finished run)."""
     path = Path(work_dir) / INVOCATIONS_FILE
-    seconds, runs, invocations = 0.0, 0, 0
+    seconds, runs, invocations = 0.0, 0, set()
     if path.is_file():
-        for line in path.read_text().splitlines():
+        for number, line in enumerate(path.read_text().splitlines()):
             entry = json.loads(line)
             if entry.get("settings") == settings.to_dict():
                 seconds += entry["seconds"]
                 runs += entry["runs_trained"]
-                invocations += 1
-    return {"seconds": seconds, "runs_trained": runs, "invocations": invocations}
+                invocations.add(entry.get("invocation", f"entry-{number}"))
+    return {"seconds": seconds, "runs_trained": runs, "invocations": len(invocations)}
