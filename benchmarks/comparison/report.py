@@ -85,8 +85,9 @@ def power(aggregated: Mapping[str, Any], reference: str = REFERENCE) -> dict[str
     return {measure: power_statement(differences, measure, POWER_TARGET) for measure in POWER_MEASURES}
 
 
-def power_markdown(statements: Mapping[str, Any]) -> str:
-    """One sentence per measure: the smallest paired difference the design detects, and the seeds the target needs."""
+def power_markdown(statements: Mapping[str, Any], configs: Sequence[str] = ()) -> str:
+    """One sentence per measure: the smallest paired difference the design detects, and the seeds the target needs;
+    the baselines of ``configs`` without two paired seeds yet are named as not covered."""
     lines = []
     for measure, statement in statements.items():
         if statement["detectable_difference"] is None:
@@ -94,9 +95,12 @@ def power_markdown(statements: Mapping[str, Any]) -> str:
             continue
         seeds = sorted({v["seeds"] for v in statement["per_configuration"].values()})
         need = statement["seeds_for_target"]
+        missing = [config_label(c) for c in configs if c != REFERENCE and c not in statement["per_configuration"]]
+        scope = "every baseline" if not missing else (
+            f"each baseline with two or more paired seeds (not yet: {', '.join(missing)})")
         lines.append(
             f"- {measure}: with {'/'.join(map(str, seeds))} seeds the design detects (95% paired t-interval "
-            f"excluding 0) a difference of {statement['detectable_difference']:.3f} against every baseline "
+            f"excluding 0) a difference of {statement['detectable_difference']:.3f} against {scope} "
             f"(the largest over baselines; target {statement['target']:.2f}: "
             + ("met" if statement["target_met"] else "**not met**")
             + (f"; {need} seeds would meet it at the measured spread)." if need else
@@ -399,7 +403,7 @@ def write_outputs(settings: ComparisonSettings, records: Sequence[Mapping[str, A
                 f"its steps {base['train_loss_last_quarter_mean']:.3f} after "
                 f"{base['passes_over_training_scenes']} passes over the training scenes.\n\n")
     statements = power(aggregated)
-    table = header + markdown_tables(aggregated, settings) + "\n" + power_markdown(statements)
+    table = header + markdown_tables(aggregated, settings) + "\n" + power_markdown(statements, config_order(settings))
     output_dir.mkdir(parents=True, exist_ok=True)
     atomic.write_text(output_dir / "comparison.md", table)
 
