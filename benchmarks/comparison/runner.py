@@ -121,7 +121,7 @@ def prepare_base(settings: ComparisonSettings, world_dir: Path, work_dir: Path,
     logger.info("Pretraining the shared base: %d steps of the CLIP loss (batch %d) in %s", steps,
                 settings.base_batch_size, path)
     train(config)
-    records = [json.loads(line) for line in (path / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    records = _logged(path)
     evaluations = {r["step"]: {k[len("eval/"):]: v for k, v in r.items() if k.startswith("eval/")}
                    for r in records if any(k.startswith("eval/") for k in r)}
     met = next((step for step, scores in sorted(evaluations.items())
@@ -158,24 +158,17 @@ def select_finetune_learning_rate(settings: ComparisonSettings, world_dir: Path,
     import dataclasses
 
     path = work_dir / "selection"
-    record_path = path / SELECTION_FILE
     wanted = settings.selection_settings()
-    if record_path.is_file() and json.loads(record_path.read_text()).get("settings") == wanted:
-        return json.loads(record_path.read_text())
+    previous = load_selection_record(work_dir)
+    if previous is not None and previous.get("settings") == wanted:
+        return previous
     run = RunSpec("clip", settings.base_seed)
-    candidates = {}
-    for rate in settings.finetune_learning_rate_candidates:
-        trial = dataclasses.replace(settings, finetune_learning_rate=rate)
-        candidates[rate] = (trial, path / f"clip-lr{rate:g}")
-    results = {}
-    pending = [rate for rate, (_, run_dir) in candidates.items() if load_result(run_dir, candidates[rate][0]) is None]
-    for rate, (trial, run_dir) in candidates.items():
-        if rate not in pending:
-            results[rate] = load_result(run_dir, trial)
-    _run_many([(trial, run, world_dir, base, run_dir, validation_dir) for rate, (trial, run_dir) in candidates.items()
-               if rate in pending], jobs, progress, "choosing the fine-tuning learning rate (CLIP only, validation)")
-    for rate in pending:
-        results[rate] = load_result(candidates[rate][1], candidates[rate][0])
+    trials = {rate: (dataclasses.replace(settings, finetune_learning_rate=rate), path / f"clip-lr{rate:g}")
+              for rate in settings.finetune_learning_rate_candidates}
+    _run_many([(trial, run, world_dir, base, run_dir, validation_dir) for trial, run_dir in trials.values()
+               if load_result(run_dir, trial) is None],
+              jobs, progress, "choosing the fine-tuning learning rate (CLIP only, validation)")
+    results = {rate: load_result(run_dir, trial) for rate, (trial, run_dir) in trials.items()}
     scores = {rate: results[rate]["metrics"]["sugarcrepe"]["overall"] for rate in results}
     chosen = max(sorted(scores), key=lambda rate: scores[rate])
     record = {
@@ -185,8 +178,15 @@ def select_finetune_learning_rate(settings: ComparisonSettings, world_dir: Path,
                                      "final_train_loss": results[rate].get("final_train_loss")}
                        for rate in sorted(results)},
     }
-    atomic.write_json(record_path, record)
+    atomic.write_json(path / SELECTION_FILE, record)
     return record
+
+
+def _logged(run_dir: Path) -> list[dict]:
+    """The trainer's logged records of a run (``metrics.jsonl``)."""
+    from modeling_tripletclip.training.tracking import METRICS_FILE
+
+    return [json.loads(line) for line in (run_dir / METRICS_FILE).read_text().splitlines() if line.strip()]
 
 
 def load_base_record(work_dir: Path) -> dict | None:
@@ -195,7 +195,7 @@ def load_base_record(work_dir: Path) -> dict | None:
 
 
 def load_selection_record(work_dir: Path) -> dict | None:
-    path = Path(work_dir) / "selection" / "selection.json"
+    path = Path(work_dir) / "selection" / SELECTION_FILE
     return json.loads(path.read_text()) if path.is_file() else None
 
 
@@ -271,8 +271,7 @@ def run_one(settings: ComparisonSettings, run: RunSpec, world_dir: Path, initial
         for name, outcome in detailed.items():
             metrics[name] = outcome.metrics
         np.savez(run_dir / SIMILARITY_FILE, **detailed["similarity"].details)
-    logged = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    losses = [entry["train/loss"] for entry in logged if "train/loss" in entry]
+    losses = [r["train/loss"] for r in _logged(run_dir) if "train/loss" in r]
 
     images = settings.images_per_step(run)
     record = {
