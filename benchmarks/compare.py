@@ -12,7 +12,9 @@ plus CLIP and NegCLIP with a doubled batch (matched images seen), each through t
 the world's held-out compositions; and writes ``comparison.json``, ``comparison.md``, ``comparison.png`` and
 ``similarity.png`` into ``--output_dir``. Finished runs (and the fine-tuning base) are kept in ``--work_dir`` and
 reused when the command is run again with the same settings; an unfinished run continues from its last checkpoint:
-an interrupted comparison resumes.
+an interrupted comparison resumes. Each finished run's record (and the fine-tuning base) is also kept in
+``--output_dir`` (``runs/``, ``finetune-base/``): committed with the results, they let the comparison continue on
+another machine, where the runs and the base found there are adopted instead of trained again.
 """
 
 from __future__ import annotations
@@ -104,7 +106,7 @@ def main(argv=None) -> int:
 
     from benchmarks.comparison import ComparisonSettings
     from benchmarks.comparison.report import write_outputs
-    from benchmarks.comparison.runner import finished_runs, run_all
+    from benchmarks.comparison.runner import adopt_saved, finished_runs, run_all
 
     if args.smoke:
         settings = ComparisonSettings.smoke(args.protocol)
@@ -135,6 +137,7 @@ def main(argv=None) -> int:
 
     started = time.time()
     if args.report_only:
+        adopt_saved(settings, work_dir, output_dir)
         records = finished_runs(settings, work_dir)
         if not records:
             print(f"No finished run in {work_dir / 'runs'}: run the comparison first (without --report-only).",
@@ -145,13 +148,13 @@ def main(argv=None) -> int:
         from benchmarks.comparison.report import selection_markdown
         from benchmarks.comparison.runner import load_base_record, load_selection_record
 
-        run_all(settings, work_dir, jobs=args.jobs, select_only=True)
+        run_all(settings, work_dir, jobs=args.jobs, select_only=True, results_dir=output_dir)
         print(selection_markdown(settings, load_base_record(work_dir), load_selection_record(work_dir)))
         print(f"Base and selection in {work_dir} (base/base.json, selection/selection.json).")
         return 0
     else:
         try:
-            records = run_all(settings, work_dir, jobs=args.jobs)
+            records = run_all(settings, work_dir, jobs=args.jobs, results_dir=output_dir)
         except ValueError as error:
             print(f"benchmarks/compare.py: error: {error}", file=sys.stderr)
             return 2

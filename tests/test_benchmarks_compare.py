@@ -278,6 +278,33 @@ def test_finetuning_with_a_validation_world_chooses_the_rate_on_clip_alone(tmp_p
     assert power["sugarcrepe/overall"]["detectable_difference"] == pytest.approx(
         12.7062 * diff["std"] / 2 ** 0.5)
 
+    # The results folder keeps what another machine needs: there, with an empty work folder, the base, the
+    # selection and every finished run are adopted, nothing is trained again, and the report is the same.
+    from benchmarks.comparison.design import config_label
+    from benchmarks.comparison.runner import adopt_saved
+
+    out = tmp_path / "out"
+    assert sorted(p.name for p in (out / "runs").iterdir()) == sorted(r["run_name"] for r in records)
+    assert {p.name for p in (out / "finetune-base").iterdir()} >= {"model.safetensors", "base.json", "selection.json"}
+    elsewhere = tmp_path / "elsewhere"
+    again = run_all(frozen, elsewhere, jobs=0, progress=False, results_dir=out)
+    assert again == records
+    assert not list(elsewhere.glob("runs/*/model.safetensors")) and not list(elsewhere.glob("**/checkpoint-*"))
+    assert (elsewhere / "base" / "base.json").read_bytes() == (work / "base" / "base.json").read_bytes()
+    assert (elsewhere / "base" / "model.safetensors").read_bytes() == (work / "base" / "model.safetensors").read_bytes()
+    assert training_wall_time(elsewhere, frozen) == training_wall_time(work, frozen)
+    second = write_outputs(frozen, again, elsewhere, tmp_path / "out2", wall_seconds=1.0, machine={"cpu_count": 2})
+    assert second == report
+    # Runs made with other settings are not adopted (the base, whose settings are the same, is).
+    other = dataclasses.replace(frozen, max_train_steps=3)
+    assert adopt_saved(other, tmp_path / "third", out) == {"base": 1, "selection": 0, "runs": 0}
+    # A run kept without its per-pair similarities counts in the tables, and the figure says what it pools.
+    (elsewhere / "runs" / records[0]["run_name"] / SIMILARITY_FILE).unlink()
+    third = write_outputs(frozen, again, elsewhere, tmp_path / "out3", wall_seconds=1.0, machine={"cpu_count": 2})
+    assert f"{config_label(records[0]['config_name'])} 1 of 2" in third
+    figure_runs = json.loads((tmp_path / "out3" / "comparison.json").read_text())["similarity_figure_runs"]
+    assert figure_runs[records[0]["config_name"]] == {"pooled": 1, "runs": 2}
+
 
 def test_an_interrupted_run_continues_from_its_checkpoint(tmp_path):
     """A run whose process died after a checkpoint (no result.json) continues from it when the comparison is run

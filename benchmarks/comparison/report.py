@@ -275,9 +275,11 @@ def plot_comparison(aggregated: Mapping[str, Any], settings: ComparisonSettings,
     return _save(figure, path)
 
 
-def plot_similarity_distributions(values: Mapping[str, Mapping[str, np.ndarray]], path: str | Path) -> Path:
+def plot_similarity_distributions(values: Mapping[str, Mapping[str, np.ndarray]], path: str | Path,
+                                  coverage: Mapping[str, Sequence[int]] | None = None) -> Path:
     """The paper's similarity figure: for each modality, the distribution over the held-out test triplets of the
-    cosine similarity between each positive and its hard negative, one curve per objective (seeds pooled)."""
+    cosine similarity between each positive and its hard negative, one curve per objective (seeds pooled).
+    ``coverage``: per configuration ``(runs pooled, runs)``, named in the legend where not every run is pooled."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -302,7 +304,7 @@ def plot_similarity_distributions(values: Mapping[str, Mapping[str, np.ndarray]]
                 continue
             colour = _COLOURS.get(config.partition("@")[0], "#9467bd")
             axis.hist(np.clip(v, low, None), bins=edges, histtype="step", linewidth=1.8, color=colour, density=True,
-                      linestyle="--" if "@" in config else "-", label=f"{config_label(config)} (mean {v.mean():.3f})")
+                      linestyle="--" if "@" in config else "-", label=_similarity_label(config, v, coverage))
             axis.axvline(v.mean(), color=colour, linewidth=0.8, linestyle=":")
         axis.set_title(title)
         axis.set_xlabel(
@@ -311,6 +313,12 @@ def plot_similarity_distributions(values: Mapping[str, Mapping[str, np.ndarray]]
         axis.legend(fontsize=8, loc="upper left")
     figure.suptitle("Similarity of each held-out positive to its hard negative, per modality (all seeds pooled)")
     return _save(figure, path)
+
+
+def _similarity_label(config: str, values: np.ndarray, coverage: Mapping[str, Sequence[int]] | None) -> str:
+    pooled, runs = (coverage or {}).get(config, (None, None))
+    partial = f", {pooled} of {runs} runs" if pooled is not None and pooled < runs else ""
+    return f"{config_label(config)} (mean {values.mean():.3f}{partial})"
 
 
 def _save(figure, path: str | Path) -> Path:
@@ -328,12 +336,25 @@ def pooled_similarities(records: Sequence[Mapping[str, Any]], run_dirs: Mapping[
 
     pooled: dict[str, dict[str, list[np.ndarray]]] = defaultdict(lambda: defaultdict(list))
     for record in records:
-        if record["config_name"] not in configs:
+        path = Path(run_dirs[record["run_name"]]) / SIMILARITY_FILE
+        if record["config_name"] not in configs or not path.is_file():
             continue
-        with np.load(Path(run_dirs[record["run_name"]]) / SIMILARITY_FILE) as data:
+        with np.load(path) as data:
             for key in data.files:
                 pooled[record["config_name"]][key].append(data[key])
     return {config: {k: np.concatenate(v) for k, v in pooled[config].items()} for config in configs if config in pooled}
+
+
+def similarity_coverage(records: Sequence[Mapping[str, Any]], run_dirs: Mapping[str, Path]) -> dict[str, list[int]]:
+    """Per configuration: ``[runs whose per-pair similarities are kept, runs]`` (a run finished before they were
+    kept has its mean in the tables but no values in the figure)."""
+    from .runner import SIMILARITY_FILE
+
+    coverage: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for record in records:
+        coverage[record["config_name"]][1] += 1
+        coverage[record["config_name"]][0] += (Path(run_dirs[record["run_name"]]) / SIMILARITY_FILE).is_file()
+    return dict(coverage)
 
 
 def write_json(path: str | Path, value: Any) -> Path:
@@ -402,8 +423,17 @@ def write_outputs(settings: ComparisonSettings, records: Sequence[Mapping[str, A
                 f"Winoground group {test['winoground']['group']:.3f}; its training loss over the last quarter of "
                 f"its steps {base['train_loss_last_quarter_mean']:.3f} after "
                 f"{base['passes_over_training_scenes']} passes over the training scenes.\n\n")
+    run_dirs = {r["run_name"]: Path(work_dir) / "runs" / r["run_name"] for r in records}
+    coverage = similarity_coverage(records, run_dirs)
+    partial = {c: v for c, v in coverage.items() if v[0] < v[1]}
     statements = power(aggregated)
     table = header + markdown_tables(aggregated, settings) + "\n" + power_markdown(statements, config_order(settings))
+    if partial:
+        table += (
+            "\n`similarity.png` pools the per-pair similarities of the runs that kept them: "
+            + ", ".join(f"{config_label(c)} {k} of {n}" for c, (k, n) in partial.items())
+            + " (the others finished before per-pair values were kept with the results; their means are in the "
+              "tables above).\n")
     output_dir.mkdir(parents=True, exist_ok=True)
     atomic.write_text(output_dir / "comparison.md", table)
 
@@ -425,9 +455,13 @@ def write_outputs(settings: ComparisonSettings, records: Sequence[Mapping[str, A
                            for c in configs},
         **aggregated,
         "power": statements,
+        "similarity_figure_runs": {c: {"pooled": k, "runs": n} for c, (k, n) in coverage.items()},
         "runs": list(records),
     })
     plot_comparison(aggregated, settings, output_dir / "comparison.png")
-    run_dirs = {r["run_name"]: Path(work_dir) / "runs" / r["run_name"] for r in records}
-    plot_similarity_distributions(pooled_similarities(records, run_dirs, configs), output_dir / "similarity.png")
+    plot_similarity_distributions(pooled_similarities(records, run_dirs, configs), output_dir / "similarity.png",
+                                  coverage)
+    from .runner import save_for_reuse
+
+    save_for_reuse(settings, list(records), Path(work_dir), output_dir)
     return table

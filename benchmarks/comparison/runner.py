@@ -369,16 +369,21 @@ def _run_many(jobs_todo: list[Job], jobs: int, progress: bool, description: str,
 
 
 def run_all(settings: ComparisonSettings, work_dir: Path, jobs: int = 2, progress: bool = True,
-            select_only: bool = False) -> list[dict]:
+            select_only: bool = False, results_dir: Path | None = None) -> list[dict]:
     """Every run of ``settings`` (finished ones are reused), ``jobs`` at a time, each in its own one-thread process
     (``jobs=0``: one after another in this process). Returns the run records in the order of ``settings.runs()``.
 
     Fine-tuning: the base is built (or reused) first, and, with a validation world, the learning-rate selection
     (CLIP only) is run (or reused) and must agree with ``settings.finetune_learning_rate``, the value frozen before
-    the comparison; ``select_only`` stops after it and returns no record."""
+    the comparison; ``select_only`` stops after it and returns no record.
+
+    ``results_dir``: where the results are kept (committed); the base, the selection and the finished runs saved
+    there with the same settings (`save_for_reuse`) are adopted first, so that a comparison continues on another
+    machine; each run that finishes is saved there at once."""
     settings.validate()
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
+    adopt_saved(settings, work_dir, results_dir)
     world_dir = prepare_world(settings, work_dir, progress=progress)
     if settings.protocol == "finetune":
         validation_dir = prepare_validation_world(settings, work_dir, progress=progress)
@@ -400,6 +405,9 @@ def run_all(settings: ComparisonSettings, work_dir: Path, jobs: int = 2, progres
             return []
     else:
         initial = {seed: prepare_initial_model(settings, world_dir, seed, work_dir) for seed in settings.seeds}
+    if results_dir is not None:
+        Path(results_dir).mkdir(parents=True, exist_ok=True)
+        save_for_reuse(settings, [], work_dir, results_dir)  # the base and the selection, as soon as they exist
     runs = settings.runs()
     run_dirs = {run: work_dir / "runs" / run.run_name for run in runs}
     records = {run: load_result(run_dirs[run], settings) for run in runs}
@@ -417,11 +425,106 @@ def run_all(settings: ComparisonSettings, work_dir: Path, jobs: int = 2, progres
         with (work_dir / INVOCATIONS_FILE).open("a") as handle:
             handle.write(json.dumps({"invocation": started, "finished": now, "seconds": round(now - mark[0], 1),
                                      "runs_trained": 1, "jobs": jobs, "settings": settings.to_dict()}) + "\n")
+        if results_dir is not None:
+            save_for_reuse(settings, [records[job[1]]], work_dir, results_dir)
         mark[0] = now
 
     _run_many([(settings, run, world_dir, initial[run.seed], run_dirs[run], None) for run in todo], jobs, progress,
               "comparison runs", total=len(runs), on_done=done)
     return [records[run] for run in runs]
+
+
+#: In the results folder (``benchmarks/results``, committed): what a later invocation, on this machine or another,
+#: needs to continue a comparison without training again what is finished.
+SAVED_RUNS = "runs"
+SAVED_BASE = "finetune-base"
+#: The files of the base that are kept: the model and processor (any ``*.safetensors`` too), its record and its logs.
+BASE_EXPORTS = ("config.json", "processor_config.json", "preprocessor_config.json", "tokenizer.json",
+                "tokenizer_config.json", "special_tokens_map.json", BASE_FILE, "metrics.jsonl", "loss_curve.png")
+
+
+def _copy_folder(files: list[Path], destination: Path) -> None:
+    """Copy ``files`` into ``destination`` (replacing it) so that a reader sees all of them or the old folder."""
+    import shutil
+
+    with atomic.atomic_path(destination, folder=True) as tmp:
+        for file in files:
+            shutil.copy2(file, tmp / file.name)
+
+
+def _merge_ledger(source: Path, target: Path) -> None:
+    """Append to the ledger ``target`` the entries of ``source`` it does not hold yet."""
+    if not source.is_file():
+        return
+    known = set(target.read_text().splitlines()) if target.is_file() else set()
+    missing = [line for line in source.read_text().splitlines() if line.strip() and line not in known]
+    if missing:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with target.open("a") as handle:
+            handle.write("".join(line + "\n" for line in missing))
+
+
+def save_for_reuse(settings: ComparisonSettings, records: list[dict], work_dir: Path, results_dir: Path) -> None:
+    """Keep in ``results_dir`` each finished run's record and per-pair similarities (``runs/<run>/``), the ledger of
+    training time (``invocations.jsonl``) and, for the fine-tuning protocol, the base and the learning-rate selection
+    (``finetune-base/``). Committed with the results, they let `adopt_saved` continue the comparison on another
+    machine without training any of them again."""
+    work_dir, results_dir = Path(work_dir), Path(results_dir)
+    _merge_ledger(work_dir / INVOCATIONS_FILE, results_dir / INVOCATIONS_FILE)
+    for record in records:
+        source = work_dir / "runs" / record["run_name"]
+        target = results_dir / SAVED_RUNS / record["run_name"]
+        files = [source / name for name in (RESULT_FILE, SIMILARITY_FILE) if (source / name).is_file()]
+        if (source / RESULT_FILE).is_file() and any(
+                not (target / f.name).is_file() or (target / f.name).read_bytes() != f.read_bytes() for f in files):
+            _copy_folder(files, target)
+    if settings.protocol != "finetune" or load_base_record(work_dir) is None:
+        return
+    base = work_dir / "base"
+    files = sorted(p for p in base.iterdir() if p.is_file() and (p.name in BASE_EXPORTS or p.suffix == ".safetensors"))
+    selection = work_dir / "selection" / SELECTION_FILE
+    if selection.is_file():
+        files.append(selection)
+    target = results_dir / SAVED_BASE
+    if any(not (target / f.name).is_file() or (target / f.name).read_bytes() != f.read_bytes() for f in files):
+        _copy_folder(files, target)
+
+
+def adopt_saved(settings: ComparisonSettings, work_dir: Path, results_dir: Path | None) -> dict[str, int]:
+    """Bring into ``work_dir`` what `save_for_reuse` kept in ``results_dir`` and ``work_dir`` lacks, when it was made
+    with the same settings: the fine-tuning base and its selection, and the finished runs' records. Nothing made
+    with other settings is taken, and nothing in ``work_dir`` is replaced that is already finished there. Returns
+    how many of each were adopted."""
+    adopted = {"base": 0, "selection": 0, "runs": 0}
+    if results_dir is None or not Path(results_dir).is_dir():
+        return adopted
+    work_dir, results_dir = Path(work_dir), Path(results_dir)
+    saved_base = results_dir / SAVED_BASE
+    if settings.protocol == "finetune" and (saved_base / BASE_FILE).is_file():
+        wanted = settings.base_settings()
+        mine = load_base_record(work_dir)
+        if (mine is None or mine.get("settings") != wanted) and json.loads(
+                (saved_base / BASE_FILE).read_text()).get("settings") == wanted:
+            _copy_folder(sorted(p for p in saved_base.iterdir() if p.is_file() and p.name != SELECTION_FILE),
+                         work_dir / "base")
+            adopted["base"] = 1
+        selection = saved_base / SELECTION_FILE
+        previous = load_selection_record(work_dir)
+        if selection.is_file() and (previous is None or previous.get("settings") != settings.selection_settings()) \
+                and json.loads(selection.read_text()).get("settings") == settings.selection_settings():
+            atomic.write_bytes(work_dir / "selection" / SELECTION_FILE, selection.read_bytes())
+            adopted["selection"] = 1
+    for run in settings.runs():
+        saved = results_dir / SAVED_RUNS / run.run_name
+        if load_result(work_dir / "runs" / run.run_name, settings) is None and load_result(saved, settings):
+            files = [saved / name for name in (RESULT_FILE, SIMILARITY_FILE) if (saved / name).is_file()]
+            _copy_folder(files, work_dir / "runs" / run.run_name)
+            adopted["runs"] += 1
+    # The time spent on the runs adopted, as the machines that trained them recorded it.
+    _merge_ledger(results_dir / INVOCATIONS_FILE, work_dir / INVOCATIONS_FILE)
+    if any(adopted.values()):
+        logger.info("Adopted from %s: %s", results_dir, ", ".join(f"{k} {v}" for k, v in adopted.items() if v))
+    return adopted
 
 
 def training_wall_time(work_dir: Path, settings: ComparisonSettings) -> dict[str, float | int]:
