@@ -388,8 +388,11 @@ def write_outputs(settings: ComparisonSettings, records: Sequence[Mapping[str, A
         f"{settings.batch_size} triplets (2B = {2 * settings.batch_size} pairs for the doubled-batch runs), "
         f"{settings.max_train_steps} optimizer steps, AdamW lr "
         f"{settings.finetune_learning_rate if settings.protocol == 'finetune' else settings.learning_rate}, warmup "
-        f"{settings.lr_warmup_steps} then cosine; seeds {list(settings.seeds)} (a seed fixes the initial weights and "
-        f"the data order, shared by every objective). Evaluated on held-out compositions only. Cells: mean ± sample "
+        f"{settings.lr_warmup_steps} then cosine; seeds {list(settings.seeds)} ("
+        + ("a seed fixes the fine-tuning data order, shared by every objective; every run starts from the one base"
+           if settings.protocol == "finetune" else
+           "a seed fixes the initial weights and the data order, shared by every objective")
+        + "). Evaluated on held-out compositions only. Cells: mean ± sample "
         f"std over seeds; 95% t-intervals in comparison.json.\n\n"
     )
     expected = len(settings.runs())
