@@ -101,7 +101,9 @@ def power_markdown(statements: Mapping[str, Any], configs: Sequence[str] = ()) -
         lines.append(
             f"- {measure}: with {'/'.join(map(str, seeds))} seeds the design detects (95% paired t-interval "
             f"excluding 0) a difference of {statement['detectable_difference']:.3f} against {scope} "
-            f"(the largest over baselines; target {statement['target']:.2f}: "
+            f"(the largest over baselines; a true difference of "
+            f"{statement['detectable_difference_at_80_power']:.3f} is found with 80% power; target "
+            f"{statement['target']:.2f}: "
             + ("met" if statement["target_met"] else "**not met**")
             + (f"; {need} seeds would meet it at the measured spread)." if need else
                "; no affordable number of seeds meets it at the measured spread).")

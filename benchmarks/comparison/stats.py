@@ -14,12 +14,26 @@ _T975 = (
     2.0796, 2.0739, 2.0687, 2.0639, 2.0595, 2.0555, 2.0518, 2.0484, 2.0452, 2.0423,
 )
 
+#: One-sided 80% quantiles of Student's t distribution, t_{0.80, df}, for df = 1..30 (the power term).
+_T80 = (
+    1.3764, 1.0607, 0.9785, 0.9410, 0.9195, 0.9057, 0.8960, 0.8889, 0.8834, 0.8791,
+    0.8755, 0.8726, 0.8702, 0.8681, 0.8662, 0.8647, 0.8633, 0.8620, 0.8610, 0.8600,
+    0.8591, 0.8583, 0.8575, 0.8569, 0.8562, 0.8557, 0.8551, 0.8546, 0.8542, 0.8538,
+)
+
 
 def t_quantile_975(df: int) -> float:
     """t_{0.975, df}: the multiplier of the standard error in a two-sided 95% confidence interval."""
     if df < 1:
         raise ValueError(f"A t interval needs at least 2 values (df >= 1), got df={df}.")
     return _T975[df - 1] if df <= len(_T975) else 1.96
+
+
+def t_quantile_80(df: int) -> float:
+    """t_{0.80, df}: the power term of a detectable difference at 80% power."""
+    if df < 1:
+        raise ValueError(f"A t quantile needs df >= 1, got df={df}.")
+    return _T80[df - 1] if df <= len(_T80) else 0.8416
 
 
 def summarise(values: Sequence[float]) -> dict[str, float | int | list[float]]:
@@ -67,6 +81,14 @@ def detectable_difference(std: float, n: int) -> float:
     return t_quantile_975(n - 1) * std / math.sqrt(n)
 
 
+def detectable_difference_at_80_power(std: float, n: int) -> float:
+    """The true paired difference that the 95% two-sided paired t-test finds with 80% probability, for ``n`` seeds
+    whose paired differences have sample standard deviation ``std``: ``(t_{0.975, n-1} + t_{0.80, n-1}) * std /
+    sqrt(n)`` (the usual approximation: 79% in simulation with 5 seeds). A true difference of only
+    :func:`detectable_difference` is found a little more than half the time (56% with 5 seeds)."""
+    return (t_quantile_975(n - 1) + t_quantile_80(n - 1)) * std / math.sqrt(n)
+
+
 def seeds_needed(std: float, target: float, most: int = 200) -> int | None:
     """The fewest seeds (at least 2) for which :func:`detectable_difference` is at most ``target`` given ``std``;
     None when even ``most`` seeds are not enough."""
@@ -88,6 +110,8 @@ def power_statement(differences: Mapping[str, Mapping[str, Mapping[str, float]]]
             continue
         per_config[config] = {"seeds": diff["n"], "std_of_differences": diff["std"],
                               "detectable_difference": detectable_difference(diff["std"], diff["n"]),
+                              "detectable_difference_at_80_power": detectable_difference_at_80_power(
+                                  diff["std"], diff["n"]),
                               "seeds_for_target": seeds_needed(diff["std"], target)}
     if not per_config:
         return {"measure": measure, "target": target, "per_configuration": {}, "detectable_difference": None}
@@ -95,5 +119,7 @@ def power_statement(differences: Mapping[str, Mapping[str, Mapping[str, float]]]
     needs = [v["seeds_for_target"] for v in per_config.values()]
     return {"measure": measure, "target": target, "per_configuration": per_config,
             "detectable_difference": worst["detectable_difference"],
+            "detectable_difference_at_80_power": max(
+                v["detectable_difference_at_80_power"] for v in per_config.values()),
             "target_met": worst["detectable_difference"] <= target,
             "seeds_for_target": None if None in needs else max(needs)}
