@@ -298,12 +298,26 @@ def test_finetuning_with_a_validation_world_chooses_the_rate_on_clip_alone(tmp_p
     # Runs made with other settings are not adopted (the base, whose settings are the same, is).
     other = dataclasses.replace(frozen, max_train_steps=3)
     assert adopt_saved(other, tmp_path / "third", out) == {"base": 1, "selection": 0, "runs": 0}
-    # A run kept without its per-pair similarities counts in the tables, and the figure says what it pools.
-    (elsewhere / "runs" / records[0]["run_name"] / SIMILARITY_FILE).unlink()
+    # A run kept without its per-pair similarities counts in the tables; the figure pools the seeds every
+    # configuration kept, and says so.
+    lost = records[0]
+    (elsewhere / "runs" / lost["run_name"] / SIMILARITY_FILE).unlink()
     third = write_outputs(frozen, again, elsewhere, tmp_path / "out3", wall_seconds=1.0, machine={"cpu_count": 2})
-    assert f"{config_label(records[0]['config_name'])} 1 of 2" in third
-    figure_runs = json.loads((tmp_path / "out3" / "comparison.json").read_text())["similarity_figure_runs"]
-    assert figure_runs[records[0]["config_name"]] == {"pooled": 1, "runs": 2}
+    other_seed = 1 - lost["run"]["seed"]
+    assert (f"`similarity.png` pools seed {other_seed} of every configuration: per-pair similarities were not kept "
+            f"with the results for {config_label(lost['config_name'])} seed {lost['run']['seed']}") in third
+    figure = json.loads((tmp_path / "out3" / "comparison.json").read_text())["similarity_figure"]
+    assert figure["seeds"] == {"clip": [other_seed], "tripletclip": [other_seed]}
+    from benchmarks.comparison.report import pooled_similarities
+
+    run_dirs = {r["run_name"]: elsewhere / "runs" / r["run_name"] for r in again}
+    pooled = pooled_similarities(again, run_dirs, ["clip", "tripletclip"], figure["seeds"])
+    with np.load(elsewhere / "runs" / f"clip-seed{other_seed}" / SIMILARITY_FILE) as kept:
+        assert np.array_equal(pooled["clip"]["image_similarity"], kept["image_similarity"])
+    # With no seed common to all, each configuration pools its own and the legend says how many of its runs.
+    (elsewhere / "runs" / f"clip-seed{other_seed}" / SIMILARITY_FILE).unlink()
+    fourth = write_outputs(frozen, again, elsewhere, tmp_path / "out4", wall_seconds=1.0, machine={"cpu_count": 2})
+    assert "pools the seeds whose per-pair values were kept" in fourth
 
 
 def test_an_interrupted_run_continues_from_its_checkpoint(tmp_path):

@@ -278,10 +278,11 @@ def plot_comparison(aggregated: Mapping[str, Any], settings: ComparisonSettings,
 
 
 def plot_similarity_distributions(values: Mapping[str, Mapping[str, np.ndarray]], path: str | Path,
-                                  coverage: Mapping[str, Sequence[int]] | None = None) -> Path:
+                                  pooled: str = "all seeds pooled",
+                                  notes: Mapping[str, str] | None = None) -> Path:
     """The paper's similarity figure: for each modality, the distribution over the held-out test triplets of the
-    cosine similarity between each positive and its hard negative, one curve per objective (seeds pooled).
-    ``coverage``: per configuration ``(runs pooled, runs)``, named in the legend where not every run is pooled."""
+    cosine similarity between each positive and its hard negative, one curve per objective, seeds pooled.
+    ``pooled`` says which seeds in the title; ``notes`` adds a configuration's own note to its legend entry."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -305,22 +306,18 @@ def plot_similarity_distributions(values: Mapping[str, Mapping[str, np.ndarray]]
             if not len(v):
                 continue
             colour = _COLOURS.get(config.partition("@")[0], "#9467bd")
+            note = (notes or {}).get(config)
             axis.hist(np.clip(v, low, None), bins=edges, histtype="step", linewidth=1.8, color=colour, density=True,
-                      linestyle="--" if "@" in config else "-", label=_similarity_label(config, v, coverage))
+                      linestyle="--" if "@" in config else "-",
+                      label=f"{config_label(config)} (mean {v.mean():.3f}{', ' + note if note else ''})")
             axis.axvline(v.mean(), color=colour, linewidth=0.8, linestyle=":")
         axis.set_title(title)
         axis.set_xlabel(
             f"cosine similarity (lower: the model tells the pair apart; first bin: all values <= {low:.2f})")
         axis.set_ylabel("density")
         axis.legend(fontsize=8, loc="upper left")
-    figure.suptitle("Similarity of each held-out positive to its hard negative, per modality (all seeds pooled)")
+    figure.suptitle(f"Similarity of each held-out positive to its hard negative, per modality ({pooled})")
     return _save(figure, path)
-
-
-def _similarity_label(config: str, values: np.ndarray, coverage: Mapping[str, Sequence[int]] | None) -> str:
-    pooled, runs = (coverage or {}).get(config, (None, None))
-    partial = f", {pooled} of {runs} runs" if pooled is not None and pooled < runs else ""
-    return f"{config_label(config)} (mean {values.mean():.3f}{partial})"
 
 
 def _save(figure, path: str | Path) -> Path:
@@ -332,31 +329,46 @@ def _save(figure, path: str | Path) -> Path:
 
 
 def pooled_similarities(records: Sequence[Mapping[str, Any]], run_dirs: Mapping[str, Path],
-                        configs: Sequence[str]) -> dict[str, dict[str, np.ndarray]]:
-    """``{configuration: {"image_similarity": values, "text_similarity": values}}`` pooled over seeds."""
+                        configs: Sequence[str], seeds: Mapping[str, Sequence[int]] | None = None,
+                        ) -> dict[str, dict[str, np.ndarray]]:
+    """``{configuration: {"image_similarity": values, "text_similarity": values}}`` pooled over seeds (over
+    ``seeds[configuration]`` when given); runs without kept per-pair values are left out."""
     from .runner import SIMILARITY_FILE
 
     pooled: dict[str, dict[str, list[np.ndarray]]] = defaultdict(lambda: defaultdict(list))
     for record in records:
-        path = Path(run_dirs[record["run_name"]]) / SIMILARITY_FILE
-        if record["config_name"] not in configs or not path.is_file():
+        config, path = record["config_name"], Path(run_dirs[record["run_name"]]) / SIMILARITY_FILE
+        if config not in configs or not path.is_file() or (
+                seeds is not None and record["run"]["seed"] not in seeds.get(config, ())):
             continue
         with np.load(path) as data:
             for key in data.files:
-                pooled[record["config_name"]][key].append(data[key])
+                pooled[config][key].append(data[key])
     return {config: {k: np.concatenate(v) for k, v in pooled[config].items()} for config in configs if config in pooled}
 
 
-def similarity_coverage(records: Sequence[Mapping[str, Any]], run_dirs: Mapping[str, Path]) -> dict[str, list[int]]:
-    """Per configuration: ``[runs whose per-pair similarities are kept, runs]`` (a run finished before they were
-    kept has its mean in the tables but no values in the figure)."""
+def similarity_figure_seeds(records: Sequence[Mapping[str, Any]], run_dirs: Mapping[str, Path]) -> dict[str, Any]:
+    """Which runs the similarity figure pools. Every run normally keeps its per-pair similarities; a run finished
+    before they were kept with the results has only its means (in the tables). The figure then pools the seeds
+    whose values every configuration kept, so that the curves compare like with like; if there is no such seed,
+    each configuration's own kept seeds. Returns ``{"common": bool, "seeds": {config: [seeds pooled]},
+    "missing": {config: [seeds without kept values]}, "runs": {config: n}}``."""
     from .runner import SIMILARITY_FILE
 
-    coverage: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    kept: dict[str, set[int]] = defaultdict(set)
+    missing: dict[str, list[int]] = defaultdict(list)
+    runs: dict[str, int] = defaultdict(int)
     for record in records:
-        coverage[record["config_name"]][1] += 1
-        coverage[record["config_name"]][0] += (Path(run_dirs[record["run_name"]]) / SIMILARITY_FILE).is_file()
-    return dict(coverage)
+        config, seed = record["config_name"], record["run"]["seed"]
+        runs[config] += 1
+        if (Path(run_dirs[record["run_name"]]) / SIMILARITY_FILE).is_file():
+            kept[config].add(seed)
+        else:
+            missing[config].append(seed)
+    common = set.intersection(*(kept.get(config, set()) for config in runs)) if runs else set()
+    seeds = {config: sorted(common or kept.get(config, set())) for config in runs}
+    return {"common": bool(common), "seeds": seeds, "missing": {c: sorted(v) for c, v in missing.items()},
+            "runs": dict(runs)}
 
 
 def write_json(path: str | Path, value: Any) -> Path:
@@ -429,16 +441,24 @@ def write_outputs(settings: ComparisonSettings, records: Sequence[Mapping[str, A
                 f"its steps {base['train_loss_last_quarter_mean']:.3f} after "
                 f"{base['passes_over_training_scenes']} passes over the training scenes.\n\n")
     run_dirs = {r["run_name"]: Path(work_dir) / "runs" / r["run_name"] for r in records}
-    coverage = similarity_coverage(records, run_dirs)
-    partial = {c: v for c, v in coverage.items() if v[0] < v[1]}
+    figure = similarity_figure_seeds(records, run_dirs)
+    partial = {c: seeds for c, seeds in figure["seeds"].items() if len(seeds) < figure["runs"][c]}
+    if not partial:
+        pooled, notes = "all seeds pooled", {}
+    elif figure["common"]:
+        common = next(iter(figure["seeds"].values()))
+        pooled, notes = f"seed{'s' if len(common) > 1 else ''} {', '.join(map(str, common))} of every configuration", {}
+    else:
+        pooled = "the seeds whose per-pair values were kept"
+        notes = {c: f"{len(seeds)} of {figure['runs'][c]} runs" for c, seeds in partial.items()}
     statements = power(aggregated)
     table = header + markdown_tables(aggregated, settings) + "\n" + power_markdown(statements, config_order(settings))
     if partial:
         table += (
-            "\n`similarity.png` pools the per-pair similarities of the runs that kept them: "
-            + ", ".join(f"{config_label(c)} {k} of {n}" for c, (k, n) in partial.items())
-            + " (the others finished before per-pair values were kept with the results; their means are in the "
-              "tables above).\n")
+            f"\n`similarity.png` pools {pooled}: per-pair similarities were not kept with the results for "
+            + ", ".join(f"{config_label(c)} seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
+                        for c, seeds in figure["missing"].items() if seeds)
+            + " (their means over all seeds are in the tables above).\n")
     output_dir.mkdir(parents=True, exist_ok=True)
     atomic.write_text(output_dir / "comparison.md", table)
 
@@ -460,12 +480,12 @@ def write_outputs(settings: ComparisonSettings, records: Sequence[Mapping[str, A
                            for c in configs},
         **aggregated,
         "power": statements,
-        "similarity_figure_runs": {c: {"pooled": k, "runs": n} for c, (k, n) in coverage.items()},
+        "similarity_figure": {"pooled": pooled, "seeds": figure["seeds"]},
         "runs": list(records),
     })
     plot_comparison(aggregated, settings, output_dir / "comparison.png")
-    plot_similarity_distributions(pooled_similarities(records, run_dirs, configs), output_dir / "similarity.png",
-                                  coverage)
+    plot_similarity_distributions(pooled_similarities(records, run_dirs, configs, figure["seeds"]),
+                                  output_dir / "similarity.png", pooled, notes)
     from .runner import save_for_reuse
 
     save_for_reuse(settings, list(records), Path(work_dir), output_dir)
