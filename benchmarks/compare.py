@@ -140,7 +140,8 @@ def main(argv=None) -> int:
         adopt_saved(settings, work_dir, output_dir)
         records = finished_runs(settings, work_dir)
         if not records:
-            print(f"No finished run in {work_dir / 'runs'}: run the comparison first (without --report-only).",
+            print(f"No finished run in {work_dir / 'runs'} nor kept in {output_dir / 'runs'}: run the comparison "
+                  "first (without --report_only).",
                   file=sys.stderr)
             return 1
         print(f"{len(records)} of {len(settings.runs())} runs finished; reporting those.")
