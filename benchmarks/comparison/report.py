@@ -371,6 +371,11 @@ def similarity_figure_seeds(records: Sequence[Mapping[str, Any]], run_dirs: Mapp
             "runs": dict(runs)}
 
 
+def _seeds_text(seeds: Sequence[int]) -> str:
+    """``seed 0`` or ``seeds 1, 2, 3``."""
+    return f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
+
+
 def write_json(path: str | Path, value: Any) -> Path:
     return atomic.write_json(path, value, allow_nan=True)
 
@@ -447,7 +452,7 @@ def write_outputs(settings: ComparisonSettings, records: Sequence[Mapping[str, A
         pooled, notes = "all seeds pooled", {}
     elif figure["common"]:
         common = next(iter(figure["seeds"].values()))
-        pooled, notes = f"seed{'s' if len(common) > 1 else ''} {', '.join(map(str, common))} of every configuration", {}
+        pooled, notes = f"{_seeds_text(common)} of every configuration", {}
     else:
         pooled = "the seeds whose per-pair values were kept"
         notes = {c: f"{len(seeds)} of {figure['runs'][c]} runs" for c, seeds in partial.items()}
@@ -456,8 +461,7 @@ def write_outputs(settings: ComparisonSettings, records: Sequence[Mapping[str, A
     if partial:
         table += (
             f"\n`similarity.png` pools {pooled}: per-pair similarities were not kept with the results for "
-            + ", ".join(f"{config_label(c)} seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
-                        for c, seeds in figure["missing"].items() if seeds)
+            + ", ".join(f"{config_label(c)} {_seeds_text(seeds)}" for c, seeds in figure["missing"].items() if seeds)
             + " (their means over all seeds are in the tables above).\n")
     output_dir.mkdir(parents=True, exist_ok=True)
     atomic.write_text(output_dir / "comparison.md", table)

@@ -389,9 +389,11 @@ def run_all(settings: ComparisonSettings, work_dir: Path, jobs: int = 2, progres
         validation_dir = prepare_validation_world(settings, work_dir, progress=progress)
         base = prepare_base(settings, world_dir, work_dir, validation_dir)
         initial = {seed: base for seed in settings.seeds}
-        if validation_dir is not None:
-            selection = select_finetune_learning_rate(settings, world_dir, validation_dir, base, work_dir, jobs,
-                                                      progress)
+        selection = None if validation_dir is None else select_finetune_learning_rate(
+            settings, world_dir, validation_dir, base, work_dir, jobs, progress)
+        if results_dir is not None:  # the base and the selection, as soon as they exist
+            save_for_reuse(settings, [], work_dir, results_dir)
+        if selection is not None:
             if select_only:
                 return []
             if selection["chosen_learning_rate"] != settings.finetune_learning_rate:
@@ -405,9 +407,6 @@ def run_all(settings: ComparisonSettings, work_dir: Path, jobs: int = 2, progres
             return []
     else:
         initial = {seed: prepare_initial_model(settings, world_dir, seed, work_dir) for seed in settings.seeds}
-    if results_dir is not None:
-        Path(results_dir).mkdir(parents=True, exist_ok=True)
-        save_for_reuse(settings, [], work_dir, results_dir)  # the base and the selection, as soon as they exist
     runs = settings.runs()
     run_dirs = {run: work_dir / "runs" / run.run_name for run in runs}
     records = {run: load_result(run_dirs[run], settings) for run in runs}
@@ -426,7 +425,7 @@ def run_all(settings: ComparisonSettings, work_dir: Path, jobs: int = 2, progres
             handle.write(json.dumps({"invocation": started, "finished": now, "seconds": round(now - mark[0], 1),
                                      "runs_trained": 1, "jobs": jobs, "settings": settings.to_dict()}) + "\n")
         if results_dir is not None:
-            save_for_reuse(settings, [records[job[1]]], work_dir, results_dir)
+            save_for_reuse(settings, [records[job[1]]], work_dir, results_dir, base=False)
         mark[0] = now
 
     _run_many([(settings, run, world_dir, initial[run.seed], run_dirs[run], None) for run in todo], jobs, progress,
@@ -444,9 +443,12 @@ BASE_EXPORTS = ("config.json", "processor_config.json", "preprocessor_config.jso
 
 
 def _copy_folder(files: list[Path], destination: Path) -> None:
-    """Copy ``files`` into ``destination`` (replacing it) so that a reader sees all of them or the old folder."""
+    """Make ``destination`` hold copies of ``files`` (replacing it, so that a reader sees all of them or the old
+    folder), unless it already holds the same bytes."""
     import shutil
 
+    if all((destination / f.name).is_file() and (destination / f.name).read_bytes() == f.read_bytes() for f in files):
+        return
     with atomic.atomic_path(destination, folder=True) as tmp:
         for file in files:
             shutil.copy2(file, tmp / file.name)
@@ -464,30 +466,25 @@ def _merge_ledger(source: Path, target: Path) -> None:
             handle.write("".join(line + "\n" for line in missing))
 
 
-def save_for_reuse(settings: ComparisonSettings, records: list[dict], work_dir: Path, results_dir: Path) -> None:
+def save_for_reuse(settings: ComparisonSettings, records: list[dict], work_dir: Path, results_dir: Path,
+                   base: bool = True) -> None:
     """Keep in ``results_dir`` each finished run's record and per-pair similarities (``runs/<run>/``), the ledger of
-    training time (``invocations.jsonl``) and, for the fine-tuning protocol, the base and the learning-rate selection
-    (``finetune-base/``). Committed with the results, they let `adopt_saved` continue the comparison on another
-    machine without training any of them again."""
+    training time (``invocations.jsonl``) and, for the fine-tuning protocol with ``base``, the base and the
+    learning-rate selection (``finetune-base/``). Committed with the results, they let `adopt_saved` continue the
+    comparison on another machine without training any of them again."""
     work_dir, results_dir = Path(work_dir), Path(results_dir)
     _merge_ledger(work_dir / INVOCATIONS_FILE, results_dir / INVOCATIONS_FILE)
     for record in records:
         source = work_dir / "runs" / record["run_name"]
-        target = results_dir / SAVED_RUNS / record["run_name"]
-        files = [source / name for name in (RESULT_FILE, SIMILARITY_FILE) if (source / name).is_file()]
-        if (source / RESULT_FILE).is_file() and any(
-                not (target / f.name).is_file() or (target / f.name).read_bytes() != f.read_bytes() for f in files):
-            _copy_folder(files, target)
-    if settings.protocol != "finetune" or load_base_record(work_dir) is None:
+        if (source / RESULT_FILE).is_file():
+            _copy_folder([source / name for name in (RESULT_FILE, SIMILARITY_FILE) if (source / name).is_file()],
+                         results_dir / SAVED_RUNS / record["run_name"])
+    if not base or settings.protocol != "finetune" or load_base_record(work_dir) is None:
         return
-    base = work_dir / "base"
-    files = sorted(p for p in base.iterdir() if p.is_file() and (p.name in BASE_EXPORTS or p.suffix == ".safetensors"))
+    files = sorted(p for p in (work_dir / "base").iterdir()
+                   if p.is_file() and (p.name in BASE_EXPORTS or p.suffix == ".safetensors"))
     selection = work_dir / "selection" / SELECTION_FILE
-    if selection.is_file():
-        files.append(selection)
-    target = results_dir / SAVED_BASE
-    if any(not (target / f.name).is_file() or (target / f.name).read_bytes() != f.read_bytes() for f in files):
-        _copy_folder(files, target)
+    _copy_folder(files + ([selection] if selection.is_file() else []), results_dir / SAVED_BASE)
 
 
 def adopt_saved(settings: ComparisonSettings, work_dir: Path, results_dir: Path | None) -> dict[str, int]:

@@ -22,18 +22,21 @@ _T80 = (
 )
 
 
-def t_quantile_975(df: int) -> float:
-    """t_{0.975, df}: the multiplier of the standard error in a two-sided 95% confidence interval."""
+def _t_quantile(table: tuple[float, ...], normal: float, df: int) -> float:
+    """A quantile of Student's t from ``table`` (df = 1..30), the normal one beyond."""
     if df < 1:
         raise ValueError(f"A t interval needs at least 2 values (df >= 1), got df={df}.")
-    return _T975[df - 1] if df <= len(_T975) else 1.96
+    return table[df - 1] if df <= len(table) else normal
+
+
+def t_quantile_975(df: int) -> float:
+    """t_{0.975, df}: the multiplier of the standard error in a two-sided 95% confidence interval."""
+    return _t_quantile(_T975, 1.96, df)
 
 
 def t_quantile_80(df: int) -> float:
     """t_{0.80, df}: the power term of a detectable difference at 80% power."""
-    if df < 1:
-        raise ValueError(f"A t quantile needs df >= 1, got df={df}.")
-    return _T80[df - 1] if df <= len(_T80) else 0.8416
+    return _t_quantile(_T80, 0.8416, df)
 
 
 def summarise(values: Sequence[float]) -> dict[str, float | int | list[float]]:
