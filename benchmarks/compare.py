@@ -47,17 +47,18 @@ class CompareOptions:
         "help": "the first, CPU-sized comparison from scratch (20,000 scenes, a narrowed model, 600 steps of 32), "
                 "whose results benchmarks/README.md keeps"})
     output_dir: str | None = field(default=None, metadata={
-        "help": "where the JSON, Markdown and PNG results go (default: benchmarks/results for the fine-tuning "
-                "protocol, benchmarks/results/scratch and benchmarks/results/pilot for the others; with --smoke: "
-                "<work_dir>/results)"})
+        "help": "where the JSON, Markdown and PNG results go, with every finished run (runs/) and the fine-tuning "
+                "base (finetune-base/), which a later invocation adopts instead of training them again (default: "
+                "benchmarks/results for the fine-tuning protocol, benchmarks/results/scratch and "
+                "benchmarks/results/pilot for the others; with --smoke: <work_dir>/results)"})
     work_dir: str | None = field(default=None, metadata={
         "help": "world, starting models and runs (default: $TRIPLETCLIP_CACHE or ~/.cache/tripletclip, sub-folder "
                 "comparison-<settings>-<protocol>)"})
     jobs: int = field(default=2, metadata={
         "help": "runs trained at once, one CPU thread each (0: one after another in this process)"})
     report_only: bool = field(default=False, metadata={
-        "help": "train nothing: write the results of the runs already finished in --work_dir (e.g. while a "
-                "comparison is still running, or after an interrupted one)"})
+        "help": "train nothing: write the results of the runs already finished in --work_dir or kept in "
+                "--output_dir (e.g. while a comparison is still running, or after an interrupted one)"})
     seeds: str | None = field(default=None, metadata={
         "help": "override the seeds (default 0 1 2; fine-tuning 0 1 2 3 4)", "nargs": "+"})
     select_settings: bool = field(default=False, metadata={
