@@ -219,38 +219,41 @@ def convert_official_shards(
                         "or {flag} to replace them.",
     )
     folder.claim(overwrite=overwrite)
+    try:
 
-    features = schema.triplet_features([schema.ID])
-    report = ConversionReport(out_dir)
-    total = stream.num_shards
-    for index in range(total):
-        target = out_dir / DATA_DIR / shard_filename(split, index, total)
-        done = folder.record_for(index)
-        if done is not None and target.exists():
-            report.rows += done["rows"]
-            report.skipped.update(done["skipped"])
-            report.reused_shards.append(names[index])
-            continue
-        skipped: Counter = Counter()
-        rows = stream.shard(num_shards=total, index=index)
-        with ParquetShardWriter(target, features) as writer:
-            for row in tqdm(iter_valid_triplets(rows, skipped), desc=shard_name(names[index]), unit="triplet",
-                            disable=not progress):
-                writer.write(row)
-        folder.record(index, {"source": names[index], "rows": writer.num_rows, "skipped": dict(skipped)})
-        if skipped:
-            logger.warning("%s: skipped %s", names[index], dict(skipped))
-        report.rows += writer.num_rows
-        report.skipped.update(skipped)
-        report.converted_shards.append(names[index])
+        features = schema.triplet_features([schema.ID])
+        report = ConversionReport(out_dir)
+        total = stream.num_shards
+        for index in range(total):
+            target = out_dir / DATA_DIR / shard_filename(split, index, total)
+            done = folder.record_for(index)
+            if done is not None and target.exists():
+                report.rows += done["rows"]
+                report.skipped.update(done["skipped"])
+                report.reused_shards.append(names[index])
+                continue
+            skipped: Counter = Counter()
+            rows = stream.shard(num_shards=total, index=index)
+            with ParquetShardWriter(target, features) as writer:
+                for row in tqdm(iter_valid_triplets(rows, skipped), desc=shard_name(names[index]), unit="triplet",
+                                disable=not progress):
+                    writer.write(row)
+            folder.record(index, {"source": names[index], "rows": writer.num_rows, "skipped": dict(skipped)})
+            if skipped:
+                logger.warning("%s: skipped %s", names[index], dict(skipped))
+            report.rows += writer.num_rows
+            report.skipped.update(skipped)
+            report.converted_shards.append(names[index])
 
-    skipped_text = ", ".join(f"{n} ({reason})" for reason, n in sorted(report.skipped.items())) or "none"
-    card_kwargs.setdefault("pretty_name", "TripletData")
-    card_kwargs.setdefault(
-        "details",
-        f"Converted by `tripletclip data convert-webdataset` from {total} WebDataset shard(s) in the official "
-        f"TripletCLIP layout (`.image`, `.neg_image`, `.caption`, `.neg_caption`); images keep their original "
-        f"encoding. Samples skipped: {skipped_text}.",
-    )
-    write_dataset_card(out_dir, features=features, **card_kwargs)
-    return report
+        skipped_text = ", ".join(f"{n} ({reason})" for reason, n in sorted(report.skipped.items())) or "none"
+        card_kwargs.setdefault("pretty_name", "TripletData")
+        card_kwargs.setdefault(
+            "details",
+            f"Converted by `tripletclip data convert-webdataset` from {total} WebDataset shard(s) in the official "
+            f"TripletCLIP layout (`.image`, `.neg_image`, `.caption`, `.neg_caption`); images keep their original "
+            f"encoding. Samples skipped: {skipped_text}.",
+        )
+        write_dataset_card(out_dir, features=features, **card_kwargs)
+        return report
+    finally:
+        folder.release()  # other runs may write the folder again

@@ -52,6 +52,7 @@ from ..utils import atomic
 from ..utils.devices import resolve_dtype
 from ..utils.errors import InputError
 from ..utils.output_folders import OutputFolder
+from ..utils.processes import watch_run
 from .llm import DEFAULT_LLM, check_causal_lm
 from .prompts import NEGATIVE_CAPTION_PROMPT, negative_caption_prompt
 from .t2i import DEFAULT_T2I, check_text_to_image
@@ -619,12 +620,23 @@ def run_synthesis(config: SynthesisConfig) -> SynthesisReport:
             loaded).
     """
     from accelerate import PartialState
-    from tqdm.auto import tqdm
 
+    watch_run()  # a process of a multi-process run ends with its launcher
     state = PartialState(cpu=_cpu_only(config))
     device = config.device or str(state.device)
     plan = _prepare(config, device)
     folder = _folder(plan)
+    if state.is_main_process:
+        folder.hold()  # one live run per folder: the main process holds it for all of them
+    try:
+        return _synthesize(config, state, plan, folder)
+    finally:
+        folder.release()
+
+
+def _synthesize(config: SynthesisConfig, state, plan: _Plan, folder: OutputFolder) -> SynthesisReport:
+    from tqdm.auto import tqdm
+
     folder.check()
     state.wait_for_everyone()  # every process has looked at the folder before the main one writes to it
 

@@ -157,7 +157,13 @@ def parse_options(options: type, argv: Sequence[str] | None = None, *, prog: str
 
 def run_command(command: Command, argv: Sequence[str] | None, prog: str,
                 errors: tuple[type[BaseException], ...] = (ValueError, OSError)) -> int:
-    """Parse, validate and run ``command``; a known error is printed as ``error: ...`` with exit status 2."""
+    """Parse, validate and run ``command``; a known error is printed as ``error: ...`` with exit status 2.
+
+    In a process of a multi-process run, a watchdog first makes sure the process ends with its launcher
+    (`processes.watch_run`)."""
+    from .processes import watch_run
+
+    watch_run()
     try:
         options = parse_options(command.options, argv, prog=prog, description=command.description or command.help,
                                 positional=command.positional)

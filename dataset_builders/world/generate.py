@@ -312,57 +312,60 @@ def generate_world(
                         "overwrite=True ({flag}) to generate the world there.",
     )
     folder.claim(overwrite=overwrite)
-    layout.manifest.unlink(missing_ok=True)  # the world is unfinished until the manifest is written again
-    world = World(config)
-    common = dict(rows_per_shard=rows_per_shard, progress=progress, license="apache-2.0",
-                  tags=("tripletclip", "compositionality", "hard-negatives", "synthetic", "procedural-world"))
-    details = _card_details(world)
-    writers = {
-        "train": (config.num_train, lambda: write_dataset(
-            _rows(partial(_triplet_row, world=world, part="train"), config.num_train, num_proc), layout.train,
-            world_triplet_features(), pretty_name="TripletData procedural world (train)", details=details, **common)),
-        "test": (config.num_test, lambda: write_dataset(
-            _rows(partial(_triplet_row, world=world, part="test"), config.num_test, num_proc), layout.test,
-            world_triplet_features(), split="test", pretty_name="TripletData procedural world (held-out test)",
-            details=details, **common)),
-        "sugarcrepe": (7 * config.sugarcrepe_per_kind, lambda: write_sugarcrepe(world, layout.sugarcrepe)),
-        "winoground": (config.num_winoground, lambda: write_dataset(
-            _rows(partial(_winoground_row, world=world), config.num_winoground, num_proc), layout.winoground,
-            schema.winoground_features(), split="test", pretty_name="Procedural world, Winoground-style",
-            description="Pairs of held-out scenes of the procedural world: `caption_0` describes `image_0`, "
-                        "`caption_1` describes `image_1`, and they differ by one hard-negative edit named in `tag`.",
-            **common)),
-        "retrieval": (config.num_retrieval, lambda: write_dataset(
-            _rows(partial(_retrieval_row, world=world), config.num_retrieval, num_proc), layout.retrieval,
-            schema.retrieval_features(), split="test", pretty_name="Procedural world, retrieval",
-            description="Held-out scenes of the procedural world, each with several captions in different phrasings.",
-            **common)),
-    }
-    records = {}
-    for part in PARTS:
-        record = folder.record_for(part)
-        if record is None:
-            count, write = writers[part]
-            start = time.perf_counter()
-            result = write()
-            seconds = time.perf_counter() - start
-            record = {"rows": count, "seconds": round(seconds, 3),
-                      "rows_per_second": round(count / seconds, 1) if seconds > 0 else None}
-            if part == "sugarcrepe":
-                record["counts"] = result
-            folder.record(part, record)
-        records[part] = record
+    try:
+        layout.manifest.unlink(missing_ok=True)  # the world is unfinished until the manifest is written again
+        world = World(config)
+        common = dict(rows_per_shard=rows_per_shard, progress=progress, license="apache-2.0",
+                      tags=("tripletclip", "compositionality", "hard-negatives", "synthetic", "procedural-world"))
+        details = _card_details(world)
+        writers = {
+            "train": (config.num_train, lambda: write_dataset(
+                _rows(partial(_triplet_row, world=world, part="train"), config.num_train, num_proc), layout.train,
+                world_triplet_features(), pretty_name="TripletData procedural world (train)", details=details, **common)),
+            "test": (config.num_test, lambda: write_dataset(
+                _rows(partial(_triplet_row, world=world, part="test"), config.num_test, num_proc), layout.test,
+                world_triplet_features(), split="test", pretty_name="TripletData procedural world (held-out test)",
+                details=details, **common)),
+            "sugarcrepe": (7 * config.sugarcrepe_per_kind, lambda: write_sugarcrepe(world, layout.sugarcrepe)),
+            "winoground": (config.num_winoground, lambda: write_dataset(
+                _rows(partial(_winoground_row, world=world), config.num_winoground, num_proc), layout.winoground,
+                schema.winoground_features(), split="test", pretty_name="Procedural world, Winoground-style",
+                description="Pairs of held-out scenes of the procedural world: `caption_0` describes `image_0`, "
+                            "`caption_1` describes `image_1`, and they differ by one hard-negative edit named in `tag`.",
+                **common)),
+            "retrieval": (config.num_retrieval, lambda: write_dataset(
+                _rows(partial(_retrieval_row, world=world), config.num_retrieval, num_proc), layout.retrieval,
+                schema.retrieval_features(), split="test", pretty_name="Procedural world, retrieval",
+                description="Held-out scenes of the procedural world, each with several captions in different phrasings.",
+                **common)),
+        }
+        records = {}
+        for part in PARTS:
+            record = folder.record_for(part)
+            if record is None:
+                count, write = writers[part]
+                start = time.perf_counter()
+                result = write()
+                seconds = time.perf_counter() - start
+                record = {"rows": count, "seconds": round(seconds, 3),
+                          "rows_per_second": round(count / seconds, 1) if seconds > 0 else None}
+                if part == "sugarcrepe":
+                    record["counts"] = result
+                folder.record(part, record)
+            records[part] = record
 
-    manifest = {
-        "config": _config_dict(config),
-        "held_out": sorted([list(pair) for pair in world.held_out]),
-        "vocabulary": {"shapes": list(V.SHAPES), "colours": list(V.COLOUR_NAMES), "sizes": list(V.SIZE_NAMES),
-                       "relations": list(V.RELATIONS), "backgrounds": list(V.BACKGROUND_NAMES)},
-        "sugarcrepe": records["sugarcrepe"]["counts"],
-        "timings": {part: {k: v for k, v in record.items() if k != "counts"} for part, record in records.items()},
-    }
-    atomic.write_json(layout.manifest, manifest)
-    return layout.root
+        manifest = {
+            "config": _config_dict(config),
+            "held_out": sorted([list(pair) for pair in world.held_out]),
+            "vocabulary": {"shapes": list(V.SHAPES), "colours": list(V.COLOUR_NAMES), "sizes": list(V.SIZE_NAMES),
+                           "relations": list(V.RELATIONS), "backgrounds": list(V.BACKGROUND_NAMES)},
+            "sugarcrepe": records["sugarcrepe"]["counts"],
+            "timings": {part: {k: v for k, v in record.items() if k != "counts"} for part, record in records.items()},
+        }
+        atomic.write_json(layout.manifest, manifest)
+        return layout.root
+    finally:
+        folder.release()  # other runs may write the folder again
 
 
 def load_manifest(world_dir: str | Path) -> dict[str, Any]:

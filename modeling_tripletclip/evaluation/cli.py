@@ -165,7 +165,16 @@ def parse_images(values: list[str], benchmarks: list[str]):
 
 
 def evaluate_command(options: EvaluateOptions) -> int:
-    """Run ``tripletclip evaluate``; returns the exit status (1 when items were skipped and not allowed)."""
+    """Run ``tripletclip evaluate``; returns the exit status (1 when items were skipped and not allowed).
+
+    The output folder is held while the report is made: another live evaluation writing there is refused at once."""
+    from dataset_builders.utils.output_folders import hold_folder
+
+    with hold_folder(options.output_dir, "tripletclip evaluate"):
+        return _evaluate(options)
+
+
+def _evaluate(options: EvaluateOptions) -> int:
     import json
 
     import numpy as np

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from dataset_builders.utils import atomic
 from dataset_builders.utils.errors import InputError
-from dataset_builders.utils.output_folders import OutputFolder
+from dataset_builders.utils.output_folders import OutputFolder, release_folder
 
 from .tracking import METRICS_FILE
 
@@ -42,10 +42,12 @@ def claim_output_dir(config, output_dir: str | Path) -> None:
     """Refuse to mix two runs in one folder; record this run's configuration (main process, before anything else).
 
     A folder holding this run is continued only with ``--resume_from_checkpoint``; one holding another run is
-    replaced only with ``--overwrite_output_dir`` (its checkpoints and metrics are removed first).
+    replaced only with ``--overwrite_output_dir`` (its checkpoints and metrics are removed first). The folder stays
+    held (one live run at a time) until :func:`release_output_dir` or the process's end.
     """
     output_dir = Path(output_dir)
     folder = output_folder(config, output_dir)
+    folder.hold()  # another live run writing this folder is refused before anything is read or removed
     state = folder.state()
     if config.resume_from_checkpoint and state == "other":
         raise InputError(
@@ -61,6 +63,11 @@ def claim_output_dir(config, output_dir: str | Path) -> None:
         folder.reset([p.name for p in list_checkpoints(output_dir)] + [METRICS_FILE])
     folder.claim(overwrite=config.overwrite_output_dir)
     config.save(output_dir / CONFIG_FILE)
+
+
+def release_output_dir(output_dir: str | Path) -> None:
+    """Let other runs write ``output_dir`` again (the main process, once the run is done)."""
+    release_folder(output_dir)
 
 
 def list_checkpoints(output_dir: str | Path) -> list[Path]:

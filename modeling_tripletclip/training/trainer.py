@@ -26,6 +26,7 @@ from accelerate.utils import DataLoaderConfiguration, InitProcessGroupKwargs, se
 from tqdm.auto import tqdm
 
 from dataset_builders.utils import atomic
+from dataset_builders.utils.processes import watch_run
 
 from ..evaluation.report import EvaluationReport
 from ..losses import Gather
@@ -53,6 +54,7 @@ class TrainingResult:
 
 
 def train(config: TrainingConfig) -> TrainingResult:
+    watch_run()  # a process of a multi-process run ends with its launcher
     config.validate()
     config.validate_world_size(int(os.environ.get("WORLD_SIZE", "1")))  # as launched, before any process group
     check_sources(config)
@@ -76,6 +78,8 @@ def train(config: TrainingConfig) -> TrainingResult:
         if accelerator.num_processes == 1 or isinstance(error, PeerLostError) or not is_peer_failure(error):
             raise
         raise PeerLostError(accelerator, lost_peers(accelerator), output_dir, error) from error
+    finally:
+        ckpt.release_output_dir(output_dir)  # held by the main process since it claimed the folder
 
 
 def _train(accelerator: Accelerator, config: TrainingConfig, output_dir: Path, started: float) -> TrainingResult:
@@ -444,16 +448,17 @@ def _gather_skips(accelerator, stats) -> dict:
 
 def _save_final(accelerator, config, model, processor, base_model, output_dir: Path, report: EvaluationReport,
                 data) -> None:
-    """The final model (safetensors, remote code, processor), its card, its results and the loss curve."""
+    """The final model (safetensors in the chosen form, processor), its card, its results and the loss curve."""
+    from ..loading import save_checkpoint
+
     unwrapped = accelerator.unwrap_model(model)
     merged = None
     if config.lora:
         unwrapped.save_pretrained(output_dir / "lora_adapter")  # the adapters alone
         merged = unwrapped.merge_and_unload()
-        merged.save_pretrained(output_dir)
+        save_checkpoint(merged, output_dir, processor=processor, checkpoint_format=config.checkpoint_format)
     else:
-        unwrapped.save_pretrained(output_dir)
-    processor.save_pretrained(output_dir)
+        save_checkpoint(unwrapped, output_dir, processor=processor, checkpoint_format=config.checkpoint_format)
     report.save(output_dir / EVAL_RESULTS)
     png = plot_loss_curve(output_dir / METRICS_FILE, output_dir / "loss_curve.png",
                           title=f"{config.loss_type} loss, {config.model_source}")
@@ -471,6 +476,7 @@ def _save_final(accelerator, config, model, processor, base_model, output_dir: P
         model_name=config.hub_model_id or output_dir.name,
         num_parameters=sum(p.numel() for p in saved.parameters()),
         loss_curve=png.name if png else None,
+        checkpoint_format=config.checkpoint_format,
     )
     with atomic.atomic_path(output_dir / "README.md") as tmp:
         card.save(tmp)
