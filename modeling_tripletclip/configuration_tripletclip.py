@@ -6,13 +6,27 @@ rebuilt, and its loss recomputed, from the configuration alone.
 
 The objectives (``loss_type``) are those of ``losses.OBJECTIVES``; this is where a name is validated.
 
+A checkpoint is published as a plain CLIP checkpoint (``model_type: "clip"``, loadable by every CLIP client with no
+remote code) that keeps these settings under one key of its ``config.json`` (:data:`CLIP_METADATA_KEY`);
+:meth:`TripletCLIPConfig.to_clip_config` writes that form and ``TripletCLIPConfig.from_pretrained`` reads it back.
+
 This module travels with every saved checkpoint as remote code: it imports only transformers and ``losses``.
 """
+
+from typing import Any
 
 from transformers import CLIPConfig
 from transformers.configuration_utils import strict
 
 from .losses import LOSS_NEEDS_NEGATIVES, LOSS_TYPES, check_loss_type
+
+#: The key of a plain CLIP ``config.json`` that holds a published checkpoint's TripletCLIP settings.
+CLIP_METADATA_KEY = "tripletclip"
+#: The settings TripletCLIP adds to `CLIPConfig`.
+TRIPLETCLIP_FIELDS = ("loss_type", "local_loss", "gather_with_grad", "cyclip_in_modal_weight",
+                      "cyclip_cross_modal_weight")
+#: Keys that describe how a configuration was saved, not the model: never carried from one form to the other.
+_SAVING_KEYS = ("model_type", "architectures", "auto_map", "transformers_version", "_name_or_path")
 
 
 @strict
@@ -67,6 +81,25 @@ class TripletCLIPConfig(CLIPConfig):
         kwargs.pop("model_type", None)
         super().__post_init__(**kwargs)
 
+    @classmethod
+    def get_config_dict(cls, pretrained_model_name_or_path, **kwargs) -> tuple[dict[str, Any], dict[str, Any]]:
+        """As `PreTrainedConfig.get_config_dict`; a plain CLIP configuration (a published checkpoint, or any CLIP)
+        is read as a TripletCLIP one: its :data:`CLIP_METADATA_KEY` settings, if any, become this class's fields."""
+        config_dict, kwargs = super().get_config_dict(pretrained_model_name_or_path, **kwargs)
+        if config_dict.get("model_type") == "clip":
+            config_dict = from_clip_dict(config_dict)
+            config_dict["model_type"] = cls.model_type
+        return config_dict, kwargs
+
+    def to_clip_config(self) -> CLIPConfig:
+        """The same model as a plain `CLIPConfig` (what every CLIP client loads), with this configuration's
+        TripletCLIP settings kept under :data:`CLIP_METADATA_KEY` so that `from_pretrained` restores them."""
+        values = {key: value for key, value in self.to_dict().items() if key not in _SAVING_KEYS}
+        values[CLIP_METADATA_KEY] = {field: values.pop(field) for field in TRIPLETCLIP_FIELDS}
+        clip = CLIPConfig(**values)
+        clip._attn_implementation = self._attn_implementation
+        return clip
+
     @property
     def needs_negative_captions(self) -> bool:
         return LOSS_NEEDS_NEGATIVES[self.loss_type][0]
@@ -76,4 +109,14 @@ class TripletCLIPConfig(CLIPConfig):
         return LOSS_NEEDS_NEGATIVES[self.loss_type][1]
 
 
-__all__ = ["TripletCLIPConfig", "LOSS_TYPES", "LOSS_NEEDS_NEGATIVES"]
+def from_clip_dict(values: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments of a `TripletCLIPConfig` for a CLIP configuration's dictionary: the saving keys
+    dropped, the TripletCLIP settings kept under :data:`CLIP_METADATA_KEY` (when present) restored as fields."""
+    values = {key: value for key, value in values.items() if key not in _SAVING_KEYS}
+    settings = values.pop(CLIP_METADATA_KEY, None) or {}
+    values.update({key: value for key, value in settings.items() if key in TRIPLETCLIP_FIELDS})
+    return values
+
+
+__all__ = ["CLIP_METADATA_KEY", "TRIPLETCLIP_FIELDS", "TripletCLIPConfig", "LOSS_TYPES", "LOSS_NEEDS_NEGATIVES",
+           "from_clip_dict"]

@@ -1,4 +1,10 @@
-"""Loading checkpoints for every command: the policy the remote-code model files leave out.
+"""Loading and saving checkpoints for every command: the policy the remote-code model files leave out.
+
+- **Two saved forms** (:data:`CHECKPOINT_FORMATS`, :func:`save_checkpoint`): ``clip``, the default, is a plain
+  ``CLIPModel`` checkpoint (``model_type: "clip"``, no code) that every CLIP client loads with no flag, on
+  transformers 4.x and 5.x, with the TripletCLIP settings kept in ``config.json`` so that
+  ``TripletCLIPModel.from_pretrained`` restores them; ``remote_code`` is a ``tripletclip`` checkpoint that carries
+  the model's code (``trust_remote_code=True`` without this package; transformers 5 only).
 
 - **Safetensors only**: weights are never unpickled (``use_safetensors=True``); a folder with only pickled weights is
   refused with the one-line fix.
@@ -25,6 +31,51 @@ from dataset_builders.utils.errors import InputError
 from dataset_builders.utils.locations import is_local
 
 SUPPORTED_MODEL_TYPES = ("tripletclip", "clip")
+#: The forms a TripletCLIP checkpoint is saved in; the first is the default.
+CHECKPOINT_FORMATS = ("clip", "remote_code")
+
+
+def check_checkpoint_format(checkpoint_format: str) -> str:
+    """Return ``checkpoint_format`` if it is one of :data:`CHECKPOINT_FORMATS`, else raise `InputError`."""
+    if checkpoint_format not in CHECKPOINT_FORMATS:
+        raise InputError(
+            f"--checkpoint_format {checkpoint_format!r} is not a checkpoint form; choose 'clip' (a plain CLIPModel "
+            f"checkpoint that every CLIP client loads, the default) or 'remote_code' (model_type 'tripletclip' with "
+            f"its code, for trust_remote_code=True)."
+        )
+    return checkpoint_format
+
+
+def save_checkpoint(model, folder: str | os.PathLike, *, processor=None, checkpoint_format: str = "clip") -> Path:
+    """Save a `TripletCLIPModel` (and its processor) in ``folder`` in one of :data:`CHECKPOINT_FORMATS`.
+
+    ``clip`` writes the same safetensors tensors under a plain ``CLIPConfig`` (architectures ``CLIPModel``, no
+    ``auto_map``, no code files), the TripletCLIP settings under ``config.json``'s ``"tripletclip"`` key;
+    ``remote_code`` writes the model as it is, with ``auto_map`` and the three model files.
+    """
+    import torch
+    from transformers import CLIPModel
+
+    folder = Path(folder)
+    if check_checkpoint_format(checkpoint_format) == "remote_code":
+        model.save_pretrained(folder)
+    else:
+        with torch.device("meta"):
+            clip = CLIPModel(model.config.to_clip_config())
+        clip.load_state_dict(model.state_dict(), strict=True, assign=True)  # shares the tensors: nothing is copied
+        clip.save_pretrained(folder)
+    if processor is not None:
+        processor.save_pretrained(folder)
+    return folder
+
+
+def checkpoint_format_of(folder: str | os.PathLike) -> str | None:
+    """The form of a local checkpoint folder (``clip`` or ``remote_code``), None when it is neither."""
+    config_file = Path(folder) / "config.json"
+    if not config_file.is_file():
+        return None
+    model_type = json.loads(config_file.read_text(encoding="utf-8")).get("model_type")
+    return {"clip": "clip", "tripletclip": "remote_code"}.get(model_type)
 
 
 def check_checkpoint_folder(path: str | os.PathLike, subfolder: str = "") -> str | None:
@@ -181,7 +232,11 @@ def load_model_and_processor(
 
 
 __all__ = [
+    "CHECKPOINT_FORMATS",
     "SUPPORTED_MODEL_TYPES",
+    "check_checkpoint_format",
+    "checkpoint_format_of",
+    "save_checkpoint",
     "check_checkpoint_folder",
     "check_clip_like_checkpoint",
     "check_clip_like_model",

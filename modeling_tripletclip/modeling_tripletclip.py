@@ -20,11 +20,12 @@ import torch
 import torch.nn.functional as F
 from transformers import CLIPConfig, CLIPModel
 from transformers.modeling_outputs import BaseModelOutputWithPooling
-from transformers.models.clip.modeling_clip import CLIPOutput
-from transformers.utils import logging
+from transformers.models.clip.modeling_clip import CLIPOutput, _get_vector_norm
+from transformers.processing_utils import Unpack
+from transformers.utils import TransformersKwargs, logging
 from transformers.utils.generic import can_return_tuple
 
-from .configuration_tripletclip import LOSS_NEEDS_NEGATIVES, TripletCLIPConfig
+from .configuration_tripletclip import LOSS_NEEDS_NEGATIVES, TripletCLIPConfig, from_clip_dict
 from .losses import Gather, check_loss_type, compute_loss
 
 logger = logging.get_logger(__name__)
@@ -62,6 +63,11 @@ class TripletCLIPOutput(CLIPOutput):
     negative_image_embeds: torch.Tensor | None = None
     loss_parts: dict[str, torch.Tensor] | None = None
 
+    def to_tuple(self) -> tuple[Any, ...]:
+        """`CLIPOutput`'s tuple (what `return_dict=False` returns), then the negatives' embeddings when there are
+        any. `loss_parts`, a dictionary for logging, is left out, so code that unpacks CLIP's tuple works unchanged."""
+        return tuple(self[key] for key in self.keys() if key != "loss_parts")
+
 
 class TripletCLIPModel(CLIPModel):
     r"""
@@ -90,7 +96,7 @@ class TripletCLIPModel(CLIPModel):
 
     def __init__(self, config: TripletCLIPConfig):
         if not isinstance(config, TripletCLIPConfig):
-            config = TripletCLIPConfig(**config.to_dict())
+            config = _to_tripletclip_config(config)
         super().__init__(config)
 
     # ------------------------------------------------------------------ loading and saving
@@ -130,14 +136,14 @@ class TripletCLIPModel(CLIPModel):
             input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, **kwargs
         )
         embeds = outputs.pooler_output
-        return embeds / embeds.norm(p=2, dim=-1, keepdim=True), outputs
+        return embeds / _get_vector_norm(embeds), outputs
 
     def _normalised_image_embeds(self, pixel_values, interpolate_pos_encoding, **kwargs):
         outputs: BaseModelOutputWithPooling = self.get_image_features(
             pixel_values=pixel_values, interpolate_pos_encoding=interpolate_pos_encoding, **kwargs
         )
         embeds = outputs.pooler_output
-        return embeds / embeds.norm(p=2, dim=-1, keepdim=True), outputs
+        return embeds / _get_vector_norm(embeds), outputs
 
     @can_return_tuple
     def forward(
@@ -146,16 +152,20 @@ class TripletCLIPModel(CLIPModel):
         pixel_values: torch.FloatTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
+        return_loss: bool | None = None,
+        interpolate_pos_encoding: bool = False,
+        *,
         negative_input_ids: torch.LongTensor | None = None,
         negative_pixel_values: torch.FloatTensor | None = None,
         negative_attention_mask: torch.Tensor | None = None,
-        return_loss: bool | None = None,
-        interpolate_pos_encoding: bool = False,
         loss_type: str | None = None,
         gather: Gather | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> TripletCLIPOutput:
         r"""
+        The positional arguments are `CLIPModel.forward`'s, in its order; the negatives and the objective are
+        keyword-only.
+
         Args:
             input_ids (`torch.LongTensor` of shape `(B, L)`): token ids of the real captions.
             pixel_values (`torch.FloatTensor` of shape `(B, C, H, W)`): the real images.
@@ -165,6 +175,8 @@ class TripletCLIPModel(CLIPModel):
             negative_pixel_values (`torch.FloatTensor` of shape `(B, C, H, W)`, *optional*): the negative images.
             negative_attention_mask (`torch.Tensor` of shape `(B, L')`, *optional*): mask of `negative_input_ids`.
             return_loss (`bool`, *optional*): compute the loss.
+            interpolate_pos_encoding (`bool`, defaults to `False`): as in `CLIPModel`, interpolate the vision
+                position embeddings for images of another size than `image_size`.
             loss_type (`str`, *optional*): override `config.loss_type` for this call.
             gather (`losses.Gather`, *optional*): the processes this batch is split over, for a loss over the whole
                 gathered batch (a trainer passes it; see `losses.compute_loss`). Without it the loss is computed on
@@ -181,17 +193,19 @@ class TripletCLIPModel(CLIPModel):
                 "modality alone use `get_text_features` or `get_image_features`."
             )
         loss_type = check_loss_type(loss_type or self.config.loss_type)
-        self._check_pixel_values("pixel_values", pixel_values)
+        if not interpolate_pos_encoding:
+            self._check_pixel_values("pixel_values", pixel_values)
         has_negatives = negative_input_ids is not None or negative_pixel_values is not None
         if has_negatives:
             self._check_negatives(
                 loss_type, input_ids, pixel_values, negative_input_ids, negative_pixel_values, negative_attention_mask
             )
         elif return_loss and loss_type != "clip":
-            logger.warning_once(
-                f"TripletCLIPModel was called with return_loss=True but no negatives: computing the plain CLIP loss "
-                f"instead of {loss_type!r}. Pass negative_input_ids / negative_pixel_values to train with it."
-            )
+            if not torch.compiler.is_compiling():  # a log call would break a full graph
+                logger.warning_once(
+                    f"TripletCLIPModel was called with return_loss=True but no negatives: computing the plain CLIP "
+                    f"loss instead of {loss_type!r}. Pass negative_input_ids / negative_pixel_values to train with it."
+                )
             loss_type = "clip"
         image_batch, text_batch = pixel_values.shape[0], input_ids.shape[0]
 
@@ -211,8 +225,10 @@ class TripletCLIPModel(CLIPModel):
         image_embeds, negative_image_embeds = all_image_embeds[:image_batch], _rows_after(all_image_embeds, image_batch)
         text_embeds, negative_text_embeds = all_text_embeds[:text_batch], _rows_after(all_text_embeds, text_batch)
 
+        # Exactly CLIPModel's arithmetic (product first, then the scale), so the logits are bit-identical to CLIP's.
         logit_scale = self.logit_scale.exp()
-        logits_per_text = logit_scale.to(text_embeds.device) * text_embeds @ image_embeds.t().to(text_embeds.device)
+        logits_per_text = torch.matmul(text_embeds, image_embeds.t().to(text_embeds.device))
+        logits_per_text = logits_per_text * logit_scale.to(text_embeds.device)
         logits_per_image = logits_per_text.t()
 
         loss, loss_parts = None, None
@@ -290,13 +306,12 @@ class TripletCLIPModel(CLIPModel):
                     f"{tuple(negative_input_ids.shape)} (the shape of `negative_input_ids`)."
                 )
         if negative_pixel_values is not None:
-            if negative_pixel_values.shape[0] != batch:
+            if tuple(negative_pixel_values.shape) != tuple(pixel_values.shape):
                 raise ValueError(
                     f"`negative_pixel_values` has shape {tuple(negative_pixel_values.shape)}, expected "
-                    f"{(batch, *pixel_values.shape[1:])}: the positives' batch size ({batch}), one negative image "
-                    f"per real image."
+                    f"{tuple(pixel_values.shape)} (the shape of `pixel_values`): one negative image per real image, "
+                    f"prepared by the same processor."
                 )
-            self._check_pixel_values("negative_pixel_values", negative_pixel_values)
 
 
 def _rows_after(tensor: torch.Tensor, batch: int) -> torch.Tensor | None:
@@ -328,11 +343,13 @@ def _concat_token_batches(input_ids, attention_mask, negative_input_ids, negativ
 
 
 def _to_tripletclip_config(config: CLIPConfig, **overrides: Any) -> TripletCLIPConfig:
-    values = config.to_dict()
-    for key in ("model_type", "architectures", "auto_map", "transformers_version", "_name_or_path"):
-        values.pop(key, None)
+    """A `TripletCLIPConfig` for any `CLIPConfig` (a published checkpoint's settings restored), the whole
+    configuration kept, the attention implementation included."""
+    values = from_clip_dict(config.to_dict())
     values.update(overrides)
-    return TripletCLIPConfig(**values)
+    converted = TripletCLIPConfig(**values)
+    converted._attn_implementation = config._attn_implementation
+    return converted
 
 
 __all__ = ["TripletCLIPModel", "TripletCLIPOutput"]

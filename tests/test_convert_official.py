@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from huggingface_hub import ModelCard
 from PIL import Image
 from safetensors.torch import save_file
-from transformers import AutoModel, CLIPTextModelWithProjection, CLIPVisionModelWithProjection
+from transformers import AutoModel, CLIPModel, CLIPTextModelWithProjection, CLIPVisionModelWithProjection
 
 from conftest import make_tiny
 from modeling_tripletclip import TripletCLIPModel
@@ -219,8 +219,8 @@ def test_transformers_naming_under_a_prefix_converts_to_identical_embeddings(
     out, text_mapping, vision_mapping = convert_official(hf_layout, tmp_path / "converted", processor=processor_dir)
     assert (text_mapping.naming, text_mapping.prefix) == ("transformers", "model.text_model.")
     assert (vision_mapping.naming, vision_mapping.prefix) == ("transformers", "model.vision_model.")
-    converted = AutoModel.from_pretrained(out).eval()
-    assert type(converted) is TripletCLIPModel
+    assert type(AutoModel.from_pretrained(out)) is CLIPModel  # the default form: a plain CLIP checkpoint
+    converted = TripletCLIPModel.from_pretrained(out).eval()  # its settings read back from config.json
     assert converted.config.loss_type == "negclip"  # from the name CC3M_NegCLIP_ViTB12
     text_tower, vision_tower = hf_towers(model)
     with torch.no_grad():
@@ -236,7 +236,7 @@ def test_open_clip_naming_converts_to_identical_embeddings(open_clip_layout, pro
     model, processor = tiny
     assert main(["convert-official", str(open_clip_layout), "--out", str(tmp_path / "converted"),
                  "--processor", str(processor_dir)]) == 0
-    converted = AutoModel.from_pretrained(tmp_path / "converted").eval()
+    converted = TripletCLIPModel.from_pretrained(tmp_path / "converted").eval()
     assert converted.config.loss_type == "tripletclip"
     assert converted.config.text_config.hidden_act == "quick_gelu"
     # Identical to the model whose weights were rearranged into open_clip's names ...

@@ -106,9 +106,11 @@ REMOTE_SCRIPT = textwrap.dedent(
 def test_push_model_dry_run_assembles_a_folder_that_loads_without_our_package(
     trained, tiny_model_and_processor, test_data, tmp_path, capsys
 ):
+    # The remote-code form (the default, a plain CLIP checkpoint, is tested client by client in test_clients.py).
     staging = tmp_path / "staged"
     code = main(["push", "model", str(trained), "--repo-id", "me/tripletclip-world", "--dry-run",
-                 "--staging-dir", str(staging), "--eval-model", "outputs/tripletclip-world"])
+                 "--staging-dir", str(staging), "--eval-model", "outputs/tripletclip-world",
+                 "--checkpoint_format", "remote_code"])
     assert code == 0
     printed = capsys.readouterr().out
     assert "Dry run: nothing was uploaded" in printed
@@ -179,7 +181,11 @@ def test_push_model_uploads_the_staged_folder_in_one_commit(trained, api, online
     assert uploaded["repo_id"] == "me/tripletclip-world" and uploaded["repo_type"] == "model"
     assert uploaded["token"] == "hf_test_token"
     assert push_module.STAGING_MARKER in uploaded["ignore_patterns"]
-    assert {"model.safetensors", "modeling_tripletclip.py", "README.md", "tokenizer.json"} <= set(uploaded["files"])
+    assert {"model.safetensors", "config.json", "README.md", "tokenizer.json"} <= set(uploaded["files"])
+    # The default form: a plain CLIP checkpoint, no code to trust.
+    assert not any(name.endswith(".py") for name in uploaded["files"])
+    assert 'AutoModel.from_pretrained("me/tripletclip-world")' in (staged.path / "README.md").read_text() \
+        if staged.path.exists() else True
     assert url == "https://huggingface.co/me/tripletclip-world"
     assert not staged.path.exists()  # the temporary staging folder is cleaned up after the upload
 

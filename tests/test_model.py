@@ -206,9 +206,10 @@ def test_clip_checkpoint_converts_with_bit_identical_weights(tiny_clip_checkpoin
         assert state.keys() == reference.keys()
         assert all(torch.equal(state[k], reference[k]) for k in reference)
 
-    assert main(["convert-clip", str(tiny_clip_checkpoint), "--out", str(tmp_path / "tc")]) == 0
-    reloaded = AutoModel.from_pretrained(tmp_path / "tc")
-    assert type(reloaded) is TripletCLIPModel
+    assert main(["convert-clip", str(tiny_clip_checkpoint), "--out", str(tmp_path / "tc"), "--loss_type", "negclip"]) == 0
+    assert type(AutoModel.from_pretrained(tmp_path / "tc")) is CLIPModel  # the default form: a plain CLIP checkpoint
+    reloaded = TripletCLIPModel.from_pretrained(tmp_path / "tc")
+    assert reloaded.config.loss_type == "negclip"  # read back from config.json
     assert all(torch.equal(reloaded.state_dict()[k], v) for k, v in clip.state_dict().items())
     assert (tmp_path / "tc" / "tokenizer.json").exists()
 

@@ -68,6 +68,7 @@ def render_model_card(
     tags: Sequence[str] = (),
     notes: str | None = None,
     loss_curve: str | None = None,
+    checkpoint_format: str = "clip",
     template: str | os.PathLike | None = None,
 ) -> ModelCard:
     """Render the model card of a TripletCLIP checkpoint.
@@ -84,6 +85,7 @@ def render_model_card(
         license: an SPDX-style Hub license id.
         repo_id: the Hub id (or folder) the usage snippet loads; defaults to a placeholder.
         model_config: the model's configuration (`TripletCLIPConfig` or its dict), for the details table.
+        checkpoint_format: the saved form (`loading.CHECKPOINT_FORMATS`): the usage section says what loads it.
         model_key: which model of a multi-model ``eval_report`` this card describes (default: the report's only
             model, else the one named ``model_name``).
         model_name: the name shown in the title and the ``model-index``; defaults to the repo name.
@@ -134,7 +136,7 @@ def render_model_card(
         title=model_name,
         summary=_summary(loss_type, base_model, dataset_list),
         repo_id=repo_id,
-        details=_details(config, loss_type, base_model, dataset_list, num_parameters, license),
+        details=_details(config, loss_type, base_model, dataset_list, num_parameters, license, checkpoint_format),
         results=rows,
         result_models=models,
         results_note=_results_note(key, models),
@@ -143,6 +145,7 @@ def render_model_card(
         notes=notes,
         loss_curve=loss_curve,
         max_text_length=(config.get("text_config") or {}).get("max_position_embeddings", 77),
+        checkpoint_format=checkpoint_format,
     )
 
 
@@ -178,8 +181,11 @@ def _training_data(datasets: Sequence[str]) -> str | None:
     )
 
 
-def _details(config, loss_type, base_model, datasets, num_parameters, license) -> list[tuple[str, str]]:
-    rows = [("Model type", "`TripletCLIPModel` (a `transformers.CLIPModel` subclass; model_type `tripletclip`)")]
+def _details(config, loss_type, base_model, datasets, num_parameters, license,
+             checkpoint_format="clip") -> list[tuple[str, str]]:
+    rows = [("Model type", "`TripletCLIPModel` with its code (a `transformers.CLIPModel` subclass; model_type "
+                           "`tripletclip`)" if checkpoint_format == "remote_code" else
+             "`CLIPModel` (model_type `clip`); trained as a `TripletCLIPModel`, whose settings `config.json` keeps")]
     vision, text = config.get("vision_config") or {}, config.get("text_config") or {}
     if vision:
         rows.append((

@@ -49,6 +49,10 @@ class PushModelOptions(_PushOptions):
     datasets: list[str] = field(default_factory=list, metadata={
         "help": "training dataset Hub id for the card (repeatable)", "aliases": ["--dataset"]})
     base_model: str | None = field(default=None, metadata={"help": "Hub id of the checkpoint it was fine-tuned from"})
+    checkpoint_format: str = field(default="clip", metadata={
+        "help": "'clip': a plain CLIPModel checkpoint every CLIP client loads with no flag (TripletCLIP settings in "
+                "config.json); 'remote_code': model_type 'tripletclip' with its code (trust_remote_code=True, "
+                "transformers 5)", "choices": ["clip", "remote_code"]})
 
 
 @dataclass
@@ -77,7 +81,7 @@ class PushSpaceOptions(_PushOptions):
 
 SOURCES = {"model": "model_name_or_path", "dataset": "dataset", "space": "space_dir"}
 STAGE_OPTIONS = {
-    "model": ("license", "eval_results", "eval_model", "processor", "datasets", "base_model"),
+    "model": ("license", "eval_results", "eval_model", "processor", "datasets", "base_model", "checkpoint_format"),
     "dataset": ("license", "pretty_name"),
     "space": ("license", "model", "baseline", "title"),
 }
@@ -116,12 +120,16 @@ class ConvertClipOptions:
     output_dir: str = field(metadata={"help": "output folder", "aliases": ["--out"]})
     loss_type: str = field(default="tripletclip", metadata={"help": "the objective recorded in the config",
                                                              "choices": LOSS_TYPES})
+    checkpoint_format: str = field(default="clip", metadata={
+        "help": "'clip' (a plain CLIPModel checkpoint, the default) or 'remote_code'", "choices": ["clip",
+                                                                                                 "remote_code"]})
 
 
 def _convert_clip(options: ConvertClipOptions) -> int:
     from .convert import convert_clip
 
-    out = convert_clip(options.model_name_or_path, options.output_dir, loss_type=options.loss_type)
+    out = convert_clip(options.model_name_or_path, options.output_dir, loss_type=options.loss_type,
+                       checkpoint_format=options.checkpoint_format)
     print(f"Saved a TripletCLIP checkpoint (loss_type={options.loss_type}) to {out}")
     return 0
 
@@ -137,20 +145,24 @@ class ConvertOfficialOptions:
     loss_type: str | None = field(default=None, metadata={
         "help": "objective recorded in the config (default: from the repository name)", "choices": LOSS_TYPES})
     logit_scale: float = field(default=100.0, metadata={"help": "fixed logit scale (the official evaluation's)"})
+    checkpoint_format: str = field(default="clip", metadata={
+        "help": "'clip' (a plain CLIPModel checkpoint, the default) or 'remote_code'", "choices": ["clip",
+                                                                                                 "remote_code"]})
 
 
 def _convert_official(options: ConvertOfficialOptions) -> int:
     from .convert import convert_official
 
     out, text, vision = convert_official(options.model_name_or_path, options.output_dir, processor=options.processor,
-                                         loss_type=options.loss_type, logit_scale=options.logit_scale)
+                                         loss_type=options.loss_type, logit_scale=options.logit_scale,
+                                         checkpoint_format=options.checkpoint_format)
     print(f"Saved a TripletCLIP checkpoint to {out} (text: {text.naming} naming, vision: {vision.naming} naming, "
           f"logit scale {options.logit_scale:g}). Load it with AutoModel.from_pretrained({str(out)!r}).")
     return 0
 
 
 _HELPS = {
-    "model": ("publish a checkpoint: weights, remote code, processor, card", PushModelOptions),
+    "model": ("publish a checkpoint: weights (a plain CLIP checkpoint by default), processor, card", PushModelOptions),
     "dataset": ("publish TripletData with its card", PushDatasetOptions),
     "space": ("publish the Gradio demo", PushSpaceOptions),
 }

@@ -38,17 +38,19 @@ def _claim_output(out: Path) -> None:
         raise OfficialCheckpointError(f"--output_dir {out} already exists and is not empty; give a new folder.")
 
 
-def convert_clip(source: str | os.PathLike, out: str | os.PathLike, loss_type: str = "tripletclip") -> Path:
-    """Save ``source`` (a CLIP checkpoint) as a TripletCLIP checkpoint in ``out``, processor included."""
-    from ..loading import load_processor
+def convert_clip(source: str | os.PathLike, out: str | os.PathLike, loss_type: str = "tripletclip",
+                 checkpoint_format: str = "clip") -> Path:
+    """Save ``source`` (a CLIP checkpoint) as a TripletCLIP checkpoint in ``out``, processor included, in one of
+    `loading.CHECKPOINT_FORMATS`."""
+    from ..loading import check_checkpoint_format, load_processor, save_checkpoint
     from ..modeling_tripletclip import TripletCLIPModel
 
     out = Path(out)
+    check_checkpoint_format(checkpoint_format)
     model = TripletCLIPModel.from_clip(str(source), loss_type=loss_type)
     processor = load_processor(source)
     with atomic.atomic_path(out, folder=True) as tmp:
-        model.save_pretrained(tmp)
-        processor.save_pretrained(tmp)
+        save_checkpoint(model, tmp, processor=processor, checkpoint_format=checkpoint_format)
     return out
 
 
@@ -112,6 +114,7 @@ def convert_official(
     processor: str | os.PathLike = DEFAULT_PROCESSOR,
     loss_type: str | None = None,
     logit_scale: float = OFFICIAL_LOGIT_SCALE,
+    checkpoint_format: str = "clip",
 ):
     """Convert an official TripletCLIP checkpoint (folder or Hub id) into one TripletCLIP checkpoint in ``out``.
 
@@ -122,6 +125,7 @@ def convert_official(
             CLIP's, ``openai/clip-vit-base-patch32``.
         loss_type: the objective recorded in the config (default: read from the repository name).
         logit_scale: the fixed temperature of the official evaluation, 100; stored as ``ln(logit_scale)``.
+        checkpoint_format: one of `loading.CHECKPOINT_FORMATS` (default ``clip``: loads in every CLIP client).
 
     Returns:
         ``(out, text mapping, vision mapping)``: the folder and what was recognised in each tower.
@@ -130,12 +134,14 @@ def convert_official(
 
     from transformers import AutoProcessor
 
+    from ..loading import check_checkpoint_format, save_checkpoint
     from ..modeling_tripletclip import TripletCLIPModel
     from ..presets import align_text_config
     from .cards import render_model_card
 
     out = Path(out)
     _claim_output(out)
+    check_checkpoint_format(checkpoint_format)
     if logit_scale <= 0:
         raise OfficialCheckpointError(f"The logit scale must be positive (the official value is 100), got {logit_scale}.")
     loss_type = loss_type or official_loss_type(str(source))
@@ -174,13 +180,13 @@ def convert_official(
     model.eval()
 
     with atomic.atomic_path(out, folder=True) as tmp:
-        model.save_pretrained(tmp)
-        model_processor.save_pretrained(tmp)
+        save_checkpoint(model, tmp, processor=model_processor, checkpoint_format=checkpoint_format)
         render_model_card(
             base_model=str(source) if not Path(source).exists() else None,
             license="other",
             repo_id=str(out),
             model_config=config,
+            checkpoint_format=checkpoint_format,
             model_name=f"{Path(str(source).rstrip('/')).name} (converted to TripletCLIP)",
             tags=["official-checkpoint"],
             notes=conversion_notes(source, text, vision, logit_scale, loss_type),

@@ -166,27 +166,44 @@ def stage_model(
     datasets: Sequence[str] | None = None,
     base_model: str | None = None,
     license: str | None = None,
+    checkpoint_format: str = "clip",
 ) -> StagedFolder:
     """Assemble a model repository from the checkpoint folder ``source``.
 
-    The staged folder holds the weights (safetensors), ``config.json`` with ``auto_map``, the remote code (so that
-    ``AutoModel.from_pretrained(repo, trust_remote_code=True)`` works without our package), the processor, and a
-    model card. The card's results come from ``eval_results`` (default: ``eval_results.json`` in ``source``, a report
-    ``{model: {benchmark: {metric: value}}}`` or ``{benchmark: {metric: value}}``; ``eval_model`` picks the model of a
-    multi-model report), its training configuration from ``training_config.yaml``/``.json`` in ``source``, and its
-    metadata (datasets, base model, license) from the arguments, else from a card already in ``source``.
+    The staged folder holds the weights (safetensors) in the form ``checkpoint_format`` (`loading.CHECKPOINT_FORMATS`:
+    by default ``clip``, a plain ``CLIPModel`` checkpoint that every CLIP client loads with no flag, the TripletCLIP
+    settings kept in ``config.json``; ``remote_code``: ``auto_map`` and the model's code), the processor, and a model
+    card. A checkpoint already in that form (what the trainer writes) has its files linked or copied as they are:
+    the weights are not loaded nor saved again. The card's results come from ``eval_results`` (default:
+    ``eval_results.json`` in ``source``, a report ``{model: {benchmark: {metric: value}}}`` or
+    ``{benchmark: {metric: value}}``; ``eval_model`` picks the model of a multi-model report), its training
+    configuration from ``training_config.yaml``/``.json`` in ``source``, and its metadata (datasets, base model,
+    license) from the arguments, else from a card already in ``source``.
     """
-    from ..loading import load_processor, load_tripletclip
+    from ..configuration_tripletclip import TripletCLIPConfig
+    from ..loading import (
+        check_checkpoint_folder,
+        check_checkpoint_format,
+        checkpoint_format_of,
+        load_processor,
+        load_tripletclip,
+        save_checkpoint,
+    )
 
     source = Path(source)
     if not source.is_dir():
         raise PushError(f"{source} is not a folder. Give the folder of a trained checkpoint (written by the trainer "
                         f"or by `save_pretrained`).")
+    try:
+        check_checkpoint_format(checkpoint_format)
+        check_checkpoint_folder(source)
+    except InputError as error:
+        raise PushError(f"Cannot push {source}: {error}") from None
     report_path = Path(eval_results) if eval_results else source / EVAL_RESULTS_FILE
     if eval_results and not report_path.is_file():
         raise PushError(f"--eval_results {report_path} does not exist; give the JSON report of `tripletclip evaluate`.")
     try:
-        model = load_tripletclip(source)
+        model_config = TripletCLIPConfig.from_pretrained(source)
     except (ValueError, OSError) as error:
         raise PushError(f"Cannot push {source}: {error}") from None
     try:
@@ -211,8 +228,16 @@ def stage_model(
             raise PushError(f"{report_path}: {error}") from None
 
     out = prepare_staging_dir(staging_dir, "model")
-    model.save_pretrained(out)
-    model_processor.save_pretrained(out)
+    if checkpoint_format_of(source) == checkpoint_format:
+        _copy_checkpoint(source, out)
+        if processor is not None:
+            model_processor.save_pretrained(out)
+    else:
+        try:
+            model = load_tripletclip(source)
+        except (ValueError, OSError) as error:
+            raise PushError(f"Cannot push {source}: {error}") from None
+        save_checkpoint(model, out, processor=model_processor, checkpoint_format=checkpoint_format)
     notes = []
     extras = (report_path if report is not None else None, source / LOSS_CURVE_FILE,
               *(source / n for n in TRAINING_CONFIG_FILES))
@@ -230,13 +255,30 @@ def stage_model(
         base_model=base_model or existing.get("base_model"),
         license=license or existing.get("license") or cards.DEFAULT_LICENSE,
         repo_id=repo_id,
-        model_config=model.config,
+        model_config=model_config,
         model_key=eval_model,
-        num_parameters=sum(p.numel() for p in model.parameters()),
+        num_parameters=_count_parameters(out),
         loss_curve=LOSS_CURVE_FILE if (out / LOSS_CURVE_FILE).is_file() else None,
+        checkpoint_format=checkpoint_format,
     )
     card.save(out / "README.md")
     return StagedFolder(out, repo_id, "model", notes)
+
+
+def _count_parameters(folder: Path) -> int:
+    """The number of parameters in a folder's safetensors files, read from their headers (no tensor is loaded)."""
+    from safetensors import safe_open
+
+    total = 0
+    for path in sorted(folder.glob("*.safetensors")):
+        with safe_open(str(path), framework="pt") as weights:
+            for key in weights.keys():
+                shape = weights.get_slice(key).get_shape()
+                count = 1
+                for size in shape:
+                    count *= size
+                total += count
+    return total
 
 
 def _read_training_config(source: Path) -> dict[str, Any] | None:

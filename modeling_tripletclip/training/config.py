@@ -141,9 +141,15 @@ class TrainingConfig:
     save_first_step_gradients: str | None = field(
         default=None, metadata={"help": "diagnostics: save the gradients of the first optimizer step to this file"}
     )
+    checkpoint_format: str = field(
+        default="clip",
+        metadata={"help": "the final model's form: 'clip' (a plain CLIPModel checkpoint every CLIP client loads with "
+                  "no flag; the TripletCLIP settings kept in config.json) or 'remote_code' (model_type "
+                  "'tripletclip' with its code, for trust_remote_code=True)", "choices": ["clip", "remote_code"]},
+    )
     push_to_hub: bool = field(
         default=False,
-        metadata={"help": "push the final model (weights, remote code, processor, card with results) to the Hub, as "
+        metadata={"help": "push the final model (weights, processor, card with results) to the Hub, as "
                   "`tripletclip push model` does"},
     )
     hub_model_id: str | None = field(default=None, metadata={"help": "the Hub repository to push to (namespace/name)"})
