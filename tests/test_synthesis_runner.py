@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -19,6 +18,7 @@ import pytest
 from PIL import Image
 from test_synthesis_tiny_models import assert_same_picture, built, single_thread  # noqa: F401  (fixture)
 
+from benchmarks.faults.trees import kill_all
 from dataset_builders.synthesis.cli import main as synthesis_main
 from dataset_builders.synthesis.rules import generate_negative
 from dataset_builders.synthesis.runner import STATE_DIR, row_seed
@@ -346,8 +346,7 @@ def test_sigkill_of_two_processes_then_resume(models, tmp_path):
             break
         time.sleep(0.01)
     assert process.poll() is None, "the run ended before it could be killed: " + process.stderr.read().decode()[-3000:]
-    os.killpg(process.pid, signal.SIGKILL)  # the launcher and both workers, mid-run
-    process.wait()
+    kill_all(process)  # the launcher and both workers (each in a session of its own), mid-run
     done = len(list(records.glob("*.json")))
     assert 1 <= done < 12 and not (out / STATE_DIR / "manifest.json").exists()
 

@@ -62,6 +62,7 @@ class Job:
     title = ""
     processes = 1
     rerun = ""  # the documented resume command, as the README's table prints it
+    holds_folder = True  # one live run at a time writes its output folder
 
     def __init__(self, inputs: Inputs):
         self.inputs = inputs
@@ -432,6 +433,7 @@ class PushStaging(Job):
     key = "push"
     title = "push staging"
     rerun = "the same command"
+    holds_folder = False  # the staging folder is replaced wholesale; it takes no lock yet
 
     def command(self, out: Path) -> list[str]:
         return [PYTHON, "-m", "modeling_tripletclip.cli", "push", "model", "--model_name_or_path",

@@ -3,8 +3,13 @@
 For every job (`benchmarks.faults.jobs`): an uninterrupted reference run, then trials of each fault, each followed
 by the job's documented resume command and a comparison with the reference:
 
-- **kill**: SIGKILL of the whole process tree at a random moment of the run (uniform over the reference run's
-  duration, seeded);
+- **kill**: SIGKILL of every process the job started (the launcher, its whole process tree and every process
+  carrying the run's tag: `benchmarks.faults.trees`) at a random moment of the run (uniform over the reference
+  run's duration, seeded); none may be left alive, after the kill nor after the resume;
+- **orphan** (multi-process jobs): SIGKILL of the launcher alone, at a random moment once its workers run; every
+  worker must notice and exit within 10 s with a message, and the resume must end as the reference;
+- **live** (every job that writes a folder): a second run of the same command on the folder while the first is
+  live; it must be refused at once, naming the first, and the first must finish as the reference;
 - **disk full**: the write that commits a checkpoint, a shard, a manifest, a report or a staged file fails with
   ``ENOSPC`` (`benchmarks.faults.disk`): the job must stop with a message saying the disk is full and where, and
   the rerun must end as the reference;
@@ -35,10 +40,15 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     __package__ = "benchmarks.faults"
 
+from . import trees
 from .jobs import REPO, Inputs, Job, all_jobs
 
 RESULTS = REPO / "benchmarks" / "results"
-FAULTS = ("kill", "disk", "peer", "hostile", "config")
+FAULTS = ("kill", "orphan", "live", "disk", "peer", "hostile", "config")
+#: How long a worker may outlive its launcher.
+ORPHAN_SECONDS = 10.0
+#: How long a second run on a live folder may take to be refused (its start-up included).
+REFUSAL_SECONDS = 120.0
 
 
 @dataclass
@@ -82,16 +92,22 @@ class Row:
     notes: list[str] = field(default_factory=list)
 
 
-def _run(command: list[str], env: dict, timeout: float, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+def _run(command: list[str], env: dict, timeout: float, cwd: Path, problems: list[str] | None = None
+         ) -> subprocess.CompletedProcess:
+    """Run ``command`` to its end; with ``problems``, also check that none of its processes outlived it."""
+    env, tag = trees.tagged_env(env)
+    done = subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    if problems is not None:
+        _no_survivors(tag, "after the rerun", problems)
+    return done
 
 
-def _kill_tree(process: subprocess.Popen) -> None:
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    process.wait()
+def _no_survivors(tag: str, when: str, problems: list[str]) -> None:
+    """Add a problem (and end them) when processes tagged ``tag`` are still alive; they get 10 s to exit."""
+    remaining, _ = trees.wait_until_gone(tag, ORPHAN_SECONDS)
+    if remaining:
+        problems.append(f"{len(remaining)} process(es) still alive {when}: {trees.describe(remaining)}")
+        trees.signal_all(remaining, signal.SIGKILL)
 
 
 class Harness:
@@ -139,26 +155,73 @@ class Harness:
         for trial in range(self.trials):
             out = self.work / job.key / f"kill-{trial}"
             delay = self.random.uniform(0.1, 0.95) * duration
-            process = subprocess.Popen(job.command(out), env=job.env(), cwd=self.work, stdout=subprocess.DEVNULL,
-                                       stderr=subprocess.PIPE, start_new_session=True)
+            env, tag = trees.tagged_env(job.env())
+            process = subprocess.Popen(job.command(out), env=env, cwd=self.work, stdout=subprocess.DEVNULL,
+                                       stderr=subprocess.DEVNULL, start_new_session=True)
+            survivors: list[str] = []
             try:
                 process.wait(timeout=delay)
                 finished_first = True
             except subprocess.TimeoutExpired:
                 finished_first = False
-                _kill_tree(process)
+                trees.kill_all(process, tag)
+            _no_survivors(tag, "after the kill", survivors)
             untrusted = job.untrusted(out)
-            done = _run(job.resume_command(out), job.env(), 1800, self.work)
+            rerun: list[str] = []
+            done = _run(job.resume_command(out), job.env(), 1800, self.work, rerun)
             lost, problems = (0, []) if done.returncode == 0 else (1, [f"the resume failed: {done.stderr[-400:]}"])
             if done.returncode == 0:
                 lost, problems = job.compare(out, reference)
-            problems += untrusted
+            problems += untrusted + survivors + rerun
             row.trials += 1
             row.survived += int(not problems)
             row.data_lost += lost
             note = f"trial {trial}: killed after {delay:.1f} s" + (" (the run had already finished)"
                                                                      if finished_first else "")
             row.notes.append(note + (": " + "; ".join(problems) if problems else ": identical to the reference"))
+            shutil.rmtree(out, ignore_errors=True)
+        return row
+
+    # ------------------------------------------------------------------ a launcher killed alone
+
+    def orphan_trials(self, job: Job, reference: Path, duration: float) -> Row:
+        row = Row(job.title, "launcher SIGKILLed, workers left to notice", rerun=job.rerun)
+        for trial in range(max(1, self.trials // 3)):
+            out = self.work / job.key / f"orphan-{trial}"
+            problems, seconds, finished_first = orphan_trial(job, out, self.work, duration, self.random)
+            done = _run(job.resume_command(out), job.env(), 1800, self.work, problems)
+            lost = 1
+            if done.returncode == 0:
+                lost, compared = job.compare(out, reference)
+                problems += compared
+            else:
+                problems.append(f"the resume failed: {done.stderr[-400:]}")
+            row.trials += 1
+            row.survived += int(not problems)
+            row.data_lost += lost
+            what = ("the run had already finished" if finished_first else
+                    f"every worker exited {seconds:.1f} s after its launcher was killed")
+            row.notes.append(f"trial {trial}: {what}: " + ("; ".join(problems) if problems else "resumed identical"))
+            shutil.rmtree(out, ignore_errors=True)
+        return row
+
+    # ------------------------------------------------------------------ two runs, one folder
+
+    def live_trials(self, job: Job, reference: Path) -> Row:
+        row = Row(job.title, "a second run started on a live folder", rerun="wait, or stop the first; then "
+                                                                              + job.rerun)
+        for trial in range(max(1, self.trials // 5)):
+            out = self.work / job.key / f"live-{trial}"
+            problems, seconds = live_folder_trial(job, out, self.work)
+            lost = 1
+            if not any(p.startswith("the first run") for p in problems):
+                lost, compared = job.compare(out, reference)
+                problems += compared
+            row.trials += 1
+            row.survived += int(not problems)
+            row.data_lost += lost
+            row.notes.append(f"trial {trial}: the second run was refused after {seconds:.1f} s: "
+                             + ("; ".join(problems) if problems else "naming the first, which finished identical"))
             shutil.rmtree(out, ignore_errors=True)
         return row
 
@@ -274,8 +337,9 @@ class Harness:
         inputs = self.inputs()
         jobs = self.selected(inputs)
         faults = self.options.fault_list
-        steps = [(job, fault) for job in jobs for fault in ("kill", "disk", "peer") if fault in faults
-                 and (fault != "peer" or (job.key.startswith("train") and job.processes > 1))]
+        steps = [(job, fault) for job in jobs for fault in ("kill", "orphan", "live", "disk", "peer")
+                 if fault in faults and (fault != "peer" or (job.key.startswith("train") and job.processes > 1))
+                 and (fault != "orphan" or job.processes > 1) and (fault != "live" or job.holds_folder)]
         bar = tqdm(total=len(steps) + ("hostile" in faults) + ("config" in faults), desc="fault harness",
                    unit="step")
         references: dict[str, tuple[Path, float]] = {}
@@ -285,6 +349,8 @@ class Harness:
                 references[job.key] = self.reference(job)
             reference, duration = references[job.key]
             row = {"kill": lambda: self.kill_trials(job, reference, duration),
+                   "orphan": lambda: self.orphan_trials(job, reference, duration),
+                   "live": lambda: self.live_trials(job, reference),
                    "disk": lambda: self.disk_trials(job, reference),
                    "peer": lambda: self.peer_trials(job, reference)}[fault]()
             if row.trials:
@@ -305,6 +371,92 @@ class Harness:
             bar.update(1)
         bar.close()
         return self.rows
+
+
+def orphan_trial(job: Job, out: Path, cwd: Path, duration: float, rng: random.Random,
+                 ready=None) -> tuple[list[str], float, bool]:
+    """Start ``job``, SIGKILL its launcher alone once its workers run (at a random moment after that, or once
+    ``ready(out)`` is true), and wait for every worker to exit. Returns (problems, seconds the last worker took to
+    exit, whether the run finished before the kill)."""
+    env, tag = trees.tagged_env(job.env())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    log = out.parent / f"{out.name}.stderr"
+    started = time.time()
+    with log.open("w") as stderr:
+        process = subprocess.Popen(job.command(out), env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=stderr,
+                                   start_new_session=True)
+    problems: list[str] = []
+    while process.poll() is None and len(trees.workers(process)) < job.processes:
+        time.sleep(0.05)
+    delay = rng.uniform(0.1, 0.8) * max(duration - (time.time() - started), 0.5)
+    deadline = time.time() + (600 if ready else delay)
+    while process.poll() is None and time.time() < deadline and not (ready and ready(out)):
+        time.sleep(0.02)
+    if process.poll() is not None:
+        _no_survivors(tag, "after the run", problems)
+        return problems, 0.0, True
+    workers = trees.workers(process)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    remaining, seconds = trees.wait_until_gone(tag, ORPHAN_SECONDS)
+    if remaining:
+        problems.append(f"{len(remaining)} worker(s) still alive {ORPHAN_SECONDS:.0f} s after the launcher was "
+                        f"killed: {trees.describe(remaining)}")
+        trees.signal_all(remaining, signal.SIGKILL)
+    text = log.read_text(errors="replace")
+    if workers and "launcher of this run" not in text and "stopped by SIGTERM" not in text:
+        problems.append(f"no worker said why it stopped: {text.strip().splitlines()[-3:]}")
+    problems += job.untrusted(out)
+    return problems, seconds, False
+
+
+def live_folder_trial(job: Job, out: Path, cwd: Path) -> tuple[list[str], float]:
+    """Start ``job``; once it holds its folder, freeze it (SIGSTOP, so it cannot finish meanwhile) and start the
+    same command on the folder; that second run must exit non-zero within `REFUSAL_SECONDS` with an ``error:`` line
+    naming the first run's PID. The first then goes on (SIGCONT) and must finish. Returns (problems, seconds the
+    second run took)."""
+    from dataset_builders.utils.output_folders import FolderLock
+
+    env, tag = trees.tagged_env(job.env())
+    lock = FolderLock(out, job.title)
+    first = subprocess.Popen(job.command(out), env=env, cwd=cwd, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True, start_new_session=True)
+    problems: list[str] = []
+    deadline = time.time() + 600
+    while first.poll() is None and time.time() < deadline and not (lock.holder() or {}).get("pid"):
+        time.sleep(0.02)
+    holder = lock.holder() or {}
+    if first.poll() is not None or not holder:
+        trees.kill_all(first, tag)
+        return [f"the first run ended before it held its folder: {first.stderr.read()[-300:]}"], 0.0
+    frozen = trees.tree(first.pid) + [p for p in trees.left(tag) if p.pid not in {q.pid for q in
+                                                                                   trees.tree(first.pid)}]
+    trees.signal_all(frozen, signal.SIGSTOP)
+    second_env, second_tag = trees.tagged_env(job.env())
+    started = time.time()
+    try:
+        second = subprocess.run(job.resume_command(out), env=second_env, cwd=cwd, capture_output=True, text=True,
+                                timeout=REFUSAL_SECONDS)
+        seconds = time.time() - started
+        if second.returncode == 0:
+            problems.append("the second run was not refused (exit status 0)")
+        elif "error:" not in second.stderr or str(holder["pid"]) not in second.stderr:
+            problems.append(f"the second run's message does not name the first run (PID {holder['pid']}): "
+                            f"{second.stderr.strip().splitlines()[-2:]}")
+    except subprocess.TimeoutExpired:
+        seconds = time.time() - started
+        problems.append(f"the second run was still running after {REFUSAL_SECONDS:.0f} s")
+    _no_survivors(second_tag, "after the second run was refused", problems)
+    trees.signal_all(frozen, signal.SIGCONT)
+    try:
+        _, stderr = first.communicate(timeout=1800)
+        if first.returncode != 0:
+            problems.append(f"the first run failed after the second was refused: {stderr[-400:]}")
+    except subprocess.TimeoutExpired:
+        problems.append("the first run did not finish after the second was refused")
+    trees.kill_all(first, tag)
+    _no_survivors(tag, "after the first run", problems)
+    return problems, seconds
 
 
 def _line(row: Row) -> str:

@@ -629,12 +629,12 @@ def run_synthesis(config: SynthesisConfig) -> SynthesisReport:
     if state.is_main_process:
         folder.hold()  # one live run per folder: the main process holds it for all of them
     try:
-        return _synthesize(config, state, plan, folder)
+        return _synthesize(config, state, plan, folder, device)
     finally:
         folder.release()
 
 
-def _synthesize(config: SynthesisConfig, state, plan: _Plan, folder: OutputFolder) -> SynthesisReport:
+def _synthesize(config: SynthesisConfig, state, plan: _Plan, folder: OutputFolder, device: str) -> SynthesisReport:
     from tqdm.auto import tqdm
 
     folder.check()
