@@ -66,7 +66,31 @@ def save_checkpoint(model, folder: str | os.PathLike, *, processor=None, checkpo
         clip.save_pretrained(folder)
     if processor is not None:
         processor.save_pretrained(folder)
+        if checkpoint_format == "clip":
+            _portable_tokenizer_config(folder / "tokenizer_config.json")
     return folder
+
+
+def _portable_tokenizer_config(path: Path) -> None:
+    """Leave out of ``extra_special_tokens`` the tokens that are already named special tokens (``unk_token``...).
+
+    transformers 5 writes that field as a list, which transformers 4 cannot read (it expects a mapping); for CLIP's
+    tokenizers it only repeats the named ones, so without the repetition both versions load the same tokenizer."""
+    from dataset_builders.utils import atomic
+
+    if not path.is_file():
+        return
+    values = json.loads(path.read_text(encoding="utf-8"))
+    extra = values.get("extra_special_tokens")
+    if not isinstance(extra, list):
+        return
+    named = {values.get(key) for key in ("bos_token", "eos_token", "pad_token", "unk_token")}
+    remaining = [token for token in extra if token not in named]
+    if remaining:
+        values["extra_special_tokens"] = remaining
+    else:
+        values.pop("extra_special_tokens")
+    atomic.write_text(path, json.dumps(values, indent=2, ensure_ascii=False) + "\n")
 
 
 def checkpoint_format_of(folder: str | os.PathLike) -> str | None:

@@ -66,7 +66,10 @@ class TripletCLIPOutput(CLIPOutput):
     def to_tuple(self) -> tuple[Any, ...]:
         """`CLIPOutput`'s tuple (what `return_dict=False` returns), then the negatives' embeddings when there are
         any. `loss_parts`, a dictionary for logging, is left out, so code that unpacks CLIP's tuple works unchanged."""
-        return tuple(self[key] for key in self.keys() if key != "loss_parts")
+        return tuple(
+            self[key].to_tuple() if key in ("text_model_output", "vision_model_output") else self[key]
+            for key in self.keys() if key != "loss_parts"
+        )
 
 
 class TripletCLIPModel(CLIPModel):

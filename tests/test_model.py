@@ -313,3 +313,88 @@ def test_a_tokenizer_trained_from_scratch_is_the_same_in_every_process(tmp_path)
     vocab = runs[0]["vocab"]
     assert sorted(vocab.values()) == list(range(len(vocab)))
     assert [vocab["<|startoftext|>"], vocab["<|endoftext|>"]] == [0, 1]
+
+
+# ------------------------------------------------------------------------------------- a drop-in CLIPModel (1-6)
+
+
+def clip_twin(model):
+    """A transformers `CLIPModel` with the same weights (the plain CLIP form of the configuration)."""
+    clip = CLIPModel(model.config.to_clip_config())
+    clip.load_state_dict(model.state_dict())
+    return clip.eval()
+
+
+def test_interpolate_pos_encoding_works_as_in_clip(tiny_model_and_processor):
+    model, processor = tiny_model_and_processor
+    model.eval()
+    clip = clip_twin(model)
+    inputs = batch(processor, TEXTS)
+    larger = torch.randn(3, 3, 40, 40, generator=torch.Generator().manual_seed(0))  # not the model's 32 px
+    with torch.no_grad():
+        ours = model(input_ids=inputs["input_ids"], pixel_values=larger, interpolate_pos_encoding=True)
+        theirs = clip(input_ids=inputs["input_ids"], pixel_values=larger, interpolate_pos_encoding=True)
+    assert torch.equal(ours.logits_per_image, theirs.logits_per_image)
+    with pytest.raises(ValueError, match="expected"):  # without it, the size is still checked
+        model(input_ids=inputs["input_ids"], pixel_values=larger)
+
+
+def test_compiles_as_one_graph_with_the_loss_and_no_negatives(tiny_model_and_processor):
+    model, processor = make_tiny()  # loss_type "tripletclip": without negatives it falls back to CLIP's loss
+    model.eval()
+    inputs = batch(processor, TEXTS)
+    compiled = torch.compile(model, fullgraph=True, backend="eager")
+    with torch.no_grad():
+        expected = model(**inputs, return_loss=True, loss_type="clip").loss
+        got = compiled(**inputs, return_loss=True).loss
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+
+
+def test_return_dict_false_returns_clips_tuple(tiny_model_and_processor):
+    model, processor = tiny_model_and_processor
+    model.eval()
+    clip = clip_twin(model)
+    inputs = batch(processor, TEXTS)
+    with torch.no_grad():
+        ours = model(**inputs, return_loss=True, return_dict=False)
+        theirs = clip(**inputs, return_loss=True, return_dict=False)
+        loss, logits_per_image, logits_per_text, text_embeds, image_embeds, text_output, vision_output = ours
+    assert len(ours) == len(theirs) == 7
+    assert all(type(a) is type(b) for a, b in zip(ours, theirs))
+    assert torch.equal(logits_per_image, theirs[1]) and torch.equal(image_embeds, theirs[4])
+    with torch.no_grad():  # with negatives, their embeddings follow CLIP's seven values
+        with_negatives = model(**batch(processor, TEXTS, NEGATIVES), return_loss=True, return_dict=False)
+    assert len(with_negatives) == 9
+
+
+def test_positional_arguments_are_clips():
+    import inspect
+
+    ours = list(inspect.signature(TripletCLIPModel.forward).parameters.values())
+    theirs = list(inspect.signature(CLIPModel.forward).parameters.values())
+    positional = [p.name for p in ours if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD]
+    assert positional == [p.name for p in theirs if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD]
+    assert positional[5] == "return_loss" or positional[4] == "return_loss"
+    keyword_only = {p.name for p in ours if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    assert {"negative_input_ids", "negative_pixel_values", "negative_attention_mask", "loss_type", "gather"} == keyword_only
+    assert ours[-1].annotation == theirs[-1].annotation or "TransformersKwargs" in str(ours[-1].annotation)
+
+
+def test_a_clip_configuration_is_kept_whole(tiny_model_and_processor):
+    model, _ = tiny_model_and_processor
+    config = model.config.to_clip_config()
+    config._attn_implementation = "eager"
+    built = TripletCLIPModel(config)
+    assert built.config._attn_implementation == "eager"
+    assert built.config.to_dict()["text_config"] == TripletCLIPModel(model.config.to_clip_config()).config.to_dict()["text_config"]
+
+
+def test_logits_and_embeddings_are_bit_identical_to_clip(tiny_model_and_processor):
+    model, processor = tiny_model_and_processor
+    model.eval()
+    clip = clip_twin(model)
+    inputs = batch(processor, TEXTS)
+    with torch.no_grad():
+        ours, theirs = model(**inputs), clip(**inputs)
+    for field in ("logits_per_image", "logits_per_text", "text_embeds", "image_embeds"):
+        assert torch.equal(getattr(ours, field), getattr(theirs, field)), field
