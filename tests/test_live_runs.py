@@ -76,9 +76,9 @@ def test_a_killed_launcher_leaves_no_synthesis_worker(faults_inputs, tmp_path):
 
     job = Synthesis(faults_inputs, 2)
     out = tmp_path / "orphaned"
-    problems, seconds, finished_first = orphan_trial(
-        job, out, tmp_path, 0, random.Random(0),
-        ready=lambda folder: any((folder / STATE_DIR / "shards").glob("0*.json")))
+    # Killed once the run holds its folder: both workers are running and the shards are still to be written.
+    problems, seconds, finished_first = orphan_trial(job, out, tmp_path, 0, random.Random(0),
+                                                     ready=lambda folder: (folder / LOCK_FILE).exists())
     assert not finished_first and problems == [], problems
     assert seconds < 10, f"a worker outlived its launcher by {seconds:.1f} s"
     done = _run(job.resume_command(out), tmp_path)

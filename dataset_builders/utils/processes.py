@@ -68,9 +68,10 @@ def leave(message: str, status: int = LAUNCHER_GONE_STATUS) -> None:
     os._exit(status)
 
 
-def _launcher_gone(launcher: int) -> str:
-    return (f"the launcher of this run (PID {launcher}) is gone (killed or crashed), so this process stops instead "
-            f"of running on unseen. {RESUME_HINT}")
+def _launcher_gone(launcher: int | None) -> str:
+    which = f" (PID {launcher})" if launcher else ""
+    return (f"the launcher of this run{which} is gone (killed or crashed), so this process stops instead of running "
+            f"on unseen. {RESUME_HINT}")
 
 
 def _stopped(launcher: int | None) -> str:
@@ -108,7 +109,10 @@ def watch_run() -> bool:
         return False
     _state["watching"] = True
     parent = os.getppid()
-    launcher = parent if os.environ.get(LAUNCHER_VARIABLE) and parent > 1 else None
+    launched = bool(os.environ.get(LAUNCHER_VARIABLE))
+    if launched and parent == 1:  # the launcher died before this process got here: it was re-parented to init
+        leave(_launcher_gone(None))
+    launcher = parent if launched else None
     wakeup = None
     if threading.current_thread() is threading.main_thread():
         # SIGTERM: the Python handler runs when the main thread is free; the wake-up byte reaches the watchdog even
