@@ -85,12 +85,13 @@ def not_clip_checkpoint(root: Path) -> Path:
 
 def claimed_run(inputs: Inputs, root: Path) -> Path:
     """An output folder claimed by a TripletCLIP-loss run (what a resume with other settings meets)."""
-    from modeling_tripletclip.training.checkpoints import claim_output_dir
+    from modeling_tripletclip.training.checkpoints import claim_output_dir, release_output_dir
     from modeling_tripletclip.training.config import TrainingConfig
 
     out = root / "claimed-run"
     if not out.is_dir():
         claim_output_dir(TrainingConfig(output_dir=str(out), world_dir=str(inputs.world)), out)
+        release_output_dir(out)  # a run that has ended
     return out
 
 
