@@ -12,8 +12,8 @@ Which models (first match wins):
      (relative paths are relative to the JSON file);
   3. in a checkout of the repository, the default trained checkpoint ``outputs/tripletclip-world``.
 
-Models load through transformers alone (``trust_remote_code=True``: TripletCLIP checkpoints carry their code), so
-the Space does not need the `tripletclip` package: what it uses of it, the rule-based generator of hard negatives and
+Models load through transformers alone (TripletCLIP checkpoints are plain CLIP checkpoints by default;
+``trust_remote_code=True`` also loads the remote-code form), so the Space does not need the `tripletclip` package: what it uses of it, the rule-based generator of hard negatives and
 the image decoder, are two self-contained standard-library-and-Pillow modules that ``tripletclip push space`` stages
 beside this file (``rules.py``, ``images.py``). In a checkout with the package installed they come from the package.
 Run locally with ``python spaces/app.py``.

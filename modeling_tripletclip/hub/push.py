@@ -390,7 +390,7 @@ def stage_space(
 
     Copies the app, its requirements and examples, and the two self-contained modules of the package it uses (the
     rule-based generator of hard negatives and the image decoder, :data:`SPACE_MODULES`: the Space needs only
-    transformers, gradio and the model code each checkpoint carries); writes ``models.json`` and the card.
+    transformers and gradio; a checkpoint in either form loads there); writes ``models.json`` and the card.
     ``model`` (TripletCLIP) and
     ``baseline`` (a CLIP to compare with) are Hub ids, listed in the card so the model pages link to the Space, or
     local checkpoint folders, which are bundled under ``models/`` (small models only: they are uploaded with the app).
