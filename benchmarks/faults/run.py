@@ -497,7 +497,14 @@ def update_readme(readme: Path, results: dict) -> None:
                f"compares the result with an uninterrupted run: training's weights, optimizer, scheduler, data "
                f"position and metrics; every row of synthesis, conversion and the world exactly once with equal "
                f"values; the report and the staged files byte for byte. Data lost counts rows missing, duplicated "
-               f"or different (training: optimizer steps). Measured {results['finished']}.\n\n"
+               f"or different (training: optimizer steps). A kill ends every process the job started (the launcher, "
+               f"its process tree, and every process carrying the run's tag in its environment, wherever it was "
+               f"re-parented) and the trial fails if any is alive after the kill or after the resume. *Launcher "
+               f"SIGKILLed* kills `accelerate launch` alone, once its workers run: each worker must exit within "
+               f"{ORPHAN_SECONDS:.0f} s, saying why. *A second run on a live folder* freezes a run (SIGSTOP) once it "
+               f"holds its output folder and starts the same command there: it must be refused within "
+               f"{REFUSAL_SECONDS:.0f} s (start-up included), naming the first run's PID, and the first, let go on, "
+               f"must end as an uninterrupted run. Measured {results['finished']}.\n\n"
                + table([Row(**r) for r in results["rows"]]) + "\n")
     text = readme.read_text(encoding="utf-8")
     pattern = re.compile(rf"^{re.escape(README_HEADING)}\s*$.*?(?=^## (?!#)|\Z)", re.DOTALL | re.MULTILINE)
