@@ -97,10 +97,29 @@ REMOTE_SCRIPT = textwrap.dedent(
     probs = namespace["probs"]
     classifier = pipeline("zero-shot-image-classification", model=folder, trust_remote_code=True)
     labels = classifier(namespace["image"], candidate_labels=["cat", "dog"])
+    # A plain CLIPModel round trip keeps auto_map without the code files: the entries name the repository, so
+    # trust_remote_code still finds the code there (here: in the Hub cache, the network edge).
+    from transformers import CLIPModel
+    CLIPModel.from_pretrained(folder).save_pretrained(folder + "-roundtrip")
+    again = AutoModel.from_pretrained(folder + "-roundtrip", trust_remote_code=True)
+    assert type(again).__name__ == "TripletCLIPModel", type(again)
+    with torch.no_grad():
+        logits_again = again(**torch.load(inputs_path, weights_only=True)).logits_per_image
     torch.save({"logits": logits, "probs": probs, "text_embeds": namespace["text_embeds"],
-                "labels": [r["label"] for r in labels]}, out_path)
+                "labels": [r["label"] for r in labels], "roundtrip": logits_again}, out_path)
     """
 )
+
+
+def hub_cache_holding(folder: Path, repo_id: str, cache: Path) -> Path:
+    """A Hugging Face cache in which ``repo_id``'s main revision holds the files of ``folder`` (what a download of the
+    published repository leaves there): offline, huggingface_hub serves them from it."""
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    shutil.copytree(folder, repo / "snapshots" / commit)
+    return cache
 
 
 def test_push_model_dry_run_assembles_a_folder_that_loads_without_our_package(
@@ -154,12 +173,16 @@ def test_push_model_dry_run_assembles_a_folder_that_loads_without_our_package(
         [sys.executable, str(tmp_path / "remote.py"), str(staging), str(test_data / "images" / "chelsea.png"),
          str(tmp_path / "inputs.pt"), str(tmp_path / "out.pt"), str(tmp_path / "snippet.py")],
         check=True, cwd=tmp_path, capture_output=True,
-        env={**__import__("os").environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules")},
+        env={**__import__("os").environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules"),
+             "HF_HUB_CACHE": str(hub_cache_holding(staging, "me/tripletclip-world", tmp_path / "hub"))},
     )
     result = torch.load(tmp_path / "out.pt", weights_only=True)
     with torch.no_grad():
         expected = model(**inputs).logits_per_image
     torch.testing.assert_close(result["logits"], expected, rtol=0, atol=1e-5)  # same weights, another process
+    torch.testing.assert_close(result["roundtrip"], expected, rtol=0, atol=1e-5)
+    assert all(ref.startswith("me/tripletclip-world--") for ref in json.loads(
+        (staging / "config.json").read_text())["auto_map"].values())
     assert result["probs"].shape == (3,) and abs(result["probs"].sum().item() - 1) < 1e-5
     assert result["text_embeds"].shape == (3, model.config.projection_dim)
     assert sorted(result["labels"]) == ["cat", "dog"]

@@ -238,6 +238,8 @@ def stage_model(
         except (ValueError, OSError) as error:
             raise PushError(f"Cannot push {source}: {error}") from None
         save_checkpoint(model, out, processor=model_processor, checkpoint_format=checkpoint_format)
+    if checkpoint_format == "remote_code":
+        _point_auto_map_at(out / "config.json", repo_id)
     notes = []
     extras = (report_path if report is not None else None, source / LOSS_CURVE_FILE,
               *(source / n for n in TRAINING_CONFIG_FILES))
@@ -263,6 +265,19 @@ def stage_model(
     )
     card.save(out / "README.md")
     return StagedFolder(out, repo_id, "model", notes)
+
+
+def _point_auto_map_at(config_file: Path, repo_id: str) -> None:
+    """Name the repository in each ``auto_map`` entry (``repo_id--module.Class``, transformers' own form).
+
+    A copy of the configuration made by another class (``CLIPModel.from_pretrained(repo).save_pretrained(dir)``
+    keeps ``auto_map`` but not the code files) then still finds the code, in the repository it came from, instead of
+    leaving a folder that ``trust_remote_code=True`` cannot load."""
+    values = json.loads(config_file.read_text(encoding="utf-8"))
+    auto_map = values.get("auto_map") or {}
+    values["auto_map"] = {auto: reference if "--" in reference else f"{repo_id}--{reference}"
+                          for auto, reference in auto_map.items()}
+    atomic.write_text(config_file, json.dumps(values, indent=2, sort_keys=True) + "\n")
 
 
 def _count_parameters(folder: Path) -> int:
