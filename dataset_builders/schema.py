@@ -158,3 +158,36 @@ def retrieval_features() -> "datasets.Features":
             CAPTIONS: datasets.List(datasets.Value("string")),
         }
     )
+
+
+# The released TripletData (WebDataset shards): its own key names, mapped onto the schema's here and only here.
+#: Official field name -> TripletData column: the one mapping of the released layout.
+OFFICIAL_FIELDS: dict[str, str] = {
+    "image": IMAGE,
+    "neg_image": NEGATIVE_IMAGE,
+    "caption": CAPTION,
+    "neg_caption": NEGATIVE_CAPTION,
+}
+
+
+def official_raw_features():
+    """The official samples as datasets' WebDataset loader gives them: key, shard URL and four raw byte fields."""
+    import datasets
+
+    features = {"__key__": datasets.Value("string"), "__url__": datasets.Value("string")}
+    features.update({name: datasets.Value("binary") for name in OFFICIAL_FIELDS})
+    return datasets.Features(features)
+
+
+def is_official(columns: Iterable[str]) -> bool:
+    """Whether columns are the released layout's (``neg_image`` / ``neg_caption`` are its own names)."""
+    columns = set(columns)
+    return bool({"neg_image", "neg_caption"} & columns) and NEGATIVE_IMAGE not in columns
+
+
+def from_official(dataset):
+    """A `datasets` dataset read from official shards, with the schema's column names (other datasets unchanged)."""
+    columns = list(dataset.features) if dataset.features is not None else []
+    if not is_official(columns):
+        return dataset
+    return dataset.rename_columns({old: new for old, new in OFFICIAL_FIELDS.items() if old in columns and old != new})

@@ -13,7 +13,7 @@ A dataset value is one of:
 - a single data file (``.parquet``, ``.jsonl``, ``.json``, ``.csv``, ``.tsv``, ``.arrow``, ``.txt``).
 
 Whichever the form, the released TripletData's key names (``.image``, ``.neg_image``, ``.caption``,
-``.neg_caption``) are mapped onto the schema in one place (`dataset_builders.webdataset.from_official`), so the
+``.neg_caption``) are mapped onto the schema in one place (`dataset_builders.schema.from_official`), so the
 same rows arrive in the same order from the Hub id, a local copy of it, or its shards. Folders and globs are read in
 path order, as `datasets` orders a repository's files; explicit paths and brace ranges in the order given.
 
@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from . import schema
-from .schema import NotTripletDataError
+from .schema import OFFICIAL_FIELDS, NotTripletDataError, from_official, official_raw_features
 from .utils.errors import InputError
 from .utils.locations import is_local, is_pattern
 
@@ -195,8 +195,6 @@ def _webdataset_features(shards: Sequence[str]):
     None instead of breaking datasets' type inference); None otherwise (datasets infers them)."""
     import tarfile
 
-    from .webdataset import OFFICIAL_FIELDS, official_raw_features
-
     first = next((s for s in shards if "://" not in s), None)
     if first is None:
         return None
@@ -212,8 +210,6 @@ def _webdataset_features(shards: Sequence[str]):
 
 def _load_hub_id(value: str, split: str | None, streaming: bool, **kwargs: Any):
     import datasets
-
-    from .webdataset import official_raw_features
 
     try:
         return datasets.load_dataset(value, split=split, streaming=streaming, **kwargs)
@@ -239,7 +235,6 @@ def load_dataset(value: str | os.PathLike | DatasetSource, split: str | None = "
     import datasets
 
     from . import hub_layout
-    from .webdataset import from_official
 
     source = resolve_dataset(value)
     try:

@@ -21,27 +21,13 @@ from typing import Any
 
 from . import schema
 from .rows import decode_row
+from .schema import OFFICIAL_FIELDS
+from .sources import WEBDATASET, DatasetSourceError, load_dataset, resolve_dataset
 
 logger = logging.getLogger(__name__)
 
-#: Official field name -> TripletData column: the one mapping of the released layout.
-OFFICIAL_FIELDS: dict[str, str] = {
-    "image": schema.IMAGE,
-    "neg_image": schema.NEGATIVE_IMAGE,
-    "caption": schema.CAPTION,
-    "neg_caption": schema.NEGATIVE_CAPTION,
-}
 CONVERSION_DIR = ".conversion"
 CONVERT_JOB = "tripletclip data convert-webdataset"
-
-
-def official_raw_features():
-    """The official samples as datasets' WebDataset loader gives them: key, shard URL and four raw byte fields."""
-    import datasets
-
-    features = {"__key__": datasets.Value("string"), "__url__": datasets.Value("string")}
-    features.update({name: datasets.Value("binary") for name in OFFICIAL_FIELDS})
-    return datasets.Features(features)
 
 
 def undecoded_triplet_features():
@@ -55,20 +41,6 @@ def undecoded_triplet_features():
     for name in schema.CAPTION_COLUMNS:
         features[name] = datasets.Value("binary")
     return features
-
-
-def is_official(columns: Iterable[str]) -> bool:
-    """Whether columns are the released layout's (``neg_image`` / ``neg_caption`` are its own names)."""
-    columns = set(columns)
-    return bool({"neg_image", "neg_caption"} & columns) and schema.NEGATIVE_IMAGE not in columns
-
-
-def from_official(dataset):
-    """A `datasets` dataset read from official shards, with the schema's column names (other datasets unchanged)."""
-    columns = list(dataset.features) if dataset.features is not None else []
-    if not is_official(columns):
-        return dataset
-    return dataset.rename_columns({old: new for old, new in OFFICIAL_FIELDS.items() if old in columns and old != new})
 
 
 def shard_name(url: str) -> str:
@@ -124,7 +96,6 @@ def read_official_shards(value, split: str = "train"):
         image is skipped and counted by the consumer rather than raising inside the stream. It has one shard per
         tar file, so `datasets.distributed.split_dataset_by_node` and DataLoader workers divide whole files.
     """
-    from .sources import DatasetSourceError, load_dataset
 
     if isinstance(value, (list, tuple)):
         if not value:
@@ -202,7 +173,6 @@ def convert_official_shards(
     from tqdm.auto import tqdm
 
     from .hub_layout import DATA_DIR, ParquetShardWriter, shard_filename, write_dataset_card
-    from .sources import WEBDATASET, resolve_dataset
     from .utils.output_folders import OutputFolder
 
     stream = read_official_shards(value, split=split)  # checks the shards exist before anything is written

@@ -58,6 +58,117 @@ def test_modeling_file_leaves_loading_policy_to_the_package():
     assert relative == {"configuration_tripletclip", "losses"}
 
 
+# ------------------------------------------------------------------------------------------------ one-way house
+
+#: What the import graph covers: every module of ours outside the tests.
+HOUSE = ("modeling_tripletclip", "dataset_builders", "benchmarks", "spaces")
+
+
+def _module_names() -> dict[str, Path]:
+    files = [p for top in HOUSE for p in (REPO / top).rglob("*.py")] + [REPO / "train_accelerate.py"]
+    names = {}
+    for path in files:
+        parts = list(path.relative_to(REPO).with_suffix("").parts)
+        names[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return names
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the modules of ours it imports, at the top or inside functions (``from pkg import submodule`` is
+    an arrow to the submodule, not to the package)."""
+    modules = _module_names()
+    graph = {}
+    for name, path in modules.items():
+        package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                targets |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                base = package[: len(package) - node.level + 1] if node.level else []
+                module = ".".join(base + ([node.module] if node.module else []))
+                targets |= {f"{module}.{a.name}" if f"{module}.{a.name}" in modules else module for a in node.names}
+        resolved = set()
+        for target in targets:
+            while target and target not in modules:
+                target = target.rpartition(".")[0]
+            if target and target != name:
+                resolved.add(target)
+        graph[name] = resolved
+    return graph
+
+
+def import_circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan): each is an import circle."""
+    index, low, stack, on_stack, circles, counter = {}, {}, [], set(), [], [0]
+
+    def visit(module):
+        index[module] = low[module] = counter[0]
+        counter[0] += 1
+        stack.append(module)
+        on_stack.add(module)
+        for target in graph.get(module, ()):
+            if target not in index:
+                visit(target)
+                low[module] = min(low[module], low[target])
+            elif target in on_stack:
+                low[module] = min(low[module], index[target])
+        if low[module] == index[module]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == module:
+                    break
+            if len(component) > 1:
+                circles.append(sorted(component))
+
+    for module in sorted(graph):
+        if module not in index:
+            visit(module)
+    return circles
+
+
+def test_the_data_package_never_imports_the_model_package():
+    upward = sorted((a, b) for a, targets in import_graph().items() for b in targets
+                    if a.startswith("dataset_builders") and b.startswith("modeling_tripletclip"))
+    assert not upward, upward
+
+
+def test_the_remote_code_trio_imports_nothing_of_ours_but_each_other():
+    graph = import_graph()
+    trio = {f"modeling_tripletclip.{Path(name).stem}" for name in REMOTE_CODE}
+    for module in trio:
+        assert graph[module] <= trio, (module, graph[module] - trio)
+
+
+def test_there_is_no_import_circle():
+    assert import_circles(import_graph()) == []
+
+
+def test_the_circle_finder_finds_circles():
+    assert import_circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert import_circles({"a": {"b"}, "b": set()}) == []
+
+
+def test_every_name_in_every_all_is_importable():
+    import importlib
+    import pkgutil
+
+    broken = []
+    for package in ("modeling_tripletclip", "dataset_builders"):
+        root = importlib.import_module(package)
+        for name in [package] + [m.name for m in pkgutil.walk_packages(root.__path__, package + ".")]:
+            module = importlib.import_module(name)
+            for exported in getattr(module, "__all__", ()):
+                try:
+                    getattr(module, exported)
+                except AttributeError as error:
+                    broken.append(f"{name}.{exported}: {error}")
+    assert not broken, broken
+
+
 # ------------------------------------------------------------------------------------------------ light imports
 
 

@@ -158,3 +158,11 @@ def load_rows(folder: Path, num_rows: int) -> WorldRows:
     dataset = defer_image_decoding(load_tripletdata(Path(folder), split="train"))
     rows = [dataset[i] for i in range(min(num_rows, len(dataset)))]
     return WorldRows(Path(folder), dataset, rows, [])
+
+
+def trainer_optimizer(model: torch.nn.Module) -> torch.optim.Optimizer:
+    """The optimizer the trainer builds with its defaults (AdamW, the paper's settings)."""
+    from modeling_tripletclip.training.config import TrainingConfig
+    from modeling_tripletclip.training.optim import create_optimizer
+
+    return create_optimizer(model, TrainingConfig())

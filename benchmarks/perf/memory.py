@@ -143,7 +143,7 @@ def worker(preset: str, batch_size: int, gradient_checkpointing: bool, model_kin
     from modeling_tripletclip.presets import preset_config
 
     from .fixtures import clip_config
-    from .train_step import _optimizer
+    from .fixtures import trainer_optimizer
 
     torch.manual_seed(0)
     # Special token ids inside every preset's vocabulary (no tokenizer is needed for random token ids).
@@ -152,7 +152,7 @@ def worker(preset: str, batch_size: int, gradient_checkpointing: bool, model_kin
     if gradient_checkpointing:
         model.gradient_checkpointing_enable()
     model.train()
-    optimizer = _optimizer(model)
+    optimizer = trainer_optimizer(model)
     generator = torch.Generator().manual_seed(0)
     batch = _inputs(config, batch_size, text_length, generator)
     if model_kind == "clip":

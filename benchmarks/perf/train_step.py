@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .fixtures import trainer_optimizer
 from .timing import Figure, Goal, Ratio, interleaved, ratio_figure
 
 GOAL_VS_CLIP = Goal("<=", 1.05)
@@ -51,13 +52,6 @@ class StepSetting:
         return f"{self.preset}, B={self.batch_size}, {ckpt}, {self.device}, {self.precision}"
 
 
-def _optimizer(model: torch.nn.Module) -> torch.optim.Optimizer:
-    from modeling_tripletclip.training.config import TrainingConfig
-    from modeling_tripletclip.training.optim import create_optimizer
-
-    return create_optimizer(model, TrainingConfig())
-
-
 def _normalised(embeds: torch.Tensor) -> torch.Tensor:
     return embeds / embeds.norm(p=2, dim=-1, keepdim=True)
 
@@ -71,8 +65,8 @@ class StepFunctions:
         self.model = model.to(self.device).train()
         self.clip = clip.to(self.device).train()
         self.batch = {key: value.to(self.device) for key, value in batch.items()}
-        self.optimizer = _optimizer(self.model)
-        self.clip_optimizer = _optimizer(self.clip)
+        self.optimizer = trainer_optimizer(self.model)
+        self.clip_optimizer = trainer_optimizer(self.clip)
         self.precision = precision
         b = self.batch
         # The 2B pairs of the CLIP baseline: the collator pads real and negative captions to one length.
