@@ -402,9 +402,21 @@ def test_trainer_push_to_hub_uploads_the_final_model_with_the_push_code(tiny_che
     world = generate_world(tmp_path / "world", num_train=40, num_test=4, sugarcrepe_per_kind=2, num_winoground=7,
                            num_retrieval=4, progress=False)
     monkeypatch.setattr(huggingface_hub, "HfApi", lambda *a, **k: api)  # the network edge only
+    uploaded = {}
+
+    def record(**kwargs):  # what would go over the wire: every file and its bytes
+        folder = Path(kwargs["folder_path"])
+        uploaded.update({p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()
+                         and p.name not in kwargs["ignore_patterns"]})
+
+    api.upload_folder.side_effect = record
     out = tmp_path / "run"
     train_main(base_flags(world, tiny_checkpoint, out, max_train_steps=2, push_to_hub="true",
                           hub_model_id="me/pushed-run", eval_benchmarks="sugarcrepe"))
+    # The folder the trainer wrote, uploaded byte for byte: the weights are neither reloaded nor saved again.
+    assert {"model.safetensors", "config.json", "README.md", "eval_results.json", "tokenizer.json"} <= set(uploaded)
+    assert all(uploaded[name] == (out / name).read_bytes() for name in uploaded), sorted(uploaded)
+    assert not any(name.startswith("checkpoint-") or name == "metrics.jsonl" for name in uploaded)
     api.create_repo.assert_called_once()
     assert api.create_repo.call_args.args[0] == "me/pushed-run"
     upload = api.upload_folder.call_args.kwargs

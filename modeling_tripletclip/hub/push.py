@@ -167,8 +167,12 @@ def stage_model(
     base_model: str | None = None,
     license: str | None = None,
     checkpoint_format: str = "clip",
+    as_written: bool = False,
 ) -> StagedFolder:
     """Assemble a model repository from the checkpoint folder ``source``.
+
+    With ``as_written`` (the trainer's ``--push_to_hub``: its final folder was written for ``repo_id``, card
+    included), the folder's release files are staged exactly as they are, byte for byte, and nothing is rendered.
 
     The staged folder holds the weights (safetensors) in the form ``checkpoint_format`` (`loading.CHECKPOINT_FORMATS`:
     by default ``clip``, a plain ``CLIPModel`` checkpoint that every CLIP client loads with no flag, the TripletCLIP
@@ -199,6 +203,16 @@ def stage_model(
         check_checkpoint_folder(source)
     except InputError as error:
         raise PushError(f"Cannot push {source}: {error}") from None
+    if as_written:
+        if checkpoint_format_of(source) != checkpoint_format or not (source / "README.md").is_file():
+            raise PushError(f"{source} is not a final folder written in the {checkpoint_format!r} form with its card; "
+                            f"push it with `tripletclip push model`, which assembles one.")
+        out = prepare_staging_dir(staging_dir, "model")
+        _copy_checkpoint(source, out)
+        for name in ("README.md", EVAL_RESULTS_FILE, LOSS_CURVE_FILE, *TRAINING_CONFIG_FILES):
+            if (source / name).is_file():
+                _link_or_copy(source / name, out / name)
+        return StagedFolder(out, repo_id, "model")
     report_path = Path(eval_results) if eval_results else source / EVAL_RESULTS_FILE
     if eval_results and not report_path.is_file():
         raise PushError(f"--eval_results {report_path} does not exist; give the JSON report of `tripletclip evaluate`.")

@@ -216,7 +216,7 @@ def _train(accelerator: Accelerator, config: TrainingConfig, output_dir: Path, s
             from ..hub.push import publish
 
             _, url = publish("model", output_dir, config.hub_model_id, private=config.hub_private_repo,
-                             token=config.hub_token, checkpoint_format=config.checkpoint_format,
+                             token=config.hub_token, checkpoint_format=config.checkpoint_format, as_written=True,
                              commit_message=f"Upload {config.loss_type} model trained with tripletclip ({step} steps)")
             logger.info("Pushed the model to %s", url)
         if skipped_all:
