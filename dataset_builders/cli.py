@@ -21,7 +21,7 @@ DATASET_HELP = ("a Hub dataset id, a folder (Hub layout, or holding WebDataset .
 class WorldOptions:
     """Options of ``tripletclip data world``."""
 
-    output_dir: str = field(metadata={"help": "the world's folder", "aliases": ["--out"]})
+    output_dir: str = field(metadata={"help": "the world's folder"})
     num_train: int = field(default=10_000, metadata={"help": "training triplets"})
     seed: int = field(default=0, metadata={"help": "world seed"})
     image_size: int = field(default=64, metadata={"help": "image side in pixels"})
@@ -36,8 +36,7 @@ class WorldOptions:
         "choices": ["test", "validation"]})
     num_proc: int = field(default=1, metadata={"help": "worker processes (the output does not depend on it)"})
     overwrite_output_dir: bool = field(
-        default=False, metadata={"help": "replace a different world (or other files) in --output_dir",
-                                 "aliases": ["--overwrite"]})
+        default=False, metadata={"help": "replace a different world (or other files) in --output_dir"})
 
     def validate(self) -> None:
         problems = []
@@ -82,11 +81,10 @@ class ConvertWebDatasetOptions:
     """Options of ``tripletclip data convert-webdataset``."""
 
     dataset: str = field(metadata={"help": "the released TripletData: " + DATASET_HELP, "nargs": "+"})
-    output_dir: str = field(metadata={"help": "the TripletData folder to write (Hub layout)", "aliases": ["--out"]})
+    output_dir: str = field(metadata={"help": "the TripletData folder to write (Hub layout)"})
     split: str = field(default="train", metadata={"help": "split name"})
     overwrite_output_dir: bool = field(
-        default=False, metadata={"help": "discard a conversion of other shards in --output_dir",
-                                 "aliases": ["--overwrite"]})
+        default=False, metadata={"help": "discard a conversion of other shards in --output_dir"})
 
 
 def _convert(options: ConvertWebDatasetOptions) -> int:
@@ -219,14 +217,14 @@ COMMANDS = [
             help="convert the released TripletData (Hub id, local copy or shards) to the Hub layout",
             description="Convert WebDataset shards with .image/.neg_image/.caption/.neg_caption samples (by Hub id, "
                         "a local copy or explicit shards) to TripletData parquet shards + card. Resumable: rerun "
-                        "the same command after an interruption.", positional="dataset"),
+                        "the same command after an interruption."),
     Command("data inspect", InspectOptions, _inspect,
             help="row counts, schema and a sample-grid PNG of a dataset or world",
-            description="Summarise a dataset (any form --dataset takes) or a generated world.", positional="dataset"),
+            description="Summarise a dataset (any form --dataset takes) or a generated world."),
     Command("data coverage", CoverageOptions, _coverage,
             help="WordNet concepts in the captions and negative captions, and what the negatives add",
             description="Count the WordNet synsets (nouns by default) of a dataset's captions and negative "
                         "captions, as the paper's concept-coverage table: unique synsets and occurrences, their "
                         "intersection, the synsets the negatives add, per negative kind. Needs WordNet (nltk's, or a "
-                        "system WordNet 3.0 database).", positional="dataset"),
+                        "system WordNet 3.0 database)."),
 ]

@@ -425,7 +425,7 @@ def official_to_tripletclip(
 
 def conversion_notes(source, text: TowerMapping, vision: TowerMapping, logit_scale: float, loss_type: str) -> str:
     lines = [
-        f"Converted with `tripletclip convert-official {source}` from the official release's two remote-code towers "
+        f"Converted with `tripletclip convert-official --model_name_or_path {source}` from the official release's two remote-code towers "
         f"(`text-encoder/`, `vision-encoder/`) into one TripletCLIP checkpoint; every tensor was used exactly once.",
         f"- text tower: {text.naming} naming (prefix `{text.prefix}`), {text.architecture['num_hidden_layers']} "
         f"layers of width {text.architecture['hidden_size']}, {text.architecture['num_attention_heads']} heads, "

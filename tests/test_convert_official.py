@@ -234,7 +234,7 @@ def test_transformers_naming_under_a_prefix_converts_to_identical_embeddings(
 
 def test_open_clip_naming_converts_to_identical_embeddings(open_clip_layout, processor_dir, tiny, inputs, tmp_path):
     model, processor = tiny
-    assert main(["convert-official", str(open_clip_layout), "--out", str(tmp_path / "converted"),
+    assert main(["convert-official", "--model_name_or_path", str(open_clip_layout), "--output_dir", str(tmp_path / "converted"),
                  "--processor", str(processor_dir)]) == 0
     converted = TripletCLIPModel.from_pretrained(tmp_path / "converted").eval()
     assert converted.config.loss_type == "tripletclip"

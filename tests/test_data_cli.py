@@ -14,7 +14,7 @@ SMALL = ["--num-test", "6", "--sugarcrepe-per-kind", "3", "--num-winoground", "7
 
 def test_data_world_then_inspect(tmp_path, capsys, monkeypatch):
     out = tmp_path / "world"
-    assert main(["data", "world", "--out", str(out), "--num-train", "30", "--seed", "2", *SMALL]) == 0
+    assert main(["data", "world", "--output_dir", str(out), "--num-train", "30", "--seed", "2", *SMALL]) == 0
     printed = capsys.readouterr().out
     assert "train/: TripletData, train 30 rows" in printed and "rows/s" in printed
     assert load_tripletdata(out / "train").num_rows == 30
@@ -23,27 +23,27 @@ def test_data_world_then_inspect(tmp_path, capsys, monkeypatch):
     assert json.loads((out / "world.json").read_text())["config"]["seed"] == 2
 
     grid = tmp_path / "grid.png"
-    assert main(["data", "inspect", str(out / "train"), "--grid", str(grid), "--rows", "3"]) == 0
+    assert main(["data", "inspect", "--dataset", str(out / "train"), "--grid", str(grid), "--rows", "3"]) == 0
     printed = capsys.readouterr().out
     assert "TripletData" in printed and "split train: 30 rows in 1 shard(s)" in printed
     assert "negative_image: image" in printed and str(grid) in printed
     assert Image.open(grid).height > 3 * 128
 
     monkeypatch.chdir(tmp_path)
-    assert main(["data", "inspect", str(out / "retrieval")]) == 0
+    assert main(["data", "inspect", "--dataset", str(out / "retrieval")]) == 0
     assert "captions: list of string" in capsys.readouterr().out
     assert (tmp_path / "retrieval_sample_grid.png").is_file()
-    assert main(["data", "inspect", str(out)]) == 0  # a whole world: every part summarised
+    assert main(["data", "inspect", "--dataset", str(out)]) == 0  # a whole world: every part summarised
     assert "sugarcrepe/: " in capsys.readouterr().out
 
 
 def test_data_world_refuses_a_different_world_without_overwrite(tmp_path, capsys):
     out = tmp_path / "world"
-    assert main(["data", "world", "--out", str(out), "--num-train", "10", *SMALL]) == 0
+    assert main(["data", "world", "--output_dir", str(out), "--num-train", "10", *SMALL]) == 0
     capsys.readouterr()
-    assert main(["data", "world", "--out", str(out), "--num-train", "12", *SMALL]) == 2
+    assert main(["data", "world", "--output_dir", str(out), "--num-train", "12", *SMALL]) == 2
     assert "--overwrite" in capsys.readouterr().err
-    assert main(["data", "world", "--out", str(out), "--num-train", "12", "--overwrite", *SMALL]) == 0
+    assert main(["data", "world", "--output_dir", str(out), "--num-train", "12", "--overwrite_output_dir", *SMALL]) == 0
     assert load_tripletdata(out / "train").num_rows == 12
 
 
@@ -52,16 +52,16 @@ def test_convert_webdataset_and_inspect_errors(tmp_path, capsys):
 
     shards, good = make_official_shards(tmp_path / "shards")
     out = tmp_path / "converted"
-    assert main(["data", "convert-webdataset", *map(str, shards), "--out", str(out)]) == 0
+    assert main(["data", "convert-webdataset", "--dataset", *map(str, shards), "--output_dir", str(out)]) == 0
     printed = capsys.readouterr().out
     assert f"{len(good)} triplets" in printed and "1 undecodable image" in printed
     assert load_tripletdata(out).num_rows == len(good)
 
-    assert main(["data", "convert-webdataset", str(tmp_path / "missing.tar"), "--out", str(out)]) == 2
+    assert main(["data", "convert-webdataset", "--dataset", str(tmp_path / "missing.tar"), "--output_dir", str(out)]) == 2
     assert "missing.tar" in capsys.readouterr().err
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert main(["data", "inspect", str(empty)]) == 2
+    assert main(["data", "inspect", "--dataset", str(empty)]) == 2
     assert "not a dataset in the Hub layout" in capsys.readouterr().err
-    assert main(["data", "inspect", str(tmp_path / "nowhere")]) == 2
+    assert main(["data", "inspect", "--dataset", str(tmp_path / "nowhere")]) == 2
     assert "No such folder" in capsys.readouterr().err

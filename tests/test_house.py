@@ -266,15 +266,17 @@ def test_every_command_reads_yaml_and_flags_win(name, tmp_path, capsys):
     assert exit_info.value.code == 0 and "--output_dir" in help_text and "--config FILE.yaml" in help_text
 
 
-def test_old_spellings_still_work_with_a_deprecation_message(tmp_path, caplog):
-    from dataset_builders.utils.options import parse_options
+def test_a_first_release_knows_only_its_own_flags(tmp_path, capsys):
     from dataset_builders.cli import WorldOptions
+    from dataset_builders.utils.options import parse_options
 
-    with caplog.at_level("WARNING"):
-        parsed = parse_options(WorldOptions, ["--out", str(tmp_path), "--num-train", "12", "--overwrite"],
-                               prog="tripletclip data world")
+    parsed = parse_options(WorldOptions, ["--output_dir", str(tmp_path), "--num-train", "12", "--overwrite_output_dir"],
+                           prog="tripletclip data world")
     assert (parsed.output_dir, parsed.num_train, parsed.overwrite_output_dir) == (str(tmp_path), 12, True)
-    assert "--out is deprecated" in caplog.text and "--overwrite is deprecated" in caplog.text
+    for argv in (["--out", str(tmp_path)], [str(tmp_path)], ["--output_dir", str(tmp_path), "--overwrite"]):
+        with pytest.raises(SystemExit) as exit_info:
+            parse_options(WorldOptions, argv, prog="tripletclip data world")
+        assert exit_info.value.code == 2
 
 
 def test_unknown_yaml_settings_and_abbreviations_are_refused(tmp_path, capsys):

@@ -127,8 +127,8 @@ def test_push_model_dry_run_assembles_a_folder_that_loads_without_our_package(
 ):
     # The remote-code form (the default, a plain CLIP checkpoint, is tested client by client in test_clients.py).
     staging = tmp_path / "staged"
-    code = main(["push", "model", str(trained), "--repo-id", "me/tripletclip-world", "--dry-run",
-                 "--staging-dir", str(staging), "--eval-model", "outputs/tripletclip-world",
+    code = main(["push", "model", "--model_name_or_path", str(trained), "--repo-id", "me/tripletclip-world", "--dry-run",
+                 "--output_dir", str(staging), "--eval-model", "outputs/tripletclip-world",
                  "--checkpoint_format", "remote_code"])
     assert code == 0
     printed = capsys.readouterr().out
@@ -264,7 +264,7 @@ def test_bad_repo_ids_and_sources_give_clear_errors(tiny_checkpoint, tmp_path, a
         publish("model", no_processor, "me/tc", api=api)
     assert api.method_calls == []
     # On the command line: exit code 2 and the message on stderr, nothing uploaded.
-    assert main(["push", "dataset", str(tmp_path), "--repo-id", "me/bad..id", "--dry-run"]) == 2
+    assert main(["push", "dataset", "--dataset", str(tmp_path), "--repo-id", "me/bad..id", "--dry-run"]) == 2
     assert "not a valid Hub repository id" in capsys.readouterr().err
 
 

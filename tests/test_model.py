@@ -206,7 +206,7 @@ def test_clip_checkpoint_converts_with_bit_identical_weights(tiny_clip_checkpoin
         assert state.keys() == reference.keys()
         assert all(torch.equal(state[k], reference[k]) for k in reference)
 
-    assert main(["convert-clip", str(tiny_clip_checkpoint), "--out", str(tmp_path / "tc"), "--loss_type", "negclip"]) == 0
+    assert main(["convert-clip", "--model_name_or_path", str(tiny_clip_checkpoint), "--output_dir", str(tmp_path / "tc"), "--loss_type", "negclip"]) == 0
     assert type(AutoModel.from_pretrained(tmp_path / "tc")) is CLIPModel  # the default form: a plain CLIP checkpoint
     reloaded = TripletCLIPModel.from_pretrained(tmp_path / "tc")
     assert reloaded.config.loss_type == "negclip"  # read back from config.json

@@ -84,8 +84,8 @@ def test_synthesize_end_to_end_with_images_rules_and_clip_filter(models, photo_f
     from modeling_tripletclip.cli import main as tripletclip
 
     out = tmp_path / "triplets"
-    code = tripletclip(["synthesize", "--input", str(photo_folder), "--caption-column", "text", "--image-column",
-                        "image", "--rules", *t2i_flags(models), "--out", str(out), "--seed", "5",
+    code = tripletclip(["synthesize", "--dataset", str(photo_folder), "--caption-column", "text", "--image-column",
+                        "image", "--rules", *t2i_flags(models), "--output_dir", str(out), "--seed", "5",
                         "--rows-per-shard", "4", "--clip-model", str(models["clip"]), "--keep-top-k", "2",
                         "--no-progress"])
     assert code == 0
@@ -173,9 +173,9 @@ def test_llm_captions_rendered_positives_and_quality_check(models, tmp_path):
                 "a red cube on a blue table", "A person in a blue helmet rides a motorbike on a gravel path."]
     out = tmp_path / "triplets"
     code = synthesis_main([
-        "synthesize", "--input", str(captions_file(tmp_path / "captions.jsonl", captions)),
+        "synthesize", "--dataset", str(captions_file(tmp_path / "captions.jsonl", captions)),
         "--caption-column", "caption", "--llm", str(models["causal_lm"]), "--max-new-tokens", "12",
-        "--max-retries", "1", *t2i_flags(models), "--out", str(out), "--rows-per-shard", "3",
+        "--max-retries", "1", *t2i_flags(models), "--output_dir", str(out), "--rows-per-shard", "3",
         "--vqa-model", str(models["vilt"]), "--num-questions", "2", "--no-progress",
     ])
     assert code == 0
@@ -204,18 +204,18 @@ def bad_input_cases(models, tmp_path):
     good = captions_file(tmp_path / "good.jsonl", ["A cat on a couch.", "A dog on a bed."])
     base = ["--caption-column", "caption", "--no-progress"]
     return {
-        "missing caption column": (["--input", str(good), "--caption-column", "text", "--rules", *t2i_flags(models)],
+        "missing caption column": (["--dataset", str(good), "--caption-column", "text", "--rules", *t2i_flags(models)],
                                    "no caption column 'text'; its columns are ['caption']"),
-        "llm is not a causal LM": (["--input", str(good), *base, "--llm", str(models["sd"]), *t2i_flags(models)],
+        "llm is not a causal LM": (["--dataset", str(good), *base, "--llm", str(models["sd"]), *t2i_flags(models)],
                                    "not a causal language model folder"),
-        "llm is a CLIP model": (["--input", str(good), *base, "--llm", str(models["clip"]), *t2i_flags(models)],
+        "llm is a CLIP model": (["--dataset", str(good), *base, "--llm", str(models["clip"]), *t2i_flags(models)],
                                 "is a 'clip' model (CLIPModel), not a causal language model"),
-        "t2i is not a pipeline": (["--input", str(good), *base, "--rules", "--t2i", str(models["causal_lm"])],
+        "t2i is not a pipeline": (["--dataset", str(good), *base, "--rules", "--t2i", str(models["causal_lm"])],
                                   "not a diffusers text-to-image pipeline folder"),
-        "float16 on CPU": (["--input", str(good), *base, "--rules", *t2i_flags(models), "--dtype", "float16"],
+        "float16 on CPU": (["--dataset", str(good), *base, "--rules", *t2i_flags(models), "--dtype", "float16"],
                            "runs on GPUs only"),
-        "no images at all": (["--input", str(good), *base, "--rules"], "TripletData needs images"),
-        "missing input": (["--input", str(tmp_path / "nope.jsonl"), *base, "--rules", *t2i_flags(models)],
+        "no images at all": (["--dataset", str(good), *base, "--rules"], "TripletData needs images"),
+        "missing input": (["--dataset", str(tmp_path / "nope.jsonl"), *base, "--rules", *t2i_flags(models)],
                           "Could not load the input"),
     }
 
@@ -226,7 +226,7 @@ def bad_input_cases(models, tmp_path):
 def test_bad_input_is_refused_before_generation(case, models, tmp_path, capsys):
     flags, message = bad_input_cases(models, tmp_path)[case]
     out = tmp_path / "out"
-    assert synthesis_main(["synthesize", *flags, "--out", str(out)]) == 2
+    assert synthesis_main(["synthesize", *flags, "--output_dir", str(out)]) == 2
     assert message in capsys.readouterr().err
     assert not out.exists()  # nothing was generated, not even the folder
 
@@ -234,29 +234,29 @@ def test_bad_input_is_refused_before_generation(case, models, tmp_path, capsys):
 def test_empty_captions_are_skipped_and_counted_not_fatal(models, tmp_path):
     captions = captions_file(tmp_path / "empty.jsonl", ["A cat on a couch.", "  ", "A dog on a bed."])
     out = tmp_path / "out"
-    assert synthesis_main(["synthesize", "--input", str(captions), "--caption-column", "caption", "--rules",
-                           *t2i_flags(models), "--no-progress", "--out", str(out)]) == 0
+    assert synthesis_main(["synthesize", "--dataset", str(captions), "--caption-column", "caption", "--rules",
+                           *t2i_flags(models), "--no-progress", "--output_dir", str(out)]) == 0
     manifest = json.loads((out / STATE_DIR / "manifest.json").read_text())
     assert manifest["rows"] == 3 and manifest["written"] == 2 and manifest["rejected"] == {"empty caption": 1}
     assert sorted(rows_by_id(out)) == ["0", "2"]
 
 
 def test_output_folder_of_another_configuration_is_refused(models, tmp_path, capsys):
-    flags = ["synthesize", "--input", str(captions_file(tmp_path / "c.jsonl", ["A cat on a couch."])),
+    flags = ["synthesize", "--dataset", str(captions_file(tmp_path / "c.jsonl", ["A cat on a couch."])),
              "--caption-column", "caption", "--rules", *t2i_flags(models), "--no-progress"]
     out = tmp_path / "out"
-    assert synthesis_main([*flags, "--out", str(out)]) == 0
+    assert synthesis_main([*flags, "--output_dir", str(out)]) == 0
     before = sorted(p.stat().st_mtime_ns for p in (out / "data").iterdir())
-    assert synthesis_main([*flags, "--out", str(out), "--seed", "1"]) == 2
+    assert synthesis_main([*flags, "--output_dir", str(out), "--seed", "1"]) == 2
     err = capsys.readouterr().err
     assert "made by a different synthesis configuration (config.seed: 0 there, 1 now)" in err
     assert "Rerun with the same options" in err
     assert sorted(p.stat().st_mtime_ns for p in (out / "data").iterdir()) == before
-    assert synthesis_main([*flags, "--out", str(out)]) == 0  # the same options: nothing left to do, fine
+    assert synthesis_main([*flags, "--output_dir", str(out)]) == 0  # the same options: nothing left to do, fine
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("mine")
-    assert synthesis_main([*flags, "--out", str(foreign)]) == 2
+    assert synthesis_main([*flags, "--output_dir", str(foreign)]) == 2
     assert "is not empty and was not made by `tripletclip synthesize`" in capsys.readouterr().err
 
 
@@ -266,7 +266,7 @@ def test_a_failing_row_is_recorded_and_retried_on_rerun(models, tmp_path, monkey
 
     captions = ["A cat on a couch.", "A unicorn standing in a field.", "A dog on a bed.", "A red car.",
                 "A man riding a bike."]
-    flags = ["synthesize", "--input", str(captions_file(tmp_path / "c.jsonl", captions)), "--caption-column",
+    flags = ["synthesize", "--dataset", str(captions_file(tmp_path / "c.jsonl", captions)), "--caption-column",
              "caption", "--rules", *t2i_flags(models), "--rows-per-shard", "2", "--no-progress"]
     original = StableDiffusionPipeline.__call__
 
@@ -277,7 +277,7 @@ def test_a_failing_row_is_recorded_and_retried_on_rerun(models, tmp_path, monkey
 
     out = tmp_path / "out"
     monkeypatch.setattr(StableDiffusionPipeline, "__call__", out_of_memory_on_unicorns)
-    assert synthesis_main([*flags, "--out", str(out)]) == 1  # incomplete: rerun needed
+    assert synthesis_main([*flags, "--output_dir", str(out)]) == 1  # incomplete: rerun needed
     record = json.loads((out / STATE_DIR / "shards" / "00000.json").read_text())
     assert record["failed"] == {"1": {"stage": "images", "error": "RuntimeError: CUDA out of memory (simulated)"}}
     assert sorted(rows_by_id(out), key=int) == ["0", "2", "3", "4"]  # the others carried on
@@ -285,14 +285,14 @@ def test_a_failing_row_is_recorded_and_retried_on_rerun(models, tmp_path, monkey
     assert not manifest["complete"] and manifest["failed"] == 1
 
     monkeypatch.setattr(StableDiffusionPipeline, "__call__", original)
-    assert synthesis_main([*flags, "--out", str(out)]) == 0
+    assert synthesis_main([*flags, "--output_dir", str(out)]) == 0
     records = {p.stem: json.loads(p.read_text()) for p in (out / STATE_DIR / "shards").glob("*.json")}
     assert records["00000"]["attempts"] == 2 and records["00000"]["failed"] == {}
     assert records["00000"]["stages"]["images"]["rows"] == 1  # only the failed row was redone
     assert records["00001"]["attempts"] == 1 and records["00002"]["attempts"] == 1
 
     reference = tmp_path / "reference"
-    assert synthesis_main([*flags, "--out", str(reference)]) == 0
+    assert synthesis_main([*flags, "--output_dir", str(reference)]) == 0
     # the rows of the failed batch were drawn one by one, not two by two: the same pictures up to rounding
     assert_same_rows(rows_by_id(out), rows_by_id(reference), exact_images=False)
 
@@ -323,7 +323,7 @@ def test_sigkill_of_two_processes_then_resume(models, tmp_path):
     captions = [f"A {colour} {animal} sitting on a {size} table next to a {person}."
                 for colour in ("red", "blue", "green") for animal in ("dog", "cat")
                 for size in ("small", "large") for person in ("man", "woman")]
-    flags = ["synthesize", "--input", str(captions_file(tmp_path / "c.jsonl", captions)), "--caption-column",
+    flags = ["synthesize", "--dataset", str(captions_file(tmp_path / "c.jsonl", captions)), "--caption-column",
              "caption", "--llm", str(models["causal_lm"]), "--max-new-tokens", "16", "--min-length-ratio", "0",
              "--llm-batch-size", "2", *t2i_flags(models), "--rows-per-shard", "2", "--seed", "3", "--no-progress"]
     out = tmp_path / "killed"
@@ -334,7 +334,7 @@ def test_sigkill_of_two_processes_then_resume(models, tmp_path):
         command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                    "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
                    "--main_process_port", str(free_port()), "-m", "dataset_builders.synthesis.cli",
-                   *flags, "--out", str(out)]
+                   *flags, "--output_dir", str(out)]
         return subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                 start_new_session=True)
 
@@ -359,7 +359,7 @@ def test_sigkill_of_two_processes_then_resume(models, tmp_path):
     assert len(resumed) == 12 and set(resumed.values()) == {1}  # no shard was generated twice after its record
 
     reference = tmp_path / "reference"  # uninterrupted, one process: the same rows, values and images
-    assert synthesis_main([*flags, "--out", str(reference)]) == 0
+    assert synthesis_main([*flags, "--output_dir", str(reference)]) == 0
     killed_rows, reference_rows = rows_by_id(out), rows_by_id(reference)
     assert len(reference_rows) + sum(manifest["rejected"].values()) == 24
     # Texts, ids, kinds and seeds exactly; pictures up to float rounding (two processes' kernels may round a rare

@@ -86,9 +86,9 @@ class SynthesisConfig:
 
     # ---- input and output
     dataset: str = field(metadata={"help": "the captions (and images): a dataset folder, a JSON-lines/JSON/CSV/TSV/"
-                                           "parquet file, or a Hub dataset id", "aliases": ["--input"]})
+                                           "parquet file, or a Hub dataset id"})
     caption_column: str = field(metadata={"help": "the column with the captions"})
-    output_dir: str = field(metadata={"help": "output folder (TripletData in the Hub layout)", "aliases": ["--out"]})
+    output_dir: str = field(metadata={"help": "output folder (TripletData in the Hub layout)"})
     image_column: str | None = _option(None, "the column with the images (leave out to render positive images from "
                                              "the captions with --t2i)")
     split: str = _option("train", "the input split to read")

@@ -6,8 +6,6 @@
 - ``--config FILE.yaml`` reads settings from YAML (keys are the field names); flags given on the command line win.
 - A string field with ``metadata["nargs"] = "+"`` takes several values (what a shell makes of ``shard-{0..9}.tar``),
   joined with commas; a list field without defaults collects repeated flags (``--model A --model B``).
-- ``metadata["aliases"]`` lists old spellings (``--out``): accepted for one release, with a deprecation message.
-  A command may also accept its main value first, without a flag (old form, deprecated).
 - After parsing, the dataclass's ``validate()`` (when it has one) runs before any work starts; its `ValueError` is
   printed as ``error: ...`` with exit status 2 by :func:`run_command`.
 """
@@ -15,7 +13,6 @@
 from __future__ import annotations
 
 import dataclasses
-import logging
 import sys
 import typing
 from collections.abc import Callable, Sequence
@@ -23,36 +20,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-logger = logging.getLogger(__name__)
-
 CONFIG_FLAG = "--config"
 
 
 @dataclass(frozen=True)
 class Command:
     """One command: its name (``"data world"``), its options dataclass and the function that runs it (returns the
-    exit status). ``positional`` names the field that may be given first without its flag (deprecated form)."""
+    exit status)."""
 
     name: str
     options: type
     run: Callable[[Any], int | None]
     help: str
     description: str | None = None
-    positional: str | None = None
 
 
 def _fields(options: type) -> list[dataclasses.Field]:
     return [f for f in dataclasses.fields(options) if f.init]
-
-
-def _deprecated_aliases(options: type) -> dict[str, str]:
-    """``{old spelling: canonical flag}`` from the fields' ``aliases``."""
-    found = {}
-    for f in _fields(options):
-        aliases = f.metadata.get("aliases", [])
-        for alias in [aliases] if isinstance(aliases, str) else aliases:
-            found[alias] = f"--{f.name}"
-    return found
 
 
 def build_parser(options: type, prog: str, description: str | None = None):
@@ -103,23 +87,7 @@ def _read_config(path: str, options: type) -> dict[str, Any]:
     return loaded
 
 
-def _rewrite_deprecated(argv: list[str], options: type, prog: str, positional: str | None) -> list[str]:
-    aliases = _deprecated_aliases(options)
-    rewritten = []
-    for token in argv:
-        flag, sep, value = token.partition("=")
-        if flag in aliases:
-            logger.warning("%s: %s is deprecated and will be removed; use %s.", prog, flag, aliases[flag])
-            token = aliases[flag] + (sep + value if sep else "")
-        rewritten.append(token)
-    if positional and rewritten and not rewritten[0].startswith("-"):
-        logger.warning("%s: giving %s without its flag is deprecated; use --%s VALUE.", prog, positional, positional)
-        rewritten = [f"--{positional}", *rewritten]
-    return rewritten
-
-
-def parse_options(options: type, argv: Sequence[str] | None = None, *, prog: str, description: str | None = None,
-                  positional: str | None = None):
+def parse_options(options: type, argv: Sequence[str] | None = None, *, prog: str, description: str | None = None):
     """Parse ``argv`` (default: ``sys.argv[1:]``) into an instance of the dataclass ``options`` and validate it.
 
     Raises:
@@ -127,7 +95,6 @@ def parse_options(options: type, argv: Sequence[str] | None = None, *, prog: str
         ValueError: a bad ``--config`` file or settings that ``validate()`` refuses.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    argv = _rewrite_deprecated(argv, options, prog, positional)
     parser = build_parser(options, prog, description)
     config_path = None
     for index, token in enumerate(argv):
@@ -165,8 +132,7 @@ def run_command(command: Command, argv: Sequence[str] | None, prog: str,
 
     watch_run()
     try:
-        options = parse_options(command.options, argv, prog=prog, description=command.description or command.help,
-                                positional=command.positional)
+        options = parse_options(command.options, argv, prog=prog, description=command.description or command.help)
         return int(command.run(options) or 0)
     except errors as error:
         print(f"{prog}: error: {error}", file=sys.stderr)

@@ -26,8 +26,7 @@ EXAMPLES = {
 class _PushOptions:
     repo_id: str = field(metadata={"help": "namespace/name on the Hub"})
     output_dir: str | None = field(default=None, metadata={
-        "help": "where to assemble the folder (default: a temporary folder)", "aliases": ["--staging_dir",
-                                                                                          "--staging-dir"]})
+        "help": "where to assemble the folder (default: a temporary folder)"})
     dry_run: bool = field(default=False, metadata={"help": "assemble and list the files, upload nothing"})
     private: bool = field(default=False, metadata={"help": "create the repository as private"})
     token: str | None = field(default=None, metadata={"help": "Hub token with write access (default: HF_TOKEN or "
@@ -47,7 +46,7 @@ class PushModelOptions(_PushOptions):
         "help": "the report's key for this model, when the report covers several models"})
     processor: str | None = field(default=None, metadata={"help": "processor to publish (default: the model's)"})
     datasets: list[str] = field(default_factory=list, metadata={
-        "help": "training dataset Hub id for the card (repeatable)", "aliases": ["--dataset"]})
+        "help": "training dataset Hub id for the card (repeatable)"})
     base_model: str | None = field(default=None, metadata={"help": "Hub id of the checkpoint it was fine-tuned from"})
     checkpoint_format: str = field(default="clip", metadata={
         "help": "'clip': a plain CLIPModel checkpoint every CLIP client loads with no flag (TripletCLIP settings in "
@@ -117,7 +116,7 @@ class ConvertClipOptions:
 
     model_name_or_path: str = field(metadata={
         "help": "CLIP checkpoint: a Hub id such as openai/clip-vit-base-patch32, or a folder"})
-    output_dir: str = field(metadata={"help": "output folder", "aliases": ["--out"]})
+    output_dir: str = field(metadata={"help": "output folder"})
     loss_type: str = field(default="tripletclip", metadata={"help": "the objective recorded in the config",
                                                              "choices": LOSS_TYPES})
     checkpoint_format: str = field(default="clip", metadata={
@@ -139,7 +138,7 @@ class ConvertOfficialOptions:
     """Options of ``tripletclip convert-official``."""
 
     model_name_or_path: str = field(metadata={"help": "Hub id or folder of the official checkpoint"})
-    output_dir: str = field(metadata={"help": "output folder (new or empty)", "aliases": ["--out"]})
+    output_dir: str = field(metadata={"help": "output folder (new or empty)"})
     processor: str = field(default="openai/clip-vit-base-patch32", metadata={
         "help": "processor to save with it (Hub id or folder)"})
     loss_type: str | None = field(default=None, metadata={
@@ -171,17 +170,16 @@ COMMANDS = [
     *(Command(f"push {kind}", options, _push(kind), help=help_text,
               description=f"{help_text}. Assemble the exact folder the Hub repository will hold, then upload it "
                           f"(create_repo + upload_folder). The token comes from --token, HF_TOKEN or `hf auth login`. "
-                          f"Example: {EXAMPLES[kind]}", positional=SOURCES[kind])
+                          f"Example: {EXAMPLES[kind]}")
       for kind, (help_text, options) in _HELPS.items()),
     Command("convert-clip", ConvertClipOptions, _convert_clip,
             help="save a CLIP checkpoint as a TripletCLIP checkpoint (same weights)",
             description="Save any CLIP checkpoint (Hub id or folder) as a TripletCLIP checkpoint with identical "
-                        "weights.", positional="model_name_or_path"),
+                        "weights."),
     Command("convert-official", ConvertOfficialOptions, _convert_official,
             help="turn an official TripletCLIP release (text-encoder/ + vision-encoder/) into one checkpoint",
             description="Convert an official TripletCLIP checkpoint (e.g. TripletCLIP/CC3M_TripletCLIP_ViTB12, or a "
                         "folder with text-encoder/ and vision-encoder/) into one TripletCLIP checkpoint that "
                         "AutoModel.from_pretrained loads. Weights are matched by structure and every tensor must be "
-                        "used exactly once; the logit scale is fixed at 100 as in the official evaluation.",
-            positional="model_name_or_path"),
+                        "used exactly once; the logit scale is fixed at 100 as in the official evaluation."),
 ]
