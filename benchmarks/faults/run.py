@@ -188,7 +188,8 @@ class Harness:
         row = Row(job.title, "launcher SIGKILLed, workers left to notice", rerun=job.rerun)
         for trial in range(max(1, self.trials // 3)):
             out = self.work / job.key / f"orphan-{trial}"
-            problems, seconds, finished_first = orphan_trial(job, out, self.work, duration, self.random)
+            problems, seconds, finished_first = orphan_trial(job, out, self.work, duration, self.random,
+                                                             reference=reference)
             done = _run(job.resume_command(out), job.env(), 1800, self.work, problems)
             lost = 1
             if done.returncode == 0:
@@ -199,7 +200,7 @@ class Harness:
             row.trials += 1
             row.survived += int(not problems)
             row.data_lost += lost
-            what = ("the run had already finished" if finished_first else
+            what = ("the workers had already finished their work" if finished_first else
                     f"every worker exited {seconds:.1f} s after its launcher was killed")
             row.notes.append(f"trial {trial}: {what}: " + ("; ".join(problems) if problems else "resumed identical"))
             shutil.rmtree(out, ignore_errors=True)
@@ -374,10 +375,11 @@ class Harness:
 
 
 def orphan_trial(job: Job, out: Path, cwd: Path, duration: float, rng: random.Random,
-                 ready=None) -> tuple[list[str], float, bool]:
+                 ready=None, reference: Path | None = None) -> tuple[list[str], float, bool]:
     """Start ``job``, SIGKILL its launcher alone once its workers run (at a random moment after that, or once
-    ``ready(out)`` is true), and wait for every worker to exit. Returns (problems, seconds the last worker took to
-    exit, whether the run finished before the kill)."""
+    ``ready(out)`` is true), and wait for every worker to exit, each with a message unless its work was done (the
+    output already equal to ``reference``'s). Returns (problems, seconds the last worker took to exit, whether the
+    work was done before the kill)."""
     env, tag = trees.tagged_env(job.env())
     out.parent.mkdir(parents=True, exist_ok=True)
     log = out.parent / f"{out.name}.stderr"
@@ -388,7 +390,7 @@ def orphan_trial(job: Job, out: Path, cwd: Path, duration: float, rng: random.Ra
     problems: list[str] = []
     while process.poll() is None and len(trees.workers(process)) < job.processes:
         time.sleep(0.05)
-    delay = rng.uniform(0.1, 0.8) * max(duration - (time.time() - started), 0.5)
+    delay = rng.uniform(0.05, 0.6) * max(duration - (time.time() - started), 0.5)
     deadline = time.time() + (600 if ready else delay)
     while process.poll() is None and time.time() < deadline and not (ready and ready(out)):
         time.sleep(0.02)
@@ -404,10 +406,12 @@ def orphan_trial(job: Job, out: Path, cwd: Path, duration: float, rng: random.Ra
                         f"killed: {trees.describe(remaining)}")
         trees.signal_all(remaining, signal.SIGKILL)
     text = log.read_text(errors="replace")
-    if workers and "launcher of this run" not in text and "stopped by SIGTERM" not in text:
+    said = "launcher of this run" in text or "stopped by SIGTERM" in text
+    done = reference is not None and job.compare(out, reference)[0] == 0
+    if workers and not said and not done:
         problems.append(f"no worker said why it stopped: {text.strip().splitlines()[-3:]}")
     problems += job.untrusted(out)
-    return problems, seconds, False
+    return problems, seconds, done and not said
 
 
 def live_folder_trial(job: Job, out: Path, cwd: Path) -> tuple[list[str], float]:
@@ -460,7 +464,10 @@ def live_folder_trial(job: Job, out: Path, cwd: Path) -> tuple[list[str], float]
 
 
 def _line(row: Row) -> str:
-    return f"  {row.job} / {row.fault}: {row.survived}/{row.trials} survived, data lost {row.data_lost}"
+    line = f"  {row.job} / {row.fault}: {row.survived}/{row.trials} survived, data lost {row.data_lost}"
+    if row.survived < row.trials:
+        line += "".join(f"\n    {note}" for note in row.notes)
+    return line
 
 
 def table(rows: list[Row]) -> str:
