@@ -18,7 +18,7 @@ from typing import Any
 from transformers import CLIPConfig
 from transformers.configuration_utils import strict
 
-from .losses import LOSS_NEEDS_NEGATIVES, LOSS_TYPES, check_loss_type
+from .losses import LOSS_TYPES, Objective, check_cyclip_weights, objective
 
 #: The key of a plain CLIP ``config.json`` that holds a published checkpoint's TripletCLIP settings.
 CLIP_METADATA_KEY = "tripletclip"
@@ -72,10 +72,8 @@ class TripletCLIPConfig(CLIPConfig):
 
     def __post_init__(self, **kwargs):
         # Checked before anything else is built, so a typo fails at once with a plain ValueError.
-        check_loss_type(self.loss_type)
-        if self.cyclip_in_modal_weight < 0 or self.cyclip_cross_modal_weight < 0:
-            raise ValueError("cyclip_in_modal_weight and cyclip_cross_modal_weight cannot be negative (got "
-                             f"{self.cyclip_in_modal_weight}, {self.cyclip_cross_modal_weight}); 0 turns a term off.")
+        objective(self.loss_type)
+        check_cyclip_weights(self.cyclip_in_modal_weight, self.cyclip_cross_modal_weight)
         # A plain CLIP configuration read into this class (`TripletCLIPModel.from_pretrained("a/clip")`) carries
         # model_type "clip"; the model it builds is a TripletCLIP model, and saves as one.
         kwargs.pop("model_type", None)
@@ -101,12 +99,9 @@ class TripletCLIPConfig(CLIPConfig):
         return clip
 
     @property
-    def needs_negative_captions(self) -> bool:
-        return LOSS_NEEDS_NEGATIVES[self.loss_type][0]
-
-    @property
-    def needs_negative_images(self) -> bool:
-        return LOSS_NEEDS_NEGATIVES[self.loss_type][1]
+    def objective(self) -> Objective:
+        """The objective ``loss_type`` names (`losses.OBJECTIVES`): what it needs, its label."""
+        return objective(self.loss_type)
 
 
 def from_clip_dict(values: dict[str, Any]) -> dict[str, Any]:
@@ -118,5 +113,4 @@ def from_clip_dict(values: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
-__all__ = ["CLIP_METADATA_KEY", "TRIPLETCLIP_FIELDS", "TripletCLIPConfig", "LOSS_TYPES", "LOSS_NEEDS_NEGATIVES",
-           "from_clip_dict"]
+__all__ = ["CLIP_METADATA_KEY", "TRIPLETCLIP_FIELDS", "TripletCLIPConfig", "LOSS_TYPES", "from_clip_dict"]

@@ -211,8 +211,13 @@ def gather_features(features: torch.Tensor, gather: Gather) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class Objective:
-    """A training objective: its loss function and the embeddings it takes, in the function's positional order."""
+    """Everything about a training objective, in one place: its ``loss_type`` name, its display label and
+    description (cards, reports), its loss function and the embeddings it takes, in the function's positional order
+    (which say what it needs: negative captions, negative images)."""
 
+    name: str
+    label: str
+    description: str
     function: Callable[..., LossParts]
     inputs: tuple[str, ...]
 
@@ -225,30 +230,40 @@ class Objective:
         return "negative_image_embeds" in self.inputs
 
 
-OBJECTIVES: dict[str, Objective] = {
-    "clip": Objective(clip_loss, ("image_embeds", "text_embeds")),
-    "negclip": Objective(negclip_loss, ("image_embeds", "text_embeds", "negative_text_embeds")),
-    "tripletclip": Objective(
-        tripletclip_loss, ("image_embeds", "text_embeds", "negative_image_embeds", "negative_text_embeds")
-    ),
-    "clip_hn": Objective(clip_hn_loss, ("image_embeds", "text_embeds", "negative_image_embeds", "negative_text_embeds")),
-    "negative_images": Objective(negative_images_loss, ("image_embeds", "text_embeds", "negative_image_embeds")),
-}
-"""Every ``loss_type``: its loss function and the embeddings it uses."""
+OBJECTIVES: dict[str, Objective] = {objective.name: objective for objective in (
+    Objective("clip", "CLIP", "CLIP contrastive loss on real pairs only", clip_loss, ("image_embeds", "text_embeds")),
+    Objective("negclip", "NegCLIP", "NegCLIP: negative captions join the image-to-text softmax", negclip_loss,
+              ("image_embeds", "text_embeds", "negative_text_embeds")),
+    Objective("tripletclip", "TripletCLIP", "TripletCLIP: NegCLIP anchored on the real images plus NegCLIP anchored "
+              "on the negative images", tripletclip_loss,
+              ("image_embeds", "text_embeds", "negative_image_embeds", "negative_text_embeds")),
+    Objective("clip_hn", "LaCLIP+HN", "CLIP with the negative pairs added to the batch as ordinary pairs (LaCLIP+HN)",
+              clip_hn_loss, ("image_embeds", "text_embeds", "negative_image_embeds", "negative_text_embeds")),
+    Objective("negative_images", "Neg. images only", "negative images only: they join the text-to-image softmax as "
+              "hard negatives", negative_images_loss, ("image_embeds", "text_embeds", "negative_image_embeds")),
+)}
+"""Every ``loss_type``: the one owner of what an objective is and needs."""
 
 LOSS_TYPES: tuple[str, ...] = tuple(OBJECTIVES)
 
-LOSS_NEEDS_NEGATIVES: dict[str, tuple[bool, bool]] = {
-    name: (objective.needs_negative_captions, objective.needs_negative_images) for name, objective in OBJECTIVES.items()
-}
-"""The negative inputs each objective needs: (negative captions, negative images)."""
+
+def objective(loss_type: str) -> Objective:
+    """The objective named ``loss_type``, or a `ValueError` listing them."""
+    if loss_type not in OBJECTIVES:
+        raise ValueError(f"Unknown loss_type {loss_type!r}. Choose one of: {', '.join(map(repr, LOSS_TYPES))}.")
+    return OBJECTIVES[loss_type]
 
 
 def check_loss_type(loss_type: str) -> str:
     """Return ``loss_type`` if it names an objective, else raise a `ValueError` listing them."""
-    if loss_type not in OBJECTIVES:
-        raise ValueError(f"Unknown loss_type {loss_type!r}. Choose one of: {', '.join(map(repr, LOSS_TYPES))}.")
-    return loss_type
+    return objective(loss_type).name
+
+
+def check_cyclip_weights(in_modal: float, cross_modal: float) -> None:
+    """Raise a `ValueError`, naming the weight, unless both CyCLIP weights are zero or more."""
+    for name, weight in (("cyclip_in_modal_weight", in_modal), ("cyclip_cross_modal_weight", cross_modal)):
+        if weight < 0:
+            raise ValueError(f"{name} cannot be negative (got {weight}); 0 turns the term off")
 
 
 def compute_loss(
@@ -329,11 +344,11 @@ def _pairs(objective: Objective, embeds: dict[str, torch.Tensor]) -> tuple[torch
 
 
 __all__ = [
-    "LOSS_NEEDS_NEGATIVES",
     "LOSS_TYPES",
     "OBJECTIVES",
     "Gather",
     "Objective",
+    "check_cyclip_weights",
     "check_loss_type",
     "clip_hn_loss",
     "clip_loss",
@@ -343,5 +358,6 @@ __all__ = [
     "gather_features",
     "negative_images_loss",
     "negclip_loss",
+    "objective",
     "tripletclip_loss",
 ]

@@ -25,8 +25,8 @@ from transformers.processing_utils import Unpack
 from transformers.utils import TransformersKwargs, logging
 from transformers.utils.generic import can_return_tuple
 
-from .configuration_tripletclip import LOSS_NEEDS_NEGATIVES, TripletCLIPConfig, from_clip_dict
-from .losses import Gather, check_loss_type, compute_loss
+from .configuration_tripletclip import TripletCLIPConfig, from_clip_dict
+from .losses import Gather, check_loss_type, compute_loss, objective
 
 logger = logging.get_logger(__name__)
 
@@ -281,7 +281,7 @@ class TripletCLIPModel(CLIPModel):
     def _check_negatives(
         self, loss_type, input_ids, pixel_values, negative_input_ids, negative_pixel_values, negative_attention_mask
     ) -> None:
-        needs_captions, needs_images = LOSS_NEEDS_NEGATIVES[loss_type]
+        needs_captions, needs_images = objective(loss_type).needs_negative_captions, objective(loss_type).needs_negative_images
         batch = pixel_values.shape[0]
         if input_ids.shape[0] != batch:
             raise ValueError(

@@ -25,6 +25,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from modeling_tripletclip.losses import OBJECTIVES, objective
+
 #: CyCLIP's paper's weights of its in-modal and cross-modal consistency terms.
 CYCLIP_WEIGHTS = (0.25, 0.25)
 
@@ -41,18 +43,13 @@ class Method:
 
 #: The methods compared, by configuration name.
 METHODS: dict[str, Method] = {
-    "clip": Method("CLIP", "clip"),
-    "clip_hn": Method("LaCLIP+HN", "clip_hn"),
-    "negclip": Method("NegCLIP", "negclip"),
-    "tripletclip": Method("TripletCLIP", "tripletclip"),
-    "negative_images": Method("Neg. images only", "negative_images"),
+    **{name: Method(OBJECTIVES[name].label, name) for name in ("clip", "clip_hn", "negclip", "tripletclip",
+                                                                "negative_images")},
     "cyclip": Method("CyCLIP", "clip", cyclip=True),
     "tripletclip+cyclip": Method("CyCLIP + TripletCLIP", "tripletclip", cyclip=True),
 }
 #: How the compared runs start: from random weights, or from one shared CLIP-pretrained base.
 PROTOCOLS = ("scratch", "finetune")
-#: Objectives that encode a negative image for every triplet, i.e. 2B images per step.
-USES_NEGATIVE_IMAGES = ("tripletclip", "clip_hn", "negative_images")
 #: Objectives also trained with a doubled batch, to match the images seen per step.
 DOUBLED_BATCH_METHODS = ("clip", "negclip")
 
@@ -231,12 +228,13 @@ class ComparisonSettings:
 
     def relative_cost(self, run: RunSpec) -> float:
         """Encoder work per step relative to CLIP at batch B (an image and a caption cost about the same here)."""
-        images = 2 if run.loss_type in USES_NEGATIVE_IMAGES else 1
-        captions = 1 if run.loss_type in ("clip", "negative_images") else 2
+        needs = objective(run.loss_type)
+        images = 2 if needs.needs_negative_images else 1
+        captions = 2 if needs.needs_negative_captions else 1
         return run.batch_multiplier * (images + captions) / 2
 
     def images_per_step(self, run: RunSpec) -> int:
-        return self.batch_size * run.batch_multiplier * (2 if run.loss_type in USES_NEGATIVE_IMAGES else 1)
+        return self.batch_size * run.batch_multiplier * (2 if objective(run.loss_type).needs_negative_images else 1)
 
     def model_overrides(self) -> dict[str, Any]:
         """`create_model_and_processor("tiny", ...)` overrides: the same two towers for every objective."""

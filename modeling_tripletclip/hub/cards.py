@@ -25,6 +25,7 @@ from huggingface_hub import ModelCard, ModelCardData, SpaceCard, SpaceCardData
 from dataset_builders.utils.locations import is_local
 
 from ..evaluation.report import EvaluationReport
+from ..losses import OBJECTIVES
 
 MODEL_CARD_TEMPLATE = "model_card.md"
 SPACE_CARD_TEMPLATE = "space_card.md"
@@ -32,13 +33,6 @@ DEFAULT_LICENSE = "apache-2.0"
 PLACEHOLDER_REPO_ID = "path/to/tripletclip"
 BASE_TAGS = ("tripletclip", "clip", "compositionality", "hard-negatives", "vision-language")
 
-OBJECTIVES = {
-    "clip": "CLIP contrastive loss on real pairs only",
-    "negclip": "NegCLIP: negative captions join the image-to-text softmax",
-    "tripletclip": "TripletCLIP: NegCLIP anchored on the real images plus NegCLIP anchored on the negative images",
-    "clip_hn": "CLIP with the negative pairs added to the batch as ordinary pairs (LaCLIP+HN)",
-    "negative_images": "negative images only: they join the text-to-image softmax as hard negatives",
-}
 
 _TASK = "zero-shot-image-classification"
 
@@ -204,7 +198,8 @@ def _details(config, loss_type, base_model, datasets, num_parameters, license,
     if num_parameters:
         rows.append(("Parameters", f"{num_parameters / 1e6:.1f}M"))
     if loss_type:
-        rows.append(("Objective", f"`{loss_type}`: {OBJECTIVES.get(loss_type, loss_type)}"))
+        description = OBJECTIVES[loss_type].description if loss_type in OBJECTIVES else loss_type
+        rows.append(("Objective", f"`{loss_type}`: {description}"))
     if base_model:
         rows.append(("Base model", f"`{base_model}`"))
     if datasets:

@@ -20,7 +20,7 @@ import yaml
 
 from dataset_builders.utils import atomic
 
-from ..losses import LOSS_NEEDS_NEGATIVES, LOSS_TYPES, check_loss_type
+from ..losses import LOSS_TYPES, Objective, check_cyclip_weights, objective
 
 DEFAULT_OUTPUT_DIR = "outputs/tripletclip-world"
 WORLD = "world"
@@ -192,12 +192,13 @@ class TrainingConfig:
         """Reject impossible settings with a message that says what to change. Runs before anything is loaded."""
         problems = []
         try:
-            check_loss_type(self.loss_type)
+            objective(self.loss_type)
         except ValueError:
             problems.append(f"--loss_type {self.loss_type!r} is not one of {', '.join(LOSS_TYPES)}")
-        for name in ("cyclip_in_modal_weight", "cyclip_cross_modal_weight"):
-            if getattr(self, name) < 0:
-                problems.append(f"--{name} cannot be negative (got {getattr(self, name)}); 0 turns the term off")
+        try:
+            check_cyclip_weights(self.cyclip_in_modal_weight, self.cyclip_cross_modal_weight)
+        except ValueError as error:
+            problems.append(f"--{error}")
         if self.preset and self.model_name_or_path:
             problems.append("give either --preset (a random model) or --model_name_or_path (a checkpoint), not both")
         if self.preset is not None:
@@ -247,12 +248,9 @@ class TrainingConfig:
             )
 
     @property
-    def needs_negative_images(self) -> bool:
-        return LOSS_NEEDS_NEGATIVES[self.loss_type][1]
-
-    @property
-    def needs_negative_captions(self) -> bool:
-        return LOSS_NEEDS_NEGATIVES[self.loss_type][0]
+    def objective(self) -> Objective:
+        """The objective ``--loss_type`` names (`losses.OBJECTIVES`): what it needs, its label."""
+        return objective(self.loss_type)
 
 
 def parse_args(argv: list[str] | None = None) -> TrainingConfig:

@@ -42,9 +42,9 @@ class TrainingData:
     def check_objective(self, config: TrainingConfig) -> None:
         """Fail before training when the data lacks what the objective needs."""
         missing = []
-        if config.needs_negative_captions and "negative_caption" not in self.columns:
+        if config.objective.needs_negative_captions and "negative_caption" not in self.columns:
             missing.append("negative_caption")
-        if config.needs_negative_images and "negative_image" not in self.columns:
+        if config.objective.needs_negative_images and "negative_image" not in self.columns:
             missing.append("negative_image")
         if missing:
             usable = ["clip"] + (["negclip"] if "negative_caption" in self.columns else [])

@@ -122,8 +122,8 @@ def _train(accelerator: Accelerator, config: TrainingConfig, output_dir: Path, s
     # uses are decoded at all.
     collator = TripletCollator(
         processor,
-        negative_captions=config.needs_negative_captions,
-        negative_images=config.needs_negative_images,
+        negative_captions=config.objective.needs_negative_captions,
+        negative_images=config.objective.needs_negative_images,
         reduced_image_decoding=config.reduced_image_decoding,
         normalize_images=False,  # the step normalises on the device: 4x less to copy, no float work here
     )
@@ -303,9 +303,9 @@ def _model_inputs(batch: dict, config: TrainingConfig, collator, device) -> dict
     """Only the inputs the objective uses (NegCLIP never encodes negative images, CLIP no negatives at all), on the
     device, images normalised there (the batch carries them as ``uint8``)."""
     keys = ["input_ids", "attention_mask", "pixel_values"]
-    if config.needs_negative_captions:
+    if config.objective.needs_negative_captions:
         keys += ["negative_input_ids", "negative_attention_mask"]
-    if config.needs_negative_images:
+    if config.objective.needs_negative_images:
         keys += ["negative_pixel_values"]
     return collator.normalize({key: batch[key].to(device, non_blocking=True) for key in keys if key in batch})
 
