@@ -3,11 +3,10 @@
     python benchmarks/compare.py --select_settings     # fine-tuning: build the base, choose on validation (CLIP only)
     python benchmarks/compare.py                       # every objective fine-tuned from one CLIP-pretrained base
     python benchmarks/compare.py --protocol scratch    # every objective from the same random weights, as long
-    python benchmarks/compare.py --protocol scratch --pilot   # the first CPU-sized comparison (early plateau)
     python benchmarks/compare.py --smoke               # a microscopic version of the same design, in minutes
 
-Trains CLIP, LaCLIP+HN, NegCLIP, TripletCLIP and the negative-images-only ablation (the pilot also CyCLIP and
-CyCLIP + TripletCLIP), the same seeds each, same starting weights per seed, same world, batch and optimizer steps,
+Trains CLIP, LaCLIP+HN, NegCLIP, TripletCLIP and the negative-images-only ablation (``ComparisonSettings.methods``
+adds CyCLIP and CyCLIP + TripletCLIP), the same seeds each, same starting weights per seed, same world, batch and optimizer steps,
 plus CLIP and NegCLIP with a doubled batch (matched images seen), each through the shipped trainer; evaluates them on
 the world's held-out compositions; and writes ``comparison.json``, ``comparison.md``, ``comparison.png`` and
 ``similarity.png`` into ``--output_dir``. Finished runs (and the fine-tuning base) are kept in ``--work_dir`` and
@@ -43,14 +42,11 @@ class CompareOptions:
                 "(the paper's Table 7); scratch: every objective from the same random weights (the paper's "
                 "pretraining)"})
     smoke: bool = field(default=False, metadata={"help": "microscopic settings: checks the pipeline in minutes"})
-    pilot: bool = field(default=False, metadata={
-        "help": "the first, CPU-sized comparison from scratch (20,000 scenes, a narrowed model, 600 steps of 32), "
-                "whose results benchmarks/README.md keeps"})
     output_dir: str | None = field(default=None, metadata={
         "help": "where the JSON, Markdown and PNG results go, with every finished run (runs/) and the fine-tuning "
                 "base (finetune-base/), which a later invocation adopts instead of training them again (default: "
-                "benchmarks/results for the fine-tuning protocol, benchmarks/results/scratch and "
-                "benchmarks/results/pilot for the others; with --smoke: <work_dir>/results)"})
+                "benchmarks/results for the fine-tuning protocol, benchmarks/results/scratch "
+                "from scratch; with --smoke: <work_dir>/results)"})
     work_dir: str | None = field(default=None, metadata={
         "help": "world, starting models and runs (default: $TRIPLETCLIP_CACHE or ~/.cache/tripletclip, sub-folder "
                 "comparison-<settings>-<protocol>)"})
@@ -70,9 +66,6 @@ class CompareOptions:
 
         if self.protocol not in PROTOCOLS:
             raise ValueError(f"--protocol {self.protocol!r} is not one of {', '.join(PROTOCOLS)}.")
-        if self.pilot and (self.smoke or self.protocol != "scratch"):
-            raise ValueError("--pilot is the first from-scratch comparison: use it with --protocol scratch and "
-                             "without --smoke.")
         if self.select_settings and self.protocol != "finetune":
             raise ValueError("--select_settings chooses the fine-tuning settings: use it with --protocol finetune.")
         if self.select_settings and self.report_only:
@@ -111,8 +104,6 @@ def main(argv=None) -> int:
 
     if args.smoke:
         settings = ComparisonSettings.smoke(args.protocol)
-    elif args.pilot:
-        settings = ComparisonSettings.pilot()
     else:
         settings = ComparisonSettings.full(args.protocol)
     if args.seed_list:
@@ -125,7 +116,7 @@ def main(argv=None) -> int:
     from dataset_builders.utils.locations import cache_dir
 
     cache = cache_dir()
-    folder = "comparison-pilot" if args.pilot else f"comparison-{settings.name}-{settings.protocol}"
+    folder = f"comparison-{settings.name}-{settings.protocol}"
     work_dir = Path(args.work_dir) if args.work_dir else cache / folder
     results = REPO_ROOT / "benchmarks" / "results"
     if args.output_dir:
@@ -133,8 +124,7 @@ def main(argv=None) -> int:
     elif args.smoke:
         output_dir = work_dir / "results"
     else:
-        output_dir = results / "pilot" if args.pilot else results / "scratch" if settings.protocol == "scratch" else (
-            results)
+        output_dir = results / "scratch" if settings.protocol == "scratch" else results
 
     started = time.time()
     if args.report_only:

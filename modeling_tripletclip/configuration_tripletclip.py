@@ -23,8 +23,7 @@ from .losses import LOSS_TYPES, Objective, check_cyclip_weights, objective
 #: The key of a plain CLIP ``config.json`` that holds a published checkpoint's TripletCLIP settings.
 CLIP_METADATA_KEY = "tripletclip"
 #: The settings TripletCLIP adds to `CLIPConfig`.
-TRIPLETCLIP_FIELDS = ("loss_type", "local_loss", "gather_with_grad", "cyclip_in_modal_weight",
-                      "cyclip_cross_modal_weight")
+TRIPLETCLIP_FIELDS = ("loss_type", "local_loss", "cyclip_in_modal_weight", "cyclip_cross_modal_weight")
 #: Keys that describe how a configuration was saved, not the model: never carried from one form to the other.
 _SAVING_KEYS = ("model_type", "architectures", "auto_map", "transformers_version", "_name_or_path")
 
@@ -42,9 +41,6 @@ class TripletCLIPConfig(CLIPConfig):
             When the caller splits the batch over processes (`forward(..., gather=Gather(rank, world_size))`),
             compute only this process's rows of the logit matrices against the gathered columns (open_clip's
             `local_loss`). Same gradients, less memory; without it every process computes the full gathered matrices.
-        gather_with_grad (`bool`, *optional*, defaults to `True`):
-            All-gather embeddings across processes with gradient, so that N processes of batch B compute the
-            loss and gradients of one process with batch N*B. Only ever turn off to reproduce older code.
         cyclip_in_modal_weight (`float`, *optional*, defaults to `0.0`):
             Weight of CyCLIP's in-modal consistency term (image–image against text–text similarities), added to any
             `loss_type`; 0 leaves it out (as CyCLIP's code does by default); CyCLIP's paper trains with 0.25.
@@ -66,7 +62,6 @@ class TripletCLIPConfig(CLIPConfig):
 
     loss_type: str = "tripletclip"
     local_loss: bool = False
-    gather_with_grad: bool = True
     cyclip_in_modal_weight: float = 0.0
     cyclip_cross_modal_weight: float = 0.0
 

@@ -42,6 +42,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch.distributed._functional_collectives import all_gather_single_autograd
 import torch.nn.functional as F
 
 LossParts = dict[str, torch.Tensor]
@@ -174,13 +175,11 @@ class Gather:
         rank: this process's index among them (its rows come at ``rank * B`` in the gathered batch).
         world_size: how many processes share the batch; every one holds the same number of rows ``B``.
         group: the `torch.distributed` process group (None: the default group).
-        with_grad: gather with gradient (see :func:`gather_features`); only turn off to reproduce older code.
     """
 
     rank: int
     world_size: int
     group: Any = None
-    with_grad: bool = True
 
     def __post_init__(self):
         if not 0 <= self.rank < self.world_size:
@@ -190,7 +189,7 @@ class Gather:
 def gather_features(features: torch.Tensor, gather: Gather) -> torch.Tensor:
     """Concatenate ``features`` `(B, D)` from every process of ``gather`` along the batch, in rank order: `(N·B, D)`.
 
-    With ``gather.with_grad`` the gather is autograd-aware: the gradient that reaches each process's rows is the sum
+    The gather is autograd-aware: the gradient that reaches each process's rows is the sum
     over processes, so after data-parallel gradient averaging the parameters get exactly the gradient of one process
     with the whole batch. (``accelerator.gather`` does not carry gradients.) Every process must hold the same batch
     size and call this in the same order.
@@ -198,15 +197,7 @@ def gather_features(features: torch.Tensor, gather: Gather) -> torch.Tensor:
     if gather.world_size == 1:
         return features
     group = gather.group if gather.group is not None else dist.group.WORLD
-    if gather.with_grad:
-        from torch.distributed._functional_collectives import all_gather_single_autograd
-
-        return all_gather_single_autograd(features.contiguous(), gather_dim=0, group=group)
-    gathered = [torch.empty_like(features) for _ in range(gather.world_size)]
-    dist.all_gather(gathered, features.contiguous(), group=group)
-    # Keep the local rows in the graph so this process's own gradient still flows.
-    gathered[gather.rank] = features
-    return torch.cat(gathered)
+    return all_gather_single_autograd(features.contiguous(), gather_dim=0, group=group)
 
 
 @dataclass(frozen=True)

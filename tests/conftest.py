@@ -106,7 +106,7 @@ def tiny_clip_checkpoint(tmp_path_factory, tiny_model_and_processor) -> Path:
 
     model, processor = tiny_model_and_processor
     values = model.config.to_dict()
-    for key in ("model_type", "loss_type", "local_loss", "gather_with_grad", "auto_map", "architectures"):
+    for key in ("model_type", "loss_type", "local_loss", "auto_map", "architectures"):
         values.pop(key, None)
     torch.manual_seed(1)
     clip = CLIPModel(CLIPConfig(**values))

@@ -67,7 +67,7 @@ def test_paired_difference_uses_common_seeds_and_verdicts():
 
 
 def test_design_runs_and_matched_images():
-    settings = ComparisonSettings.pilot()
+    settings = ComparisonSettings(protocol="scratch")
     settings.validate()
     runs = settings.runs()
     assert len(runs) == len(settings.seeds) * (7 + 2)

@@ -167,13 +167,6 @@ class ComparisonSettings:
         )
 
     @classmethod
-    def pilot(cls) -> ComparisonSettings:
-        """The first, CPU-sized comparison from scratch (its results are in benchmarks/README.md): a 20,000-scene
-        world, a narrowed tiny model (16-px patches, width 96, 2 layers), 600 steps of 32 triplets, every method,
-        seeds 0-2. Every objective stayed on the early plateau."""
-        return cls(name="pilot", protocol="scratch")
-
-    @classmethod
     def smoke(cls, protocol: str = "scratch") -> ComparisonSettings:
         """A microscopic version of the full design (every objective, both comparisons, 3 seeds) for a quick check
         that the whole pipeline runs; its numbers mean nothing."""

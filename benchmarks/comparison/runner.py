@@ -1,5 +1,6 @@
-"""Running the comparison: the world, one random initial model per seed, one training run per (objective, seed,
-batch), each through the shipped trainer (`modeling_tripletclip.training.train`), then the held-out evaluation.
+"""Running the comparison: the world, the starting weights (the shared CLIP-pretrained base under fine-tuning, the
+default protocol; one random model per seed from scratch), one training run per (objective, seed, batch), each
+through the shipped trainer (`modeling_tripletclip.training.train`), then the held-out evaluation.
 
 Runs are independent processes (one thread each), several at a time, and each leaves ``result.json`` (written
 atomically) in its own folder: an interrupted comparison, rerun with the same settings, redoes only the runs that

@@ -68,7 +68,7 @@ def clip_config(config):
     from transformers import CLIPConfig
 
     values = config.to_dict()
-    for key in ("model_type", "loss_type", "local_loss", "gather_with_grad", "cyclip_in_modal_weight",
+    for key in ("model_type", "loss_type", "local_loss", "cyclip_in_modal_weight",
                 "cyclip_cross_modal_weight", "auto_map", "architectures",
                 "transformers_version"):
         values.pop(key, None)
