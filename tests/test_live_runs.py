@@ -1,8 +1,9 @@
 """Live runs: no worker outlives its launcher, one live writer per output folder, and the harness's kill reaches every
 process a job started.
 
-- A two-process run whose launcher alone is SIGKILLed (training at a random step, synthesis after its first shard):
-  every worker exits within 10 s, with a message, and the resume equals an uninterrupted run.
+- A two-process run whose launcher alone is SIGKILLed (training at a random step, synthesis once it holds its
+  folder): every worker exits within 10 s, with a message, and the resume completes (training: equal to an
+  uninterrupted run in weights, optimizer, scheduler, data position and metrics).
 - Each job's command line holds its output folder: while another live process holds it, the command exits non-zero
   at once naming the holder, and writes nothing; once the holder is SIGKILLed the same command runs, with nothing
   to clean by hand. For training a real first run, frozen while the second starts, then finishes as if alone.
