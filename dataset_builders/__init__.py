@@ -17,10 +17,10 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "TripletCollator": "collator",
+    "TripletCollator": "batches",
     "NotTripletDataError": "schema",
     "load_hub_dataset": "sources",
-    "defer_image_decoding": "collator",
+    "defer_image_decoding": "batches",
     "load_tripletdata": "sources",
     "write_dataset": "hub_layout",
     "write_dataset_card": "hub_layout",

@@ -3,7 +3,7 @@
 :func:`decode_row` is the one function that opens a row: it decodes the captions (``str``, or UTF-8 ``bytes`` as
 WebDataset shards hold them) and the images (`dataset_builders.utils.images`), prepares the images for the model
 (resize and crop, when given an `ImageTransform`), and says why a row cannot be used. It runs in data-loader workers;
-turning many decoded rows into one batch of tensors is the collator's job (`dataset_builders.collator`).
+turning many decoded rows into one batch of tensors is the collator's job (`dataset_builders.batches`).
 
 A row is skipped, never fatal, with one of :data:`SKIP_REASONS`, so that counts read alike in the trainer, the
 converter, the builder, evaluation and synthesis. Control characters in a caption are replaced by spaces (the row is
@@ -102,7 +102,7 @@ class DecodedRow:
 
     ``negative_caption`` / ``negative_image`` are None when they were not asked for. ``caption_ids`` /
     ``negative_caption_ids`` hold the captions' token ids once tokenised (by
-    `dataset_builders.collator.TripletCollator.tokenize`, in a data-loader worker), with ``truncated`` the number of
+    `dataset_builders.batches.TripletCollator.tokenize`, in a data-loader worker), with ``truncated`` the number of
     the row's captions that were longer than the model's text length."""
 
     caption: str

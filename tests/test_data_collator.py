@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader
 
 from datasets.distributed import split_dataset_by_node
 from dataset_builders import load_tripletdata, write_tripletdata
-from dataset_builders.collator import TripletCollator, defer_image_decoding
+from dataset_builders.batches import TripletCollator, defer_image_decoding
 from dataset_builders.world import generate_world
 
 from conftest import make_tiny
@@ -24,7 +24,7 @@ def model_and_processor():
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    out = tmp_path_factory.mktemp("collator") / "world"
+    out = tmp_path_factory.mktemp("batches") / "world"
     generate_world(out, num_train=48, seed=5, num_test=4, sugarcrepe_per_kind=1, num_winoground=7,
                    num_retrieval=2, rows_per_shard=12, progress=False)
     return out

@@ -12,8 +12,8 @@ import pytest
 import torch
 from PIL import Image
 
-from dataset_builders.collator import TripletCollator, defer_image_decoding
-from modeling_tripletclip.training.data import StreamPosition, TripletBatches, rank_sequence
+from dataset_builders.batches import TripletCollator, defer_image_decoding
+from dataset_builders.batches import StreamPosition, TripletBatches, rank_sequence
 
 from conftest import make_tiny
 

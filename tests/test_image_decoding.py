@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 from transformers import CLIPImageProcessorPil
 
-from dataset_builders.collator import TripletCollator
+from dataset_builders.batches import TripletCollator
 from dataset_builders.utils.images import REDUCED_DECODING_BOUND, ImageTransform, decode_image
 
 from conftest import make_tiny

@@ -123,7 +123,7 @@ def test_synthesize_end_to_end_with_images_rules_and_clip_filter(models, photo_f
     # ... and the trainer's collator and model train on it
     import torch
 
-    from dataset_builders.collator import TripletCollator, defer_image_decoding
+    from dataset_builders.batches import TripletCollator, defer_image_decoding
 
     model, processor = tiny_model_and_processor
     collator = TripletCollator(processor)

@@ -123,7 +123,7 @@ def _outcomes_from_counts(result: ReaderResult, entries, used_ids: set[str], pic
 
 def read_with_collator(processor) -> ReaderResult:
     """`TripletCollator` on the rows, and `decode_row` (the function it calls) for the pictures and texts."""
-    from dataset_builders.collator import TripletCollator
+    from dataset_builders.batches import TripletCollator
     from dataset_builders.rows import decode_row
 
     entries = corpus_rows()
@@ -160,8 +160,8 @@ def _binary_dataset(entries):
 
 def read_with_stream(processor) -> ReaderResult:
     """The trainer's `TripletBatches` (two workers): one full batch of the usable rows, the rest counted."""
-    from dataset_builders.collator import TripletCollator
-    from modeling_tripletclip.training.data import TripletBatches
+    from dataset_builders.batches import TripletCollator
+    from dataset_builders.batches import TripletBatches
 
     entries = corpus_rows()
     closing = corpus_rows()[0]  # a valid row last, so that one full batch reads the whole corpus
@@ -188,7 +188,7 @@ def read_with_stream(processor) -> ReaderResult:
 def read_tripletdata_folder(processor, folder: Path) -> ReaderResult:
     """A TripletData folder (Hub layout, as the world and synthesis write it) read back by `load_tripletdata`."""
     from dataset_builders import load_tripletdata, write_tripletdata
-    from dataset_builders.collator import TripletCollator, defer_image_decoding
+    from dataset_builders.batches import TripletCollator, defer_image_decoding
 
     entries = corpus_rows(text_captions=True)
     result = ReaderResult("TripletData folder (load_tripletdata)")

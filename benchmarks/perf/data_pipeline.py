@@ -94,8 +94,8 @@ def measure_source(source: DataSource, processor, dataset, rows: list[dict], rep
     import torch
     from torch.utils.data import DataLoader
 
-    from dataset_builders.collator import TripletCollator
-    from modeling_tripletclip.training.data import TripletBatches
+    from dataset_builders.batches import TripletCollator
+    from dataset_builders.batches import TripletBatches
 
     size = processor.image_processor.crop_size["height"]
     n, batch = source.triplets, source.batch_size
@@ -199,7 +199,7 @@ def measure_source(source: DataSource, processor, dataset, rows: list[dict], rep
 
 def stream0_profile(dataset, collator_factory, batch: int, steps: int):
     def run():
-        from modeling_tripletclip.training.data import TripletBatches
+        from dataset_builders.batches import TripletBatches
 
         batches = TripletBatches(dataset, collator_factory(), per_process_batch_size=batch, seed=0)
         for _ in range(steps):

@@ -39,7 +39,7 @@ class WorldRows:
 
 
 def load_world_rows(world_dir: Path, num_rows: int) -> WorldRows:
-    from dataset_builders.collator import defer_image_decoding
+    from dataset_builders.batches import defer_image_decoding
     from dataset_builders.sources import load_tripletdata
 
     dataset = defer_image_decoding(load_tripletdata(Path(world_dir) / "train", split="train"))
@@ -85,7 +85,7 @@ def tokenizer_for(corpus: list[str], preset: str):
 
 def collate(processor, rows: list[dict], batch_size: int) -> dict[str, torch.Tensor]:
     """A training batch of ``batch_size`` triplets (rows repeated when there are fewer), through the collator."""
-    from dataset_builders.collator import TripletCollator
+    from dataset_builders.batches import TripletCollator
 
     collator = TripletCollator(processor, negative_captions=True, negative_images=True)
     picked = [rows[i % len(rows)] for i in range(batch_size)]
@@ -152,7 +152,7 @@ def photo_triplets(cache_dir: Path, size: tuple[int, int], num_rows: int, captio
 
 def load_rows(folder: Path, num_rows: int) -> WorldRows:
     """Rows of any TripletData folder as the trainer reads them (images still encoded)."""
-    from dataset_builders.collator import defer_image_decoding
+    from dataset_builders.batches import defer_image_decoding
     from dataset_builders.sources import load_tripletdata
 
     dataset = defer_image_decoding(load_tripletdata(Path(folder), split="train"))

@@ -25,6 +25,7 @@ from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, InitProcessGroupKwargs, set_seed
 from tqdm.auto import tqdm
 
+from dataset_builders.batches import StreamPosition, TripletBatches, TripletCollator, defer_image_decoding, model_inputs
 from dataset_builders.utils import atomic
 from dataset_builders.utils.processes import watch_run
 
@@ -32,7 +33,6 @@ from ..evaluation.report import EvaluationReport
 from ..losses import Gather
 from . import checkpoints as ckpt
 from .config import TrainingConfig
-from .data import StreamPosition, TripletBatches
 from .optim import clamp_logit_scale, create_optimizer, create_scheduler
 from .peers import PeerLostError, is_peer_failure, lost_peers
 from .sources import TrainingData, check_sources, load_training_data
@@ -115,8 +115,6 @@ def _train(accelerator: Accelerator, config: TrainingConfig, output_dir: Path, s
         if accelerator.is_main_process:  # the metrics of steps after the checkpoint are logged again
             trim_metrics(output_dir / METRICS_FILE, step)
 
-    from dataset_builders.collator import TripletCollator, defer_image_decoding
-
     per_process = config.train_batch_size // accelerator.num_processes
     # Images are decoded by the collator, which skips and counts a corrupt one; only the negatives the objective
     # uses are decoded at all.
@@ -166,7 +164,9 @@ def _train(accelerator: Accelerator, config: TrainingConfig, output_dir: Path, s
     model.train()
     while step < config.max_train_steps:
         with accelerator.accumulate(model):
-            batch = _model_inputs(next(batches), config, collator, accelerator.device)
+            batch = model_inputs(next(batches), collator, accelerator.device,
+                                 negative_captions=config.objective.needs_negative_captions,
+                                 negative_images=config.objective.needs_negative_images)
             output = model(**batch, return_loss=True, gather=gather)
             accelerator.backward(output.loss)
             if accelerator.sync_gradients:
@@ -297,17 +297,6 @@ def _create_model(config: TrainingConfig, data: TrainingData):
         )
         model = get_peft_model(model, lora)
     return model, processor, base_model
-
-
-def _model_inputs(batch: dict, config: TrainingConfig, collator, device) -> dict:
-    """Only the inputs the objective uses (NegCLIP never encodes negative images, CLIP no negatives at all), on the
-    device, images normalised there (the batch carries them as ``uint8``)."""
-    keys = ["input_ids", "attention_mask", "pixel_values"]
-    if config.objective.needs_negative_captions:
-        keys += ["negative_input_ids", "negative_attention_mask"]
-    if config.objective.needs_negative_images:
-        keys += ["negative_pixel_values"]
-    return collator.normalize({key: batch[key].to(device, non_blocking=True) for key in keys if key in batch})
 
 
 class _Window:
