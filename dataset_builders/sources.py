@@ -10,7 +10,10 @@ A dataset value is one of:
   --local-dir DIR`` writes), read as `datasets` reads the same repository on the Hub;
 - **explicit shards**: paths, globs and brace ranges (``shard-{0000..0750}.tar``), comma-separated or as a shell
   expands them;
-- a single data file (``.parquet``, ``.jsonl``, ``.json``, ``.csv``, ``.tsv``, ``.arrow``, ``.txt``).
+- a single data file (``.parquet``, ``.jsonl``, ``.json``, ``.csv``, ``.tsv``, ``.arrow``, ``.txt``);
+- the **built-in world** (the value ``world``: generated on first use by the trainer) or a **generated world's
+  folder**: a world is not one dataset (its training rows are ``<world>/train``, its benchmarks beside them), so the
+  resolver names it and the readers of one dataset refuse it, saying where its parts are.
 
 Whichever the form, the released TripletData's key names (``.image``, ``.neg_image``, ``.caption``,
 ``.neg_caption``) are mapped onto the schema in one place (`dataset_builders.schema.from_official`), so the
@@ -42,6 +45,8 @@ WEBDATASET = "WebDataset shards"
 DATA_FILE = "data file"
 IMAGE_FOLDER = "folder of images"
 WORLD = "generated world"
+#: The dataset value that names the built-in world.
+BUILTIN_WORLD = "world"
 KINDS = (HUB_ID, HUB_LAYOUT, SAVED, WEBDATASET, DATA_FILE, IMAGE_FOLDER, WORLD)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 
@@ -148,14 +153,18 @@ def _folder_kind(folder: Path) -> tuple[str, tuple[str, ...]]:
 def resolve_dataset(value: str | os.PathLike | DatasetSource) -> DatasetSource:
     """Decide what a dataset value is, from its spelling and the files it names (no data is read).
 
+    ``world`` is the built-in world (kind :data:`WORLD`, no path); a generated world's folder is :data:`WORLD` with
+    its path.
+
     Raises:
         DatasetSourceError: a path that does not exist, a folder in no known layout, a pattern matching nothing
             (each message names what was looked for and what was found).
-        NotTripletDataError: a generated world (its training data is ``<world>/train``).
     """
     if isinstance(value, DatasetSource):
         return value
     text = os.fspath(value)
+    if text == BUILTIN_WORLD:
+        return DatasetSource(text, WORLD)
     if not text or not text.strip():
         raise DatasetSourceError("Empty dataset value. Give " + "; or ".join(FORMS) + ".")
     parts = [p.strip() for p in text.split(",") if p.strip()]
@@ -176,11 +185,6 @@ def resolve_dataset(value: str | os.PathLike | DatasetSource) -> DatasetSource:
                                  + "; or ".join(FORMS[1:]) + ".")
     if path.is_dir():
         kind, shards = _folder_kind(path)
-        if kind == WORLD:
-            raise NotTripletDataError(
-                f"{path} is a generated world, not one dataset: its training data is {path / 'train'} (benchmarks in "
-                f"test/, winoground/, retrieval/ and sugarcrepe/)."
-            )
         return DatasetSource(text, kind, path, shards)
     if is_local(text):
         raise DatasetSourceError(f"No such folder or file: {path}. A dataset is " + "; or ".join(FORMS) + ".")
@@ -237,6 +241,13 @@ def load_dataset(value: str | os.PathLike | DatasetSource, split: str | None = "
     from . import hub_layout
 
     source = resolve_dataset(value)
+    if source.kind == WORLD:
+        where = source.path if source.path is not None else "the built-in world"
+        raise NotTripletDataError(
+            f"{where} is a generated world, not one dataset: its training data is "
+            f"{source.path / 'train' if source.path is not None else '<world>/train'} (benchmarks in test/, "
+            f"winoground/, retrieval/ and sugarcrepe/)."
+        )
     try:
         if source.kind == HUB_ID:
             loaded = _load_hub_id(source.value, split, streaming, **load_kwargs)

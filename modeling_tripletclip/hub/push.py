@@ -351,13 +351,17 @@ def stage_dataset(
         validate_columns,
         write_dataset_card,
     )
-    from dataset_builders.sources import HUB_LAYOUT, resolve_dataset
+    from dataset_builders.sources import HUB_LAYOUT, WORLD, resolve_dataset
     from dataset_builders.webdataset import convert_official_shards
 
     try:
         resolved = resolve_dataset(str(source))
     except InputError as error:
         raise PushError(f"Cannot push {source}: {error}") from None
+    if resolved.kind == WORLD:
+        train = f"{resolved.path}/train" if resolved.path is not None else "<world>/train"
+        raise PushError(f"Cannot push {source}: it is a generated world, not one dataset; push its training data, "
+                        f"{train}.")
     if resolved.kind != HUB_LAYOUT:
         existing = {}
         out = prepare_staging_dir(staging_dir, "dataset")

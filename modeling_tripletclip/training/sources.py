@@ -14,6 +14,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dataset_builders.sources import (
+    WORLD,
+    DatasetSource,
+    dataset_columns,
+    load_hub_dataset,
+    load_tripletdata,
+    resolve_dataset,
+)
+from dataset_builders.utils.errors import InputError
+from dataset_builders.world import WorldLayout, generate_world
+
 from .config import TrainingConfig
 
 logger = logging.getLogger("tripletclip.train")
@@ -64,15 +75,16 @@ def default_world_dir(config: TrainingConfig) -> Path:
     return cache / f"world-n{num_train}-seed{seed}"
 
 
-def check_sources(config: TrainingConfig) -> None:
-    """What can be checked about the data and the model without reading either: a world in ``--world_dir`` that is
-    not the one the flags ask for, a dataset value of no known form, a model path that is not a CLIP-like
-    checkpoint (its configuration only). Runs before any model is loaded or any data is read."""
-    from dataset_builders.utils.errors import InputError
-
-    if config.is_world and config.world_dir:
-        from dataset_builders.world import WorldLayout
-
+def check_sources(config: TrainingConfig) -> DatasetSource:
+    """Resolve ``--dataset`` (the one time in a run) and check what can be checked about the data and the model
+    without reading either: a world in ``--world_dir`` that is not the one the flags ask for, a dataset value of no
+    known form, a model path that is not a CLIP-like checkpoint (its configuration only). Runs before any model is
+    loaded or any data is read; returns the resolved source, which `load_training_data` reads."""
+    source = resolve_dataset(config.dataset)  # raises, naming the forms it looked for, when the value is none of them
+    if source.kind == WORLD and source.path is not None:
+        raise InputError(f"--dataset {config.dataset} is a generated world: train on it with --dataset world "
+                         f"--world_dir {config.dataset} (its benchmarks are then evaluated too).")
+    if source.kind == WORLD and config.world_dir:
         layout = WorldLayout(config.world_dir)
         if layout.is_world():
             there = layout.load_manifest().get("config", {})
@@ -85,13 +97,7 @@ def check_sources(config: TrainingConfig) -> None:
                         f"Pass {flag} {there.get(key)} (or leave it out) to train on that world, or give another "
                         f"--world_dir for the new one."
                     )
-    elif not config.is_world:
-        from dataset_builders.sources import resolve_dataset
-
-        resolve_dataset(config.dataset)  # raises, naming the forms it looked for, when the value is none of them
     if config.eval_world_dir:
-        from dataset_builders.world import WorldLayout
-
         if not WorldLayout(config.eval_world_dir).is_world():
             raise InputError(
                 f"--eval_world_dir {config.eval_world_dir} is not a finished world (it has no world.json). Generate "
@@ -101,28 +107,28 @@ def check_sources(config: TrainingConfig) -> None:
         from ..loading import check_clip_like_checkpoint
 
         check_clip_like_checkpoint(config.model_name_or_path)
+    return source
 
 
-def load_training_data(config: TrainingConfig, rank: int, num_processes: int) -> TrainingData:
-    """Resolve ``config.dataset`` (call it on the main process first: the world is generated once and cached)."""
-    if config.is_world:
-        return _world(config)
-    return _dataset(config, rank, num_processes)
+def load_training_data(config: TrainingConfig, source: DatasetSource, rank: int, num_processes: int) -> TrainingData:
+    """Read the resolved ``--dataset`` (`check_sources`); call it on the main process first: the built-in world is
+    generated once and cached."""
+    if source.kind == WORLD:
+        return _world(config, source)
+    return _dataset(config, source, rank, num_processes)
 
 
-def _world(config: TrainingConfig) -> TrainingData:
-    from dataset_builders.sources import load_tripletdata
-    from dataset_builders.world import WorldLayout, generate_world
-
-    layout = WorldLayout(config.world_dir) if config.world_dir else None
+def _world(config: TrainingConfig, source: DatasetSource) -> TrainingData:
+    world_folder = config.world_dir
+    layout = WorldLayout(world_folder) if world_folder else None
     if layout is not None and layout.is_world():
         world_dir = layout.root  # a finished world the user points to: used as it is
     else:
         # Generated on first use; an identical world already there is reused, an unfinished one completed.
-        world_dir = Path(config.world_dir) if config.world_dir else default_world_dir(config)
+        world_dir = Path(world_folder) if world_folder else default_world_dir(config)
         num_train, seed = config.world_settings
         logger.info("Preparing the built-in world (%d training scenes, seed %d) in %s", num_train, seed, world_dir)
-        generate_world(world_dir, num_train=num_train, seed=seed, overwrite=config.world_dir is None)
+        generate_world(world_dir, num_train=num_train, seed=seed, overwrite=world_folder is None)
         layout = WorldLayout(world_dir)
     dataset = load_tripletdata(layout.train, split="train")
     return TrainingData(
@@ -135,10 +141,7 @@ def _world(config: TrainingConfig) -> TrainingData:
     )
 
 
-def _dataset(config: TrainingConfig, rank: int, num_processes: int) -> TrainingData:
-    from dataset_builders.sources import dataset_columns, load_hub_dataset, resolve_dataset
-
-    source = resolve_dataset(config.dataset)
+def _dataset(config: TrainingConfig, source: DatasetSource, rank: int, num_processes: int) -> TrainingData:
     # Only real pairs are required to load; `check_objective` then says what the chosen loss additionally needs.
     required = ["image", "caption"]
     dataset = load_hub_dataset(source, required, split=config.dataset_split, streaming=config.streaming)
@@ -157,8 +160,6 @@ def _dataset(config: TrainingConfig, rank: int, num_processes: int) -> TrainingD
 def benchmark_paths(config: TrainingConfig, training_world) -> dict[str, str]:
     """``{benchmark: path}`` to evaluate on: those of ``--eval_world_dir`` when given, else of the training world
     (none when training on another dataset without ``--eval_world_dir``)."""
-    from dataset_builders.world import WorldLayout
-
     wanted = [b.strip() for b in config.eval_benchmarks.split(",") if b.strip()]
     layout = WorldLayout(config.eval_world_dir) if config.eval_world_dir else training_world
     if not wanted or layout is None:

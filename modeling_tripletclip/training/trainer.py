@@ -26,6 +26,7 @@ from accelerate.utils import DataLoaderConfiguration, InitProcessGroupKwargs, se
 from tqdm.auto import tqdm
 
 from dataset_builders.batches import StreamPosition, TripletBatches, TripletCollator, defer_image_decoding, model_inputs
+from dataset_builders.sources import DatasetSource
 from dataset_builders.utils import atomic
 from dataset_builders.utils.processes import watch_run
 
@@ -57,7 +58,7 @@ def train(config: TrainingConfig) -> TrainingResult:
     watch_run()  # a process of a multi-process run ends with its launcher
     config.validate()
     config.validate_world_size(int(os.environ.get("WORLD_SIZE", "1")))  # as launched, before any process group
-    check_sources(config)
+    source = check_sources(config)  # --dataset resolved once for the whole run
     started = time.time()
     output_dir = Path(config.output_dir)
 
@@ -73,7 +74,7 @@ def train(config: TrainingConfig) -> TrainingResult:
     )
     config.validate_world_size(accelerator.num_processes)
     try:
-        return _train(accelerator, config, output_dir, started)
+        return _train(accelerator, config, source, output_dir, started)
     except Exception as error:
         if accelerator.num_processes == 1 or isinstance(error, PeerLostError) or not is_peer_failure(error):
             raise
@@ -82,7 +83,8 @@ def train(config: TrainingConfig) -> TrainingResult:
         ckpt.release_output_dir(output_dir)  # held by the main process since it claimed the folder
 
 
-def _train(accelerator: Accelerator, config: TrainingConfig, output_dir: Path, started: float) -> TrainingResult:
+def _train(accelerator: Accelerator, config: TrainingConfig, source: DatasetSource, output_dir: Path,
+           started: float) -> TrainingResult:
     _setup_logging(accelerator)
     if config.push_to_hub and accelerator.is_main_process:
         # A bad repository id, a missing token or an offline machine stop the run now, not after training.
@@ -96,7 +98,8 @@ def _train(accelerator: Accelerator, config: TrainingConfig, output_dir: Path, s
 
     # ------------------------------------------------------------------ data
     with accelerator.main_process_first():
-        data: TrainingData = load_training_data(config, accelerator.process_index, accelerator.num_processes)
+        data: TrainingData = load_training_data(config, source, accelerator.process_index,
+                                                accelerator.num_processes)
     data.check_objective(config)
 
     # ------------------------------------------------------------------ model
