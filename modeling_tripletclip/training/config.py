@@ -18,12 +18,12 @@ from typing import Any
 
 import yaml
 
+from dataset_builders.sources import BUILTIN_WORLD
 from dataset_builders.utils import atomic
 
 from ..losses import LOSS_TYPES, Objective, check_cyclip_weights, objective
 
 DEFAULT_OUTPUT_DIR = "outputs/tripletclip-world"
-WORLD = "world"
 DEFAULT_WORLD_NUM_TRAIN = 10_000
 FREEZE_CHOICES = ("none", "vision", "text")
 REPORT_CHOICES = ("auto", "jsonl", "tensorboard", "wandb", "all")
@@ -68,7 +68,7 @@ class TrainingConfig:
     gradient_checkpointing: bool = field(default=False, metadata={"help": "recompute activations in backward"})
     # ---- data
     dataset: str = field(
-        default=WORLD,
+        default=BUILTIN_WORLD,
         metadata={"help": "'world' (built-in, generated on first use), a Hub dataset id (e.g. "
                   "TripletCLIP/TripletCLIP-High-Quality), a local folder (Hub layout, or holding WebDataset .tar shards), "
                   "or shards as paths, globs or brace ranges", "nargs": "+"},
@@ -170,7 +170,7 @@ class TrainingConfig:
 
     @property
     def is_world(self) -> bool:
-        return self.dataset == WORLD
+        return self.dataset == BUILTIN_WORLD
 
     @property
     def world_settings(self) -> tuple[int, int]:
