@@ -264,7 +264,7 @@ def measure_wait(world_dir: Path, steps: int, batch_size: int | None = None, tim
 
 def _wait_worker(world: str, steps: int, output_dir: str, batch_size: int | None) -> dict:
     """In the subprocess: `train` with `TripletBatches.__next__` timed; the loop's intervals between batches."""
-    from modeling_tripletclip.training import data as training_data
+    from dataset_builders import batches as training_data
     from modeling_tripletclip.training.config import TrainingConfig
     from modeling_tripletclip.training.trainer import train
 
