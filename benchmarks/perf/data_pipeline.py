@@ -234,14 +234,18 @@ def cprofile(function, path: Path, title: str, limit: int = 30) -> Path:
 # ------------------------------------------------------------------------------------------- waiting on data
 
 
-def measure_wait(world_dir: Path, steps: int, batch_size: int | None = None, timeout: float = 600) -> Figure:
+def measure_wait(world_dir: Path | None, steps: int, batch_size: int | None = None, timeout: float = 600, *,
+                 dataset: Path | None = None, num_workers: int | None = None, preset: str | None = None,
+                 env: dict | None = None) -> Figure:
     """Run the waiting measurement in a fresh process (a real `train` call) and turn its report into a figure."""
     with tempfile.TemporaryDirectory(prefix="tripletclip-perf-train-") as tmp:
-        command = [sys.executable, "-m", "benchmarks.perf.data_pipeline", "--wait-worker", "--world", str(world_dir),
-                   "--steps", str(steps), "--output-dir", tmp]
-        if batch_size:
-            command += ["--batch-size", str(batch_size)]
-        env = {**os.environ, "TQDM_DISABLE": "1", "TOKENIZERS_PARALLELISM": "false"}
+        command = [sys.executable, "-m", "benchmarks.perf.data_pipeline", "--wait-worker", "--steps", str(steps),
+                   "--output-dir", tmp]
+        for flag, value in (("--world", world_dir), ("--dataset", dataset), ("--batch-size", batch_size),
+                            ("--num-workers", num_workers), ("--preset", preset)):
+            if value is not None:
+                command += [flag, str(value)]
+        env = {**os.environ, "TQDM_DISABLE": "1", "TOKENIZERS_PARALLELISM": "false", **(env or {})}
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env,
                               cwd=Path(__file__).resolve().parents[2])
     if done.returncode != 0:
@@ -262,7 +266,8 @@ def measure_wait(world_dir: Path, steps: int, batch_size: int | None = None, tim
     )
 
 
-def _wait_worker(world: str, steps: int, output_dir: str, batch_size: int | None) -> dict:
+def _wait_worker(world: str | None, steps: int, output_dir: str, batch_size: int | None, dataset: str | None = None,
+                 num_workers: int | None = None, preset: str | None = None) -> dict:
     """In the subprocess: `train` with `TripletBatches.__next__` timed; the loop's intervals between batches."""
     from dataset_builders import batches as training_data
     from modeling_tripletclip.training.config import TrainingConfig
@@ -277,10 +282,12 @@ def _wait_worker(world: str, steps: int, output_dir: str, batch_size: int | None
         calls.append((start, time.perf_counter()))
         return batch
 
-    settings = dict(output_dir=output_dir, overwrite_output_dir=True, world_dir=world, max_train_steps=steps,
+    settings = dict(output_dir=output_dir, overwrite_output_dir=True, max_train_steps=steps,
                     eval_benchmarks="", eval_before_training=False, report_to="jsonl")
-    if batch_size:
-        settings["train_batch_size"] = batch_size
+    settings.update({key: value for key, value in (("world_dir", world), ("dataset", dataset),
+                                                    ("train_batch_size", batch_size),
+                                                    ("dataloader_num_workers", num_workers), ("preset", preset))
+                     if value})
     config = TrainingConfig(**settings)
     training_data.TripletBatches.__next__ = timed_next
     try:
@@ -313,12 +320,16 @@ def _wait_worker(world: str, steps: int, output_dir: str, batch_size: int | None
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="Worker of the data-wait measurement (started by benchmarks.perf.run)")
     parser.add_argument("--wait-worker", action="store_true", required=True)
-    parser.add_argument("--world", required=True)
+    parser.add_argument("--world", default=None)
+    parser.add_argument("--dataset", default=None)
+    parser.add_argument("--num-workers", type=int, default=None)
+    parser.add_argument("--preset", default=None)
     parser.add_argument("--steps", type=int, required=True)
     parser.add_argument("--output-dir", required=True)
     parser.add_argument("--batch-size", type=int, default=None)
     args = parser.parse_args(argv)
-    report = _wait_worker(args.world, args.steps, args.output_dir, args.batch_size)
+    report = _wait_worker(args.world, args.steps, args.output_dir, args.batch_size, args.dataset, args.num_workers,
+                          args.preset)
     print(json.dumps(report))
     return 0
 
