@@ -272,8 +272,11 @@ def test_real_sugarcrepe_annotations_all_items_each_image_encoded_once(tmp_path,
     assert counts["text"] == encoder.num_texts_encoded == len(captions)
     assert all(np.isfinite(result.details[f"{s}/positive_scores"]).all() for s in SUGARCREPE_SUBSETS)
     m = result.metrics
-    assert set(m) == set(SUGARCREPE_SUBSETS) | {"replace", "swap", "add", "overall"}
+    assert set(m) == set(SUGARCREPE_SUBSETS) | {"replace", "swap", "add", "overall", "overall_weighted",
+                                                "overall_of_kinds"}
     assert m["overall"] == pytest.approx(np.mean([m[s] for s in SUGARCREPE_SUBSETS]))
+    sizes = {s: len(result.details[f"{s}/positive_scores"]) for s in SUGARCREPE_SUBSETS}
+    assert m["overall_weighted"] == pytest.approx(sum(m[s] * sizes[s] for s in SUGARCREPE_SUBSETS) / sum(sizes.values()))
     assert m["swap"] == pytest.approx((m["swap_obj"] + m["swap_att"]) / 2)
     for subset in SUGARCREPE_SUBSETS:
         pos, neg = result.details[f"{subset}/positive_scores"], result.details[f"{subset}/negative_scores"]

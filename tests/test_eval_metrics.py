@@ -113,6 +113,18 @@ def test_sugarcrepe_summary_averages():
     assert "overall" not in partial and "add" not in partial and partial["swap"] == pytest.approx(0.6)
 
 
+def test_sugarcrepe_three_overall_conventions():
+    accuracies = {s: (i + 1) / 10 for i, s in enumerate(SUGARCREPE_SUBSETS)}
+    sizes = {s: 10 * (i + 1) for i, s in enumerate(SUGARCREPE_SUBSETS)}
+    summary = sugarcrepe_summary(accuracies, sizes)
+    correct = sum(accuracies[s] * sizes[s] for s in SUGARCREPE_SUBSETS)
+    assert summary["overall_weighted"] == pytest.approx(correct / sum(sizes.values()))  # micro average
+    assert summary["overall_of_kinds"] == pytest.approx((summary["replace"] + summary["swap"] + summary["add"]) / 3)
+    assert summary["overall"] == pytest.approx(sum(accuracies.values()) / 7)
+    assert len({round(summary[k], 6) for k in ("overall", "overall_weighted", "overall_of_kinds")}) == 3
+    assert "overall_weighted" not in sugarcrepe_summary(accuracies)  # no sizes, no weighted mean
+
+
 # -- Winoground -----------------------------------------------------------------------------------------------------
 
 

@@ -209,13 +209,14 @@ class SugarCrepeBenchmark(Benchmark):
             details[f"{subset}/positive_scores"] = positive.numpy()
             details[f"{subset}/negative_scores"] = negative.numpy()
             scored += len(kept)
-        notes = [f"SugarCrepe: {SUGARCREPE_OVERALL_DEFINITION}; replace/swap/add = mean of their subsets."]
+        notes = [f"SugarCrepe: {SUGARCREPE_OVERALL_DEFINITION}; replace/swap/add = mean of their subsets (the rule of "
+                 f"SugarCrepe's eval.py: correct when the positive caption scores strictly higher; a tie is wrong)."]
         partial = [s for s, c in subsets.items() if c["skipped"]]
         if partial:
             notes.append(f"sugarcrepe: items skipped (unusable images or captions) in {', '.join(partial)}: those "
                          f"subsets and the averages over them are computed on the remaining items only.")
         return BenchmarkResult(
-            metrics=sugarcrepe_summary(accuracies),
+            metrics=sugarcrepe_summary(accuracies, {s: c["scored"] for s, c in subsets.items()}),
             num_items=len(all_items),
             num_scored=scored,
             skipped_images=skipped,

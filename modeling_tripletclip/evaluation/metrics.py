@@ -20,8 +20,12 @@ import numpy as np
 
 from dataset_builders.synthesis.rules import NEGATIVE_KINDS, SUGARCREPE_GROUPS
 
-SUGARCREPE_OVERALL_DEFINITION = "overall = unweighted mean of the seven subset accuracies"
-"""How the ``overall`` SugarCrepe number is computed (the average the paper reports), stated wherever it is shown."""
+SUGARCREPE_OVERALL_DEFINITION = (
+    "overall = unweighted mean of the seven subset accuracies (the number cards use); overall_weighted = the seven "
+    "subsets weighted by their scored items, i.e. correct items / all items (SugarCrepe's own paper); "
+    "overall_of_kinds = mean of replace, swap and add"
+)
+"""How the three SugarCrepe "overall" numbers of the literature are computed, stated wherever they are shown."""
 
 
 def _as_array(values, name: str, ndim: int | None = None) -> np.ndarray:
@@ -62,12 +66,15 @@ def sugarcrepe_accuracy(positive_scores: Sequence[float], negative_scores: Seque
     return float(correct.mean())
 
 
-def sugarcrepe_summary(subset_accuracies: Mapping[str, float]) -> dict[str, float]:
+def sugarcrepe_summary(subset_accuracies: Mapping[str, float],
+                       subset_sizes: Mapping[str, int] | None = None) -> dict[str, float]:
     """Add SugarCrepe's averages to per-subset accuracies.
 
     The kind averages (``replace``, ``swap``, ``add``) are the unweighted means of their subsets and appear only when
-    all of their subsets are present; ``overall`` is the unweighted mean of the seven subsets (the paper's average)
-    and appears only when all seven are present.
+    all of their subsets are present. The literature's three "overall" numbers appear only when all seven subsets
+    are present (:data:`SUGARCREPE_OVERALL_DEFINITION`): ``overall``, the unweighted mean of the seven;
+    ``overall_weighted``, weighted by ``subset_sizes`` (the scored items per subset; only when given);
+    ``overall_of_kinds``, the mean of the three kind averages.
 
     Returns:
         A new dict: the given subset accuracies followed by the averages that can be computed.
@@ -78,6 +85,11 @@ def sugarcrepe_summary(subset_accuracies: Mapping[str, float]) -> dict[str, floa
             summary[kind] = float(np.mean([subset_accuracies[s] for s in subsets]))
     if all(s in subset_accuracies for s in NEGATIVE_KINDS):
         summary["overall"] = float(np.mean([subset_accuracies[s] for s in NEGATIVE_KINDS]))
+        if subset_sizes is not None:
+            sizes = np.array([subset_sizes[s] for s in NEGATIVE_KINDS], dtype=np.float64)
+            summary["overall_weighted"] = float(np.dot(sizes, [subset_accuracies[s] for s in NEGATIVE_KINDS])
+                                                / sizes.sum())
+        summary["overall_of_kinds"] = float(np.mean([summary[kind] for kind in SUGARCREPE_GROUPS]))
     return summary
 
 

@@ -257,8 +257,8 @@ class EvaluationReport:
             as_percent: values x100 (as the paper's tables) instead of fractions.
             source_name: where the numbers come from (e.g. "tripletclip evaluate").
 
-        The similarity analysis is descriptive, not a score, and is left out. SugarCrepe's ``overall`` is named as the
-        mean of the seven subsets.
+        The similarity analysis is descriptive, not a score, and is left out. SugarCrepe's three overall numbers are named by
+        their definitions; the card's headline is ``overall``, the mean of the seven subsets.
         """
         from huggingface_hub import EvalResult
 
@@ -280,6 +280,10 @@ class EvaluationReport:
                 pretty = metric
                 if benchmark == "sugarcrepe" and metric == "overall":
                     pretty = "overall (mean of the seven subsets)"
+                elif benchmark == "sugarcrepe" and metric == "overall_weighted":
+                    pretty = "overall_weighted (the subsets weighted by their items)"
+                elif benchmark == "sugarcrepe" and metric == "overall_of_kinds":
+                    pretty = "overall_of_kinds (mean of replace, swap, add)"
                 elif benchmark == "sugarcrepe" and metric in ("replace", "swap", "add"):
                     pretty = f"{metric} (mean of its subsets)"
                 results.append(
