@@ -35,6 +35,9 @@ from .loading import check_clip_like_model
 
 logger = logging.getLogger(__name__)
 
+#: Dual encoders whose processors prescribe padding every caption to the model's text length (``padding="max_length"``).
+MAX_LENGTH_PADDING_MODELS = ("siglip", "siglip2")
+
 
 @dataclass(frozen=True)
 class ImageSource:
@@ -140,6 +143,10 @@ class CLIPEncoder:
         tokenizer = getattr(processor, "tokenizer", processor)
         limit = getattr(getattr(model.config, "text_config", None), "max_position_embeddings", None)
         self.max_text_length = min(x for x in (getattr(tokenizer, "model_max_length", None), limit, 10**6) if x)
+        # SigLIP's text tower was trained on captions padded to its full length and pools the last position, so
+        # its processors prescribe padding="max_length"; CLIP pools at the end-of-text token and pads to the batch.
+        model_type = getattr(model.config, "model_type", "")
+        self.text_padding = "max_length" if model_type in MAX_LENGTH_PADDING_MODELS else True
         self._texts: dict[str, torch.Tensor] = {}
         self._images: dict[str, torch.Tensor] = {}
         self._failed_keys: dict[str, str] = {}
@@ -177,7 +184,8 @@ class CLIPEncoder:
             for start in range(0, len(new), self.batch_size):
                 batch = new[start : start + self.batch_size]
                 inputs = self.processor(
-                    text=batch, padding=True, truncation=True, max_length=self.max_text_length, return_tensors="pt"
+                    text=batch, padding=self.text_padding, truncation=True, max_length=self.max_text_length,
+                    return_tensors="pt",
                 )
                 inputs = {k: v.to(self.device) for k, v in inputs.items() if k in ("input_ids", "attention_mask")}
                 embeddings = _normalise(_projected(self.model.get_text_features(**inputs))).cpu()
