@@ -1,4 +1,4 @@
-"""The comparison benchmark (benchmarks/compare.py): statistics against independent computations, and a microscopic
+"""The comparison benchmark (benchmarks/comparison): statistics against independent computations, and a microscopic
 comparison through the real trainer that checks the outputs' structure (never which objective wins)."""
 
 from __future__ import annotations
@@ -396,7 +396,7 @@ def test_detectable_differences_have_the_power_they_claim_in_simulation():
 
 
 def test_command_line_follows_the_options_convention(capsys):
-    from benchmarks.compare import main, parse_args
+    from benchmarks.comparison.cli import main, parse_args
 
     options = parse_args(["--protocol", "finetune", "--seeds", "0", "1", "--output_dir", "x", "--jobs", "0"])
     assert (options.protocol, options.seed_list, options.output_dir, options.jobs) == ("finetune", (0, 1), "x", 0)

@@ -30,7 +30,7 @@ def quick_run(tmp_path_factory):
     out = tmp / "results"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TQDM_DISABLE": "1"}
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.perf.run", "--quick", "--output_dir", str(out),
+        [sys.executable, "-m", "benchmarks.perf", "--quick", "--output_dir", str(out),
          "--cache_dir", str(tmp / "cache"), "--sugarcrepe", str(TEST_DATA / "sugarcrepe"), "--no_readme"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
     )

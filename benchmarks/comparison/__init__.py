@@ -1,6 +1,6 @@
 """The paper's comparison in miniature: CLIP, LaCLIP+HN, NegCLIP, TripletCLIP and the negative-images-only ablation
 trained from the same initial weights on the procedural world, compared on its held-out compositions at matched
-optimizer steps and at matched images seen. ``python benchmarks/compare.py`` runs it (``--smoke`` for a quick
+optimizer steps and at matched images seen. ``python -m benchmarks.comparison`` runs it (``--smoke`` for a quick
 check); see ``benchmarks/README.md``.
 """
 

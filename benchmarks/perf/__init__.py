@@ -1,6 +1,6 @@
 """The performance suite: each figure is a ratio of a candidate to a baseline timed in the same process.
 
-Run ``python -m benchmarks.perf.run`` (about 20 minutes on 2 CPU cores; ``--quick``: about a minute). Results go to
+Run ``python -m benchmarks.perf`` (about 20 minutes on 2 CPU cores; ``--quick``: about a minute). Results go to
 ``benchmarks/results/perf.json`` and ``perf.md`` (each figure beside its goal), ``perf.png``, and a profile file for
 any figure that misses its goal. One module per measurement:
 

@@ -321,7 +321,7 @@ def _wait_worker(world: str | None, steps: int, output_dir: str, batch_size: int
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description="Worker of the data-wait measurement (started by benchmarks.perf.run)")
+    parser = argparse.ArgumentParser(description="Worker of the data-wait measurement (started by benchmarks.perf)")
     parser.add_argument("--wait-worker", action="store_true", required=True)
     parser.add_argument("--world", default=None)
     parser.add_argument("--dataset", default=None)

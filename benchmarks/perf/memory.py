@@ -320,7 +320,7 @@ def profile_memory(setting: MemorySetting, threads: int | None, out_dir: Path) -
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description="Worker of the memory measurement (started by benchmarks.perf.run)")
+    parser = argparse.ArgumentParser(description="Worker of the memory measurement (started by benchmarks.perf)")
     parser.add_argument("--worker", action="store_true", required=True)
     parser.add_argument("--preset", required=True)
     parser.add_argument("--batch-size", type=int, required=True)

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from dataset_builders.utils import atomic
 
+from ..harness import replace_readme_section
+
 SECTIONS = ("Training step", "Data pipeline", "Evaluation", "Memory")
 README_HEADING = "## Performance suite"
 
@@ -82,7 +84,7 @@ def header_lines(results: dict) -> list[str]:
     ]
     if results["device"] == "cpu":
         lines.append("- GPU figures (ViT-B/32, bf16, B = 256) were **not measured** in this run: no GPU was available. "
-                     "`python -m benchmarks.perf.run --device cuda` measures them.")
+                     "`python -m benchmarks.perf --device cuda` measures them.")
     return lines
 
 
@@ -195,9 +197,9 @@ code and a baseline timed alternately in the same process (the median of per-rou
 inter-quartile range), so that other jobs on a shared machine slow both alike:
 
 ```bash
-python -m benchmarks.perf.run            # about 20 minutes on 2 CPU cores (the first run also builds its data)
-python -m benchmarks.perf.run --quick    # about a minute: a smoke check, smaller settings
-python -m benchmarks.perf.run --device cuda   # on a GPU: ViT-B/32, bf16 autocast, B = 256
+python -m benchmarks.perf            # about 20 minutes on 2 CPU cores (the first run also builds its data)
+python -m benchmarks.perf --quick    # about a minute: a smoke check, smaller settings
+python -m benchmarks.perf --device cuda   # on a GPU: ViT-B/32, bf16 autocast, B = 256
 ```
 
 It writes `benchmarks/results/perf.json` (every figure with its raw timings and the machine's load),
@@ -265,11 +267,4 @@ def readme_section(results: dict, readme_dir: Path, json_dir: Path | None = None
 
 def update_readme(readme: Path, results: dict, json_dir: Path | None = None) -> None:
     """Replace (or append) the "## Performance suite" section of ``readme``; other sections are kept as they are."""
-    section = readme_section(results, readme.parent, json_dir)
-    text = readme.read_text(encoding="utf-8") if readme.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(README_HEADING)}\s*$.*?(?=^## (?!#)|\Z)", re.DOTALL | re.MULTILINE)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section + "\n", text, count=1)
-    else:
-        text = text.rstrip() + "\n\n" + section
-    atomic.write_text(readme, text.rstrip() + "\n")
+    replace_readme_section(readme, README_HEADING, readme_section(results, readme.parent, json_dir))

@@ -1,4 +1,4 @@
-"""Run the performance suite: ``python -m benchmarks.perf.run [--quick] [--device cuda] [--output_dir DIR]``.
+"""Run the performance suite: ``python -m benchmarks.perf [--quick] [--device cuda] [--output_dir DIR]``.
 
 Prints one line per figure as it is measured, then the tables; writes ``perf.json``, ``perf.md`` and ``perf.png``
 (``perf-quick.*`` with ``--quick``) to ``benchmarks/results/``, a profile for every figure that misses its goal, and
@@ -13,10 +13,6 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-
-if __package__ in (None, ""):  # run as a file: make the repository root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    __package__ = "benchmarks.perf"
 
 REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "benchmarks" / "results"
@@ -109,7 +105,7 @@ def make_plan(quick: bool, device: str, vit_batch_size: int | None) -> Plan:
 
 @dataclass
 class PerfOptions:
-    """Options of ``python -m benchmarks.perf.run``."""
+    """Options of ``python -m benchmarks.perf``."""
 
     quick: bool = field(default=False, metadata={"help": "small settings, about a minute: a smoke check"})
     device: str = field(default="cpu", metadata={"help": "cpu, or cuda[:N] (ViT-B/32, bf16, B=256)"})
@@ -147,7 +143,7 @@ class PerfOptions:
 def parse_args(argv=None) -> PerfOptions:
     from dataset_builders.utils.options import parse_options
 
-    return parse_options(PerfOptions, argv, prog="python -m benchmarks.perf.run",
+    return parse_options(PerfOptions, argv, prog="python -m benchmarks.perf",
                          description="TripletCLIP performance suite: training step, data pipeline, evaluation and "
                                      "memory, each as a ratio against a baseline timed in the same process.")
 
@@ -156,7 +152,7 @@ def main(argv=None) -> int:
     try:
         args = parse_args(argv)
     except ValueError as error:
-        print(f"python -m benchmarks.perf.run: error: {error}", file=sys.stderr)
+        print(f"python -m benchmarks.perf: error: {error}", file=sys.stderr)
         return 2
     if args.report_only:
         return _report_only(args)
@@ -230,7 +226,7 @@ def main(argv=None) -> int:
         "suite": "tripletclip performance",
         "mode": ("quick" if args.quick else "full") + ("" if args.device == "cpu" else f", {args.device}"),
         "device": args.device,
-        "command": "python -m benchmarks.perf.run " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "python -m benchmarks.perf " + " ".join(argv if argv is not None else sys.argv[1:]),
         "finished": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "wall_time_s": time.time() - started,
         "environment": environment(args.device),
@@ -268,7 +264,7 @@ def _report_only(args) -> int:
     stem = "perf-quick" if args.quick else "perf"
     path = out_dir / f"{stem}.json"
     if not path.is_file():
-        print(f"--report-only: {path} does not exist; run the suite first (python -m benchmarks.perf.run).",
+        print(f"--report-only: {path} does not exist; run the suite first (python -m benchmarks.perf).",
               file=sys.stderr)
         return 2
     _write_reports(args, json.loads(path.read_text(encoding="utf-8")), out_dir, stem)

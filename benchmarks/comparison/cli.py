@@ -1,9 +1,9 @@
 """The paper's comparison in miniature, on this machine's CPU.
 
-    python benchmarks/compare.py --select_settings     # fine-tuning: build the base, choose on validation (CLIP only)
-    python benchmarks/compare.py                       # every objective fine-tuned from one CLIP-pretrained base
-    python benchmarks/compare.py --protocol scratch    # every objective from the same random weights, as long
-    python benchmarks/compare.py --smoke               # a microscopic version of the same design, in minutes
+    python -m benchmarks.comparison --select_settings     # fine-tuning: build the base, choose on validation (CLIP only)
+    python -m benchmarks.comparison                       # every objective fine-tuned from one CLIP-pretrained base
+    python -m benchmarks.comparison --protocol scratch    # every objective from the same random weights, as long
+    python -m benchmarks.comparison --smoke               # a microscopic version of the same design, in minutes
 
 Trains CLIP, LaCLIP+HN, NegCLIP, TripletCLIP and the negative-images-only ablation (``ComparisonSettings.methods``
 adds CyCLIP and CyCLIP + TripletCLIP), the same seeds each, same starting weights per seed, same world, batch and optimizer steps,
@@ -26,16 +26,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 @dataclass
 class CompareOptions:
-    """Options of ``python benchmarks/compare.py``."""
+    """Options of ``python -m benchmarks.comparison``."""
 
     protocol: str = field(default="finetune", metadata={
         "help": "finetune (primary): every objective fine-tuned from one shared base pretrained with the CLIP loss "
@@ -86,14 +84,14 @@ class CompareOptions:
 def parse_args(argv=None) -> CompareOptions:
     from dataset_builders.utils.options import parse_options
 
-    return parse_options(CompareOptions, argv, prog="benchmarks/compare.py", description=__doc__)
+    return parse_options(CompareOptions, argv, prog="python -m benchmarks.comparison", description=__doc__)
 
 
 def main(argv=None) -> int:
     try:
         args = parse_args(argv)
     except ValueError as error:
-        print(f"benchmarks/compare.py: error: {error}", file=sys.stderr)
+        print(f"python -m benchmarks.comparison: error: {error}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     import torch
@@ -148,7 +146,7 @@ def main(argv=None) -> int:
         try:
             records = run_all(settings, work_dir, jobs=args.jobs, results_dir=output_dir)
         except ValueError as error:
-            print(f"benchmarks/compare.py: error: {error}", file=sys.stderr)
+            print(f"python -m benchmarks.comparison: error: {error}", file=sys.stderr)
             return 2
     wall = time.time() - started
 
