@@ -253,7 +253,7 @@ def test_random_pairs_rarely_differ_in_one_detail(train_rows):
 
 
 def test_sugarcrepe_files_load_with_the_same_code_as_the_real_ones(world_dir, test_data, tmp_path):
-    from modeling_tripletclip.evaluation.data import load_sugarcrepe
+    from modeling_tripletclip.evaluation.tasks.sugarcrepe import load_sugarcrepe
 
     ours = load_sugarcrepe(world_dir / "sugarcrepe")
     assert {k: len(v) for k, v in ours.items()} == {kind: 12 for kind in NEGATIVE_KINDS}

@@ -23,7 +23,7 @@ from modeling_tripletclip.evaluation import (
     load_benchmark,
     load_model_and_processor,
 )
-from modeling_tripletclip.evaluation.benchmarks import BenchmarkOptions
+from modeling_tripletclip.evaluation.tasks import BenchmarkOptions
 from modeling_tripletclip.encoding import image_source_from_file
 from dataset_builders.synthesis.rules import NEGATIVE_KINDS as SUGARCREPE_SUBSETS
 

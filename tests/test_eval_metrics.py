@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import math
 
-import evaluate
 import numpy as np
 import pytest
 
 from dataset_builders.synthesis.rules import NEGATIVE_KINDS as SUGARCREPE_SUBSETS
-from modeling_tripletclip.evaluation import metric_module_path
 from modeling_tripletclip.evaluation.metrics import (
     rank_of_targets,
     retrieval_recall,
@@ -239,32 +237,3 @@ def test_bad_shapes_are_named():
         winoground_metrics(np.zeros((3, 2, 3)))
     with pytest.raises(ValueError, match="one image index per text"):
         retrieval_recall(np.zeros((2, 3)), [0, 1])
-
-
-# -- evaluate modules, loaded offline by path ----------------------------------------------------------------------
-
-
-def test_evaluate_metric_modules_load_offline_and_match_pure_functions():
-    rng = np.random.default_rng(4)
-
-    sugarcrepe = evaluate.load(metric_module_path("sugarcrepe_accuracy"))
-    pos, neg = (rng.integers(0, 3, size=50) / 2).tolist(), (rng.integers(0, 3, size=50) / 2).tolist()
-    assert sugarcrepe.compute(positive_scores=pos, negative_scores=neg) == {"accuracy": loop_sugarcrepe(pos, neg)}
-
-    winoground = evaluate.load(metric_module_path("winoground"))
-    s = rng.integers(0, 3, size=(40, 2, 2)) / 2
-    got = winoground.compute(c0_i0=s[:, 0, 0], c0_i1=s[:, 0, 1], c1_i0=s[:, 1, 0], c1_i1=s[:, 1, 1])
-    assert got == pytest.approx(loop_winoground(s.tolist()))
-
-    retrieval = evaluate.load(metric_module_path("retrieval_recall"))
-    scores = rng.integers(0, 5, size=(6, 15)) / 4  # images x captions
-    owner = [i % 6 for i in range(15)]
-    got = retrieval.compute(scores=scores.T.tolist(), image_index=owner, ks=[1, 3])
-    assert got == pytest.approx(loop_retrieval(scores.tolist(), owner, (1, 3)))
-
-    zero_shot = evaluate.load(metric_module_path("zero_shot_classification"))
-    logits = rng.normal(size=(30, 7))
-    labels = rng.integers(0, 7, size=30).tolist()
-    assert zero_shot.compute(predictions=logits.tolist(), references=labels) == pytest.approx(
-        loop_zero_shot(logits.tolist(), labels)
-    )

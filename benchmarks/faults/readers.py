@@ -298,7 +298,7 @@ def read_sugarcrepe(model, processor, work: Path) -> ReaderResult:
 
     A missing image file is refused up front, for the whole run (a wrong --images folder), so that case is left out;
     text captions cannot hold bytes that are not UTF-8."""
-    from modeling_tripletclip.evaluation.benchmarks import evaluate_model_detailed
+    from modeling_tripletclip.evaluation.suite import evaluate_model_detailed
 
     entries = [(case, column, row) for case, column, row in corpus_rows(text_captions=True) if row["image"] is not None]
     result = ReaderResult("SugarCrepe evaluation (image files, JSON captions)")
@@ -319,7 +319,7 @@ def read_retrieval(model, processor, work: Path) -> ReaderResult:
     an unusable image leaves its row out; an unreadable caption is left out, its image kept."""
     import datasets
 
-    from modeling_tripletclip.evaluation.benchmarks import evaluate_model_detailed
+    from modeling_tripletclip.evaluation.suite import evaluate_model_detailed
 
     entries = corpus_rows()
     result = ReaderResult("retrieval evaluation (image + captions dataset)")

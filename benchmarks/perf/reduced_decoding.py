@@ -113,7 +113,7 @@ def _correct(result) -> dict[str, list[bool]]:
 def measure(cache_dir: Path, quick: bool) -> list[Figure]:
     import torch
 
-    from modeling_tripletclip.evaluation.benchmarks import evaluate_model_detailed
+    from modeling_tripletclip.evaluation.suite import evaluate_model_detailed
     from modeling_tripletclip.loading import load_model_and_processor
 
     setting = SETTINGS["quick" if quick else "full"]

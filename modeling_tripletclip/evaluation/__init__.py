@@ -3,7 +3,7 @@
 Benchmarks: SugarCrepe, Winoground-style pairs, TripletData as an evaluation set, image-text retrieval, zero-shot
 classification, and the similarity analysis of positive vs negative pairs. Any TripletCLIP or plain CLIP checkpoint
 can be evaluated; each distinct image and caption is encoded once per run. The data may come in the formats the
-community downloads (see :mod:`.data`); the results go into an `EvaluationReport`.
+community downloads (each task's file in :mod:`.tasks` says which; shared readers in :mod:`.data`); the results go into an `EvaluationReport`.
 
 Python::
 
@@ -24,20 +24,10 @@ Command line::
 
 from ..encoding import CLIPEncoder, ImageSource
 from ..loading import load_model_and_processor
-from .benchmarks import (
-    BENCHMARKS,
-    Benchmark,
-    BenchmarkOptions,
-    BenchmarkResult,
-    evaluate_model,
-    evaluate_model_detailed,
-    load_benchmark,
-    prepare_benchmarks,
-    run_benchmarks,
-)
 from .errors import EvaluationInputError
-from .metric_modules import METRIC_MODULE_NAMES, metric_module_path
 from .report import EvaluationReport, eval_results_for_card, plot_similarity, split_report
+from .suite import evaluate_model, evaluate_model_detailed, load_benchmark, prepare_benchmarks, run_benchmarks
+from .tasks import BENCHMARKS, Benchmark, BenchmarkOptions, BenchmarkResult
 from .templates import OPENAI_IMAGENET_TEMPLATES
 
 __all__ = [
@@ -49,14 +39,12 @@ __all__ = [
     "EvaluationInputError",
     "EvaluationReport",
     "ImageSource",
-    "METRIC_MODULE_NAMES",
     "OPENAI_IMAGENET_TEMPLATES",
     "eval_results_for_card",
     "evaluate_model",
     "evaluate_model_detailed",
     "load_benchmark",
     "load_model_and_processor",
-    "metric_module_path",
     "plot_similarity",
     "prepare_benchmarks",
     "run_benchmarks",

@@ -5,7 +5,7 @@
     tripletclip evaluate --model M [--model M2 ...] --world DIR --output_dir DIR
 
 --data is given once per --benchmark, in the same order, or as NAME=PATH (then --benchmark may be left out); it may be
-a Hub id, a folder or a file in any of the formats `modeling_tripletclip.evaluation.data` recognises (SugarCrepe's
+a Hub id, a folder or a file in any of the formats the tasks (`modeling_tripletclip.evaluation.tasks`) recognise (SugarCrepe's
 JSON files, CLIP_benchmark's WebDataset exports, facebook/winoground, Karpathy splits, TripletData in any form, ...).
 --world DIR takes the data of the built-in world written by `tripletclip data world --output_dir DIR`: every benchmark
 it has, or those named by --benchmark; --data NAME=PATH still overrides one. --images is the image folder of data that
@@ -30,7 +30,7 @@ from pathlib import Path
 
 from dataset_builders.utils.options import Command
 
-from .benchmarks import BENCHMARKS
+from .tasks import BENCHMARKS
 from .errors import EvaluationInputError
 
 BENCHMARK_NAMES = tuple(BENCHMARKS)
@@ -183,7 +183,7 @@ def _evaluate(options: EvaluateOptions) -> int:
 
     from ..encoding import CLIPEncoder
     from ..loading import check_clip_like_checkpoint, load_model_and_processor
-    from .benchmarks import prepare_benchmarks, run_benchmarks
+    from .suite import prepare_benchmarks, run_benchmarks
     from .report import EvaluationReport, plot_similarity, similarity_histograms
     from .templates import load_templates
 

@@ -1,9 +1,6 @@
-"""Readers for the benchmark formats people actually have, each recognised by its layout and checked before any
-model runs.
+"""The readers every evaluation task shares, each format recognised by its layout and checked before any model runs
+(a task's own format, such as SugarCrepe's JSON files or the Karpathy splits, is read in the task's file).
 
-- **SugarCrepe**: the seven official JSON files ``{key: {"filename", "caption", "negative_caption"}}`` (keys are not
-  contiguous) in a folder, or one of them alone, plus a folder with the images they name (COCO val2017, or
-  ``<data>/images`` in the built-in world).
 - **Datasets** in any form `dataset_builders.sources` resolves (a Hub id, a Hub-layout or ``save_to_disk`` folder,
   WebDataset shards such as the released TripletData, a folder of class sub-folders): Winoground-style pairs of pairs
   (``facebook/winoground``'s columns), TripletData, retrieval (``image`` + ``captions``, or a list-valued ``caption``
@@ -13,12 +10,10 @@ model runs.
   classification samples carry ``.cls`` with ``classnames.txt`` and ``zeroshot_classification_templates.txt`` at
   the root, retrieval ones ``.txt`` (one caption per line) with ``dataset_type.txt`` = ``retrieval``. A Hub id whose
   name starts with ``wds_`` is downloaded (that split and the text files) with ``huggingface_hub.snapshot_download``.
-- **Karpathy-split JSON** for COCO / Flickr30k retrieval: ``{"images": [{"filename", "split", "sentences": [{"raw"}]}]}``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,9 +22,7 @@ from pathlib import Path
 import datasets
 
 from dataset_builders import schema
-from dataset_builders.rows import caption_skip_reason, decode_text
 from dataset_builders.sources import DatasetSourceError, dataset_columns, load_dataset
-from dataset_builders.sugarcrepe import read_sugarcrepe_subset, sugarcrepe_subsets
 from dataset_builders.utils.locations import is_local
 
 from .errors import EvaluationInputError
@@ -47,86 +40,6 @@ FORMATS = (
     "WebDataset shards, or a folder of class sub-folders",
 )
 """The evaluation data formats, for messages."""
-
-
-# SugarCrepe -----------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SugarCrepeItem:
-    """One SugarCrepe item: an image file with its caption and negative caption."""
-
-    subset: str
-    key: str
-    image_path: Path
-    caption: str
-    negative_caption: str
-    skip_reason: str | None = None  # a caption that cannot be read: the item is skipped and counted
-
-
-def find_sugarcrepe_images(data_dir: Path, images: str | Path | None) -> Path:
-    """The folder of SugarCrepe images: ``images`` when given, else ``<data_dir>/images``."""
-    if images is not None:
-        folder = Path(images)
-        if not folder.is_dir():
-            raise EvaluationInputError(
-                f"The SugarCrepe image folder {folder} does not exist. Pass the folder holding the images the JSON "
-                "files name with --images DIR (images= in Python)."
-            )
-        return folder
-    folder = data_dir / "images"
-    if not folder.is_dir():
-        raise EvaluationInputError(
-            f"No image folder for the SugarCrepe files in {data_dir}: {folder} does not exist. Pass the folder of "
-            "the images the JSON files name (COCO val2017 for the official SugarCrepe) with --images DIR (images= in "
-            "Python)."
-        )
-    return folder
-
-
-def load_sugarcrepe(
-    data_dir: str | Path, images: str | Path | None = None, subsets: Sequence[str] | None = None
-) -> dict[str, list[SugarCrepeItem]]:
-    """Read SugarCrepe's annotation files and check that every image they name exists.
-
-    Args:
-        data_dir: folder holding ``<subset>.json`` for the subsets (any of :data:`NEGATIVE_KINDS`).
-        images: folder of the images; defaults to ``<data_dir>/images``.
-        subsets: the subsets to read; defaults to every subset file present.
-
-    Returns:
-        ``{subset: [items]}`` in file order (the keys of a file need not be contiguous).
-
-    Raises:
-        EvaluationInputError: no subset file, a malformed file or item, or images missing from the folder (the
-            message names the files).
-    """
-    data_dir, subsets = sugarcrepe_subsets(data_dir, subsets)
-    image_dir = find_sugarcrepe_images(data_dir, images)
-
-    result: dict[str, list[SugarCrepeItem]] = {}
-    missing: dict[str, str] = {}
-    for subset in subsets:
-        path = data_dir / f"{subset}.json"
-        items = []
-        for key, value in read_sugarcrepe_subset(path).items():
-            image_path = image_dir / value["filename"]
-            if value["filename"] not in missing and not image_path.is_file():
-                missing[value["filename"]] = f"{path.name}[{key!r}]"
-            caption, problem = decode_text(value["caption"])
-            negative, negative_problem = decode_text(value["negative_caption"])
-            reason = (caption_skip_reason(problem) if problem else
-                      caption_skip_reason(negative_problem, negative=True) if negative_problem else None)
-            items.append(SugarCrepeItem(subset, str(key), image_path, caption or "", negative or "", reason))
-        result[subset] = items
-    if missing:
-        shown = ", ".join(f"{name} (named by {where})" for name, where in list(missing.items())[:5])
-        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
-        raise EvaluationInputError(
-            f"{len(missing)} image file(s) named by the SugarCrepe JSON are not in {image_dir}: {shown}{more}. "
-            "Point --images at the folder that holds them (COCO val2017 for the official SugarCrepe)."
-        )
-    return result
 
 
 # Datasets -------------------------------------------------------------------------------------------------------
@@ -186,20 +99,6 @@ def undecoded_images(dataset, columns: Sequence[str]):
         if isinstance(feature, datasets.Image) and feature.decode:
             dataset = dataset.cast_column(column, datasets.Image(decode=False))
     return dataset
-
-
-def retrieval_columns(dataset, source: str) -> str:
-    """Check a retrieval dataset's columns; returns the one holding each image's captions: ``captions``, or a
-    list-valued ``caption`` (as the Karpathy test splits of COCO and Flickr30k are published: ``image``, ``caption``
-    (5 strings), ``filename``, ``img_id``)."""
-    present = dataset_columns(dataset)
-    feature = (dataset.features or {}).get(schema.CAPTION)
-    listed = isinstance(feature, (datasets.List, datasets.Sequence, list)) or (
-        feature is None and dataset.features is None and schema.CAPTION in present)
-    column = schema.CAPTIONS if schema.CAPTIONS in present else schema.CAPTION if listed else schema.CAPTIONS
-    require_columns(dataset, (schema.IMAGE, column), "retrieval", source,
-                    optional=(f"a list-valued {schema.CAPTION!r} instead of {schema.CAPTIONS!r}",))
-    return column
 
 
 # CLIP_benchmark ---------------------------------------------------------------------------------------------------
@@ -330,85 +229,3 @@ def _download_clip_benchmark(repo_id: str, split: str | None) -> Path:
             f"and the network, or download it once with `hf download --repo-type dataset {repo_id} --local-dir DIR` "
             f"and pass DIR."
         ) from error
-
-
-WINOGROUND_COLUMNS = (schema.IMAGE_0, schema.IMAGE_1, schema.CAPTION_0, schema.CAPTION_1)
-TRIPLETDATA_COLUMNS = (schema.IMAGE, schema.NEGATIVE_IMAGE, schema.CAPTION, schema.NEGATIVE_CAPTION)
-
-
-# Karpathy splits ------------------------------------------------------------------------------------------------
-
-
-def load_karpathy_split(
-    json_path: str | Path, images: str | Path | None, split: str | None = None
-) -> list[tuple[Path, list[str]]]:
-    """Read a Karpathy-split JSON (COCO / Flickr30k) and check the images exist.
-
-    Args:
-        json_path: ``{"images": [{"filename", "split", "sentences": [{"raw"}], "filepath"?}]}``.
-        images: the image folder; an entry's file is ``<images>/<filepath>/<filename>`` when it has a
-            ``filepath`` and that file exists, else ``<images>/<filename>``. Defaults to the JSON's folder.
-        split: which split to read (default ``"test"``: COCO's 5k and Flickr30k's 1k test images).
-
-    Returns:
-        ``[(image_path, [captions])]`` in file order.
-    """
-    json_path = Path(json_path)
-    try:
-        content = json.loads(json_path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as error:
-        raise EvaluationInputError(f"Cannot read the Karpathy-split file {json_path} ({error}).") from error
-    if not isinstance(content, dict) or not isinstance(content.get("images"), list):
-        raise EvaluationInputError(
-            f'{json_path} is not a Karpathy-split file: expected {{"images": [{{"filename", "split", '
-            '"sentences": [{"raw"}]}]}.'
-        )
-    split = split or "test"
-    entries = [e for e in content["images"] if e.get("split") == split]
-    if not entries:
-        found = sorted({str(e.get("split")) for e in content["images"]})
-        raise EvaluationInputError(f"{json_path} has no images in split {split!r}; its splits are {found}.")
-    image_dir = Path(images) if images is not None else json_path.parent
-    rows, missing = [], []
-    for entry in entries:
-        if "filename" not in entry or "sentences" not in entry:
-            raise EvaluationInputError(f"An entry of {json_path} lacks 'filename' or 'sentences': {str(entry)[:120]}")
-        path = image_dir / entry["filename"]
-        if entry.get("filepath"):
-            nested = image_dir / entry["filepath"] / entry["filename"]
-            if nested.is_file() or not path.is_file():
-                path = nested
-        if not path.is_file():
-            missing.append(entry["filename"])
-        rows.append((path, [s["raw"] for s in entry["sentences"]]))
-    if missing:
-        raise EvaluationInputError(
-            f"{len(missing)} image file(s) named by {json_path.name} are not in {image_dir}: "
-            f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}. Point --images at the image folder."
-        )
-    return rows
-
-
-# Image classification -------------------------------------------------------------------------------------------
-
-
-def classification_columns(dataset, source: str) -> tuple[str, str, list[str]]:
-    """The image column, the label column and the class names of an image-classification dataset.
-
-    The label column is ``label`` when it is a ``ClassLabel``, else the first ``ClassLabel`` column; the image column
-    is ``image`` (or ``img``) when present, else the first ``Image`` column.
-    """
-    features = dataset.features or {}
-    labels = [n for n, f in features.items() if isinstance(f, datasets.ClassLabel)]
-    images = [n for n, f in features.items() if isinstance(f, datasets.Image)]
-    if not labels or not images:
-        raise EvaluationInputError(
-            f"The zeroshot data {source!r} needs an image column (datasets.Image) and a label column "
-            "(datasets.ClassLabel with the class names); it has "
-            f"{ {n: type(f).__name__ for n, f in features.items()} }. "
-            "A folder of class sub-folders (<class name>/<image>) also works."
-        )
-    label = "label" if "label" in labels else labels[0]
-    image = next((n for n in ("image", "img") if n in images), images[0])
-    names = list(features[label].names)
-    return image, label, [n.replace("_", " ") for n in names]

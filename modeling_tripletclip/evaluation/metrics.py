@@ -2,7 +2,7 @@
 
 Every function here takes similarity scores that a model has already produced (cosine similarities or logits; only
 their order matters) and returns plain numbers. Nothing here loads data or runs a model, so each rule can be read,
-tested and reused on its own (the ``evaluate`` metric modules in ``metric_modules/`` are thin wrappers over them).
+tested and reused on its own.
 
 Ties are always resolved against the model, following the official definitions:
 

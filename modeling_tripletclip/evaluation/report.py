@@ -30,6 +30,7 @@ import numpy as np
 from dataset_builders.utils import atomic
 
 from .metrics import SUGARCREPE_OVERALL_DEFINITION
+from .tasks import BENCHMARKS
 
 Results = dict[str, dict[str, dict[str, float]]]
 SINGLE_MODEL_KEY = "this model"
@@ -37,23 +38,13 @@ SINGLE_MODEL_KEY = "this model"
 # Benchmarks whose values are not fractions: shown as they are, not as percentages.
 _RAW_VALUE_BENCHMARKS = ("similarity",)
 
-#: Model-card metadata per benchmark: (task name, dataset type, dataset name).
-CARD_DATASETS: dict[str, tuple[str, str, str]] = {
-    "sugarcrepe": ("Compositional image-text matching", "sugarcrepe", "SugarCrepe"),
-    "winoground": ("Compositional image-text matching", "facebook/winoground", "Winoground"),
-    "tripletdata": ("Compositional image-text matching", "tripletdata", "TripletData (Winoground-style)"),
-    "retrieval": ("Zero-shot image-text retrieval", "retrieval", "Image-text retrieval"),
-    "zeroshot": ("Zero-shot image classification", "zeroshot", "Zero-shot classification"),
-}
+#: Model-card metadata per benchmark, from each task's file: (task name, dataset type, dataset name).
+CARD_DATASETS: dict[str, tuple[str, str, str]] = {name: task.card for name, task in BENCHMARKS.items() if task.card}
 #: The built-in world's benchmarks have the official formats but are not the official datasets: a card must never
 #: report them under the names of SugarCrepe or Winoground. Each has its own dataset type (the model-index groups
 #: results by task and dataset type): (dataset name, dataset type).
-WORLD_CARD_DATASETS: dict[str, tuple[str, str]] = {
-    "sugarcrepe": ("SugarCrepe-format held-out set of the TripletCLIP procedural world", "tripletclip-world-sugarcrepe"),
-    "winoground": ("Winoground-format held-out set of the TripletCLIP procedural world", "tripletclip-world-winoground"),
-    "tripletdata": ("Held-out TripletData of the TripletCLIP procedural world", "tripletclip-world-test"),
-    "retrieval": ("Retrieval set of the TripletCLIP procedural world", "tripletclip-world-retrieval"),
-}
+WORLD_CARD_DATASETS: dict[str, tuple[str, str]] = {name: task.world_card for name, task in BENCHMARKS.items()
+                                                   if task.world_card}
 CARD_TASK_TYPE = "zero-shot-image-classification"
 
 

@@ -1,1 +1,0 @@
-"""Package marker so the metric module ships with the wheel; load it with ``evaluate.load(<this folder>)``."""

@@ -1,0 +1,63 @@
+"""Winoground-style pairs of pairs (Thrush et al., 2022): two images and two captions per item
+(``facebook/winoground``'s columns ``image_0``, ``image_1``, ``caption_0``, ``caption_1``, and an optional tag).
+
+**Scoring** follows Winoground's official evaluation (``text_correct``, ``image_correct``, ``group_correct`` in the
+dataset card's example): text correct when each image scores higher with its own caption than with the other
+(strictly), image correct when each caption scores higher with its own image, group when both; each metric is the
+mean over items, per tag too (``<tag>/text``, ...).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from dataset_builders import schema
+
+from ...encoding import CLIPEncoder
+from ..errors import EvaluationInputError
+from ..metrics import winoground_metrics
+from .base import BenchmarkResult, _PairOfPairs, _skipped
+
+
+WINOGROUND_COLUMNS = (schema.IMAGE_0, schema.IMAGE_1, schema.CAPTION_0, schema.CAPTION_1)
+
+
+class WinogroundBenchmark(_PairOfPairs):
+    """Winoground-style text, image and group scores (strict comparisons), overall and per tag."""
+
+    name = "winoground"
+    card = ("Compositional image-text matching", "facebook/winoground", "Winoground")
+    world_card = ("Winoground-format held-out set of the TripletCLIP procedural world", "tripletclip-world-winoground")
+    required = WINOGROUND_COLUMNS
+    optional = (schema.TAG,)
+    image_columns = (schema.IMAGE_0, schema.IMAGE_1)
+    pair_columns = WINOGROUND_COLUMNS
+    default_tag_column = schema.TAG
+
+    def run(self, encoder: CLIPEncoder) -> BenchmarkResult:
+        tag_column = self.options.tag_column or self.default_tag_column
+        use_tags = tag_column in self.columns
+        scores, tags, total, skipped = [], [], 0, {}
+        for batch, keep, (u0, u1, v0, v1), sources, ok in self._scores(encoder):
+            total += len(keep)
+            _skipped(encoder, sources, ok, skipped)
+            s = torch.stack(
+                [
+                    torch.stack([(v0 * u0).sum(-1), (v0 * u1).sum(-1)], dim=1),
+                    torch.stack([(v1 * u0).sum(-1), (v1 * u1).sum(-1)], dim=1),
+                ],
+                dim=1,
+            )  # (n, caption, image)
+            scores.append(s[keep].numpy())
+            if use_tags:
+                tags.extend(t for t, k in zip(batch[tag_column], keep.tolist()) if k)
+        scores = np.concatenate(scores) if scores else np.zeros((0, 2, 2))
+        if len(scores) == 0:
+            raise EvaluationInputError(
+                f"No {self.name} row of {self.data!r} could be scored (no rows, or no decodable images)."
+            )
+        metrics = winoground_metrics(scores, tags=tags if use_tags else None)
+        return BenchmarkResult(
+            metrics, num_items=total, num_scored=len(scores), skipped_images=skipped, details={"scores": scores}
+        )
