@@ -4,9 +4,11 @@
 published; a CLIP_benchmark WebDataset export (``.txt`` captions); the Karpathy-split JSON of COCO / Flickr30k
 (``{"images": [{"filename", "split", "sentences": [{"raw"}]}]}``) with its image folder.
 
-**Scoring** follows CLIP_benchmark's ``zeroshot_retrieval.py`` (``evaluate``, ``recall_at_k``): text-to-image recall@k
-is the share of captions whose image is among the k best; image-to-text, the share of images with at least one of
-their captions among the k best; a k with no more candidates than k is left out with a note.
+**Scoring** follows CLIP_benchmark's ``clip_benchmark/metrics/zeroshot_retrieval.py`` (``evaluate``, ``recall_at_k``):
+text-to-image recall@k is the share of captions whose image is among the k best; image-to-text, the share of images
+with at least one of their captions among the k best; a k with no more candidates than k is left out with a note.
+One difference, on exact score ties only: CLIP_benchmark's ``topk`` lets index order decide (its result then depends
+on the batch size), here a tie counts against the model.
 """
 
 from __future__ import annotations

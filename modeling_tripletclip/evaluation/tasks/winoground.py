@@ -1,8 +1,8 @@
 """Winoground-style pairs of pairs (Thrush et al., 2022): two images and two captions per item
 (``facebook/winoground``'s columns ``image_0``, ``image_1``, ``caption_0``, ``caption_1``, and an optional tag).
 
-**Scoring** follows Winoground's official evaluation (``text_correct``, ``image_correct``, ``group_correct`` in the
-dataset card's example): text correct when each image scores higher with its own caption than with the other
+**Scoring** follows Winoground's paper (Thrush et al., 2022, Section 3) as its released example code computes it
+(``text_correct``, ``image_correct``, ``group_correct``): text correct when each image scores higher with its own caption than with the other
 (strictly), image correct when each caption scores higher with its own image, group when both; each metric is the
 mean over items, per tag too (``<tag>/text``, ...).
 """

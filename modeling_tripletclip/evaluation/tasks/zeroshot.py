@@ -1,9 +1,11 @@
 """Zero-shot image classification: ``image`` + a ``ClassLabel`` column, a folder of class sub-folders, or a
 CLIP_benchmark WebDataset export (``.cls`` with ``classnames.txt`` and its templates).
 
-**Scoring** follows CLIP_benchmark's ``zeroshot_classification.py`` (``zero_shot_classifier``, ``accuracy``,
-``balanced_accuracy``): each class is the normalised mean of its prompts' normalised embeddings; top-1 / top-5
-accuracy and the mean per-class recall; top-5 with fewer than five classes is left out with a note.
+**Scoring** follows CLIP_benchmark's ``clip_benchmark/metrics/zeroshot_classification.py`` (``zero_shot_classifier``,
+``accuracy``, and ``evaluate``'s balanced accuracy): each class is the normalised mean of its prompts' normalised
+embeddings; top-1 / top-5 accuracy and the mean per-class recall; top-5 with fewer than five classes is left out with
+a note (CLIP_benchmark reports NaN). On exact score ties CLIP_benchmark lets index order decide; here a tie counts
+against the model.
 """
 
 from __future__ import annotations
