@@ -143,6 +143,60 @@ def winoground_metrics(scores, tags: Sequence[str] | None = None) -> dict[str, f
     return metrics
 
 
+# BiVLC -----------------------------------------------------------------------------------------------------------
+
+#: BiVLC's per-item decisions, in the order its evaluation reports them.
+BIVLC_METRICS = ("I2T", "T2I", "group", "Ipos_2T", "Ineg_2T", "Tpos_2I", "Tneg_2I")
+
+
+def bivlc_correct(scores) -> dict[str, np.ndarray]:
+    """BiVLC's decisions for each item (``src/CLIP_fine_tuning/CLIP_utils.py``, ``evaluate_BiVLC``), all strict.
+
+    Args:
+        scores: shape `(num_items, 2, 2)`, ``scores[n, c, i]`` = s(caption_c, image_i) with caption_0 / image_0 the
+            positive pair and caption_1 / image_1 the negative pair.
+
+    Returns:
+        ``{"Ipos_2T": s(c0,i0) > s(c1,i0), "Ineg_2T": s(c1,i1) > s(c0,i1), "Tpos_2I": s(c0,i0) > s(c0,i1),
+        "Tneg_2I": s(c1,i1) > s(c1,i0), "I2T": Ipos_2T and Ineg_2T, "T2I": Tpos_2I and Tneg_2I, "group": both}``.
+    """
+    s = _as_array(scores, "scores", 3)
+    if s.shape[1:] != (2, 2):
+        raise ValueError(f"`scores` must have shape (num_items, 2, 2) indexed [item, caption, image], got {s.shape}.")
+    c0i0, c0i1, c1i0, c1i1 = s[:, 0, 0], s[:, 0, 1], s[:, 1, 0], s[:, 1, 1]
+    out = {"Ipos_2T": c0i0 > c1i0, "Ineg_2T": c1i1 > c0i1, "Tpos_2I": c0i0 > c0i1, "Tneg_2I": c1i1 > c1i0}
+    out["I2T"] = out["Ipos_2T"] & out["Ineg_2T"]
+    out["T2I"] = out["Tpos_2I"] & out["Tneg_2I"]
+    out["group"] = out["I2T"] & out["T2I"]
+    return out
+
+
+def bivlc_metrics(scores, types: Sequence[str] | None = None, subtypes: Sequence[str] | None = None
+                  ) -> dict[str, float]:
+    """BiVLC's scores: each of :data:`BIVLC_METRICS` as the share of items (``main_evaluation_BiVLC.py``: sum / len),
+    overall, per ``type`` (``"<type>/<metric>"``) and per type and subtype (``"<type>_<subtype>/<metric>"``)."""
+    correct = bivlc_correct(scores)
+    count = correct["I2T"].size
+    if count == 0:
+        raise ValueError("Cannot compute BiVLC scores over zero items.")
+    metrics = {name: float(correct[name].mean()) for name in BIVLC_METRICS}
+    groups: dict[str, np.ndarray] = {}
+    if types is not None:
+        types = np.asarray([str(t) for t in types], dtype=object)
+        if types.shape != (count,):
+            raise ValueError(f"Got {types.shape[0]} types for {count} items: give one per item.")
+        for value in sorted(set(types) - {"", "None"}):
+            groups[value] = types == value
+        if subtypes is not None:
+            subtypes = np.asarray([str(t) for t in subtypes], dtype=object)
+            for value in sorted({f"{t}_{u}" for t, u in zip(types, subtypes)} - {"_", "None_None"}):
+                groups[value] = np.array([f"{t}_{u}" == value for t, u in zip(types, subtypes)])
+    for group, mask in groups.items():
+        for name in BIVLC_METRICS:
+            metrics[f"{group}/{name}"] = float(correct[name][mask].mean())
+    return metrics
+
+
 # Ranking --------------------------------------------------------------------------------------------------------
 
 

@@ -26,6 +26,7 @@ never reported as 100%.
 from __future__ import annotations
 
 from .base import Benchmark, BenchmarkOptions, BenchmarkResult
+from .bivlc import BiVLCBenchmark
 from .retrieval import RetrievalBenchmark
 from .similarity import SimilarityBenchmark
 from .sugarcrepe import SugarCrepeBenchmark
@@ -35,10 +36,10 @@ from .zeroshot import ZeroShotBenchmark
 
 BENCHMARKS: dict[str, type[Benchmark]] = {task.name: task for task in (
     SugarCrepeBenchmark, WinogroundBenchmark, TripletDataBenchmark, RetrievalBenchmark, ZeroShotBenchmark,
-    SimilarityBenchmark,
+    SimilarityBenchmark, BiVLCBenchmark,
 )}
 """Every evaluation task by name."""
 
-__all__ = ["BENCHMARKS", "Benchmark", "BenchmarkOptions", "BenchmarkResult", "RetrievalBenchmark",
+__all__ = ["BENCHMARKS", "BiVLCBenchmark", "Benchmark", "BenchmarkOptions", "BenchmarkResult", "RetrievalBenchmark",
            "SimilarityBenchmark", "SugarCrepeBenchmark", "TripletDataBenchmark", "WinogroundBenchmark",
            "ZeroShotBenchmark"]
