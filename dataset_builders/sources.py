@@ -281,6 +281,12 @@ def load_dataset(value: str | os.PathLike | DatasetSource, split: str | None = "
     except InputError:
         raise
     except (FileNotFoundError, datasets.exceptions.DatasetNotFoundError) as error:
+        if source.kind == HUB_ID and "gated" in str(error).lower():
+            raise DatasetSourceError(
+                f"{source.value!r} is a gated dataset on the Hub: accept its conditions at "
+                f"https://huggingface.co/datasets/{source.value}, then log in with `hf auth login` (or set HF_TOKEN) "
+                f"and run the command again; or give a local copy of it."
+            ) from error
         where = "on the Hub (or in the local cache, offline)" if source.kind == HUB_ID else f"at {source.value}"
         raise DatasetSourceError(f"No dataset {source.value!r} {where} ({error}). A dataset is "
                                  + "; or ".join(FORMS) + ".") from error

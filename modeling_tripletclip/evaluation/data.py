@@ -59,6 +59,8 @@ def open_dataset(path: str | Path, split: str | None = None, streaming: bool = F
     try:
         loaded = load_dataset(path, split=None, streaming=streaming)
     except DatasetSourceError as error:
+        if "gated dataset" in str(error):
+            raise EvaluationInputError(f"Cannot read the {what}: {error}") from error
         raise EvaluationInputError(f"Cannot read the {what}: {error} Known evaluation formats: "
                                    + "; ".join(FORMATS) + ".") from error
     except (OSError, ValueError, datasets.exceptions.DatasetNotFoundError) as error:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from .base import Benchmark, BenchmarkOptions, BenchmarkResult
 from .bivlc import BiVLCBenchmark
+from .colorswap import ColorSwapBenchmark
 from .retrieval import RetrievalBenchmark
 from .similarity import SimilarityBenchmark
 from .sugarcrepe import SugarCrepeBenchmark
@@ -36,10 +37,10 @@ from .zeroshot import ZeroShotBenchmark
 
 BENCHMARKS: dict[str, type[Benchmark]] = {task.name: task for task in (
     SugarCrepeBenchmark, WinogroundBenchmark, TripletDataBenchmark, RetrievalBenchmark, ZeroShotBenchmark,
-    SimilarityBenchmark, BiVLCBenchmark,
+    SimilarityBenchmark, BiVLCBenchmark, ColorSwapBenchmark,
 )}
 """Every evaluation task by name."""
 
-__all__ = ["BENCHMARKS", "BiVLCBenchmark", "Benchmark", "BenchmarkOptions", "BenchmarkResult", "RetrievalBenchmark",
+__all__ = ["BENCHMARKS", "BiVLCBenchmark", "Benchmark", "ColorSwapBenchmark", "BenchmarkOptions", "BenchmarkResult", "RetrievalBenchmark",
            "SimilarityBenchmark", "SugarCrepeBenchmark", "TripletDataBenchmark", "WinogroundBenchmark",
            "ZeroShotBenchmark"]
