@@ -31,16 +31,17 @@ from .colorswap import ColorSwapBenchmark
 from .retrieval import RetrievalBenchmark
 from .similarity import SimilarityBenchmark
 from .sugarcrepe import SugarCrepeBenchmark
+from .sugarcrepe_pp import SugarCrepePPBenchmark
 from .tripletdata import TripletDataBenchmark
 from .winoground import WinogroundBenchmark
 from .zeroshot import ZeroShotBenchmark
 
 BENCHMARKS: dict[str, type[Benchmark]] = {task.name: task for task in (
     SugarCrepeBenchmark, WinogroundBenchmark, TripletDataBenchmark, RetrievalBenchmark, ZeroShotBenchmark,
-    SimilarityBenchmark, BiVLCBenchmark, ColorSwapBenchmark,
+    SimilarityBenchmark, BiVLCBenchmark, ColorSwapBenchmark, SugarCrepePPBenchmark,
 )}
 """Every evaluation task by name."""
 
 __all__ = ["BENCHMARKS", "BiVLCBenchmark", "Benchmark", "ColorSwapBenchmark", "BenchmarkOptions", "BenchmarkResult", "RetrievalBenchmark",
-           "SimilarityBenchmark", "SugarCrepeBenchmark", "TripletDataBenchmark", "WinogroundBenchmark",
+           "SimilarityBenchmark", "SugarCrepeBenchmark", "SugarCrepePPBenchmark", "TripletDataBenchmark", "WinogroundBenchmark",
            "ZeroShotBenchmark"]
