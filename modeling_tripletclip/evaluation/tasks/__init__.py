@@ -28,6 +28,7 @@ from __future__ import annotations
 from .base import Benchmark, BenchmarkOptions, BenchmarkResult
 from .bivlc import BiVLCBenchmark
 from .colorswap import ColorSwapBenchmark
+from .mmvp import MMVPBenchmark
 from .retrieval import RetrievalBenchmark
 from .similarity import SimilarityBenchmark
 from .sugarcrepe import SugarCrepeBenchmark
@@ -39,9 +40,10 @@ from .zeroshot import ZeroShotBenchmark
 BENCHMARKS: dict[str, type[Benchmark]] = {task.name: task for task in (
     SugarCrepeBenchmark, WinogroundBenchmark, TripletDataBenchmark, RetrievalBenchmark, ZeroShotBenchmark,
     SimilarityBenchmark, BiVLCBenchmark, ColorSwapBenchmark, SugarCrepePPBenchmark,
+    MMVPBenchmark,
 )}
 """Every evaluation task by name."""
 
-__all__ = ["BENCHMARKS", "BiVLCBenchmark", "Benchmark", "ColorSwapBenchmark", "BenchmarkOptions", "BenchmarkResult", "RetrievalBenchmark",
+__all__ = ["BENCHMARKS", "BiVLCBenchmark", "Benchmark", "ColorSwapBenchmark", "MMVPBenchmark", "BenchmarkOptions", "BenchmarkResult", "RetrievalBenchmark",
            "SimilarityBenchmark", "SugarCrepeBenchmark", "SugarCrepePPBenchmark", "TripletDataBenchmark", "WinogroundBenchmark",
            "ZeroShotBenchmark"]
