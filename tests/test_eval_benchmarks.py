@@ -580,3 +580,30 @@ def test_eval_results_round_trip_through_a_model_card():
     assert [(r.dataset_name, r.metric_name, r.metric_value) for r in reloaded] == [
         (r.dataset_name, r.metric_name, r.metric_value) for r in results
     ]
+
+
+def make_original_winoground(folder: Path) -> Path:
+    """Winoground's original release: data/examples.jsonl (image names without extension) + data/images.zip."""
+    import zipfile
+
+    (folder / "data").mkdir(parents=True)
+    lines = []
+    with zipfile.ZipFile(folder / "data" / "images.zip", "w") as archive:
+        for i, (a, b, c0, c1, tag) in enumerate(WINOGROUND_ROWS):
+            for j, seed in enumerate((a, b)):
+                archive.writestr(f"images/ex_{i}_img_{j}.png", png_bytes(draw(seed)))
+            lines.append(json.dumps({"id": i, "image_0": f"ex_{i}_img_0", "image_1": f"ex_{i}_img_1",
+                                     "caption_0": c0, "caption_1": c1, "tag": tag, "secondary_tag": "",
+                                     "num_main_preds": 1, "collapsed_tag": "Object"}))
+    (folder / "data" / "examples.jsonl").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def test_winoground_original_release_layout_scores_as_the_hub_dataset(tmp_path, tiny):
+    model, processor = tiny
+    hub = load_benchmark("winoground", make_winoground(tmp_path / "hub")).run(
+        CLIPEncoder(model, processor, batch_size=4, progress=False))
+    original = load_benchmark("winoground", make_original_winoground(tmp_path / "original")).run(
+        CLIPEncoder(model, processor, batch_size=4, progress=False))
+    assert original.metrics == hub.metrics and original.num_items == len(WINOGROUND_ROWS)
+    np.testing.assert_array_equal(original.details["scores"], hub.details["scores"])
