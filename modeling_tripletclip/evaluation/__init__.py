@@ -3,7 +3,7 @@
 Benchmarks: SugarCrepe, Winoground-style pairs, TripletData as an evaluation set, image-text retrieval, zero-shot
 classification, and the similarity analysis of positive vs negative pairs. Any TripletCLIP or plain CLIP checkpoint
 can be evaluated; each distinct image and caption is encoded once per run. The data may come in the formats the
-community downloads (each task's file in :mod:`.tasks` says which; shared readers in :mod:`.data`); the results go into an `EvaluationReport`.
+community downloads (each task's file in :mod:`.tasks` says which); the results go into an `EvaluationReport`.
 
 Python::
 

@@ -25,6 +25,7 @@ never reported as 100%.
 
 from __future__ import annotations
 
+from .aro import AROBenchmark
 from .base import Benchmark, BenchmarkOptions, BenchmarkResult
 from .bivlc import BiVLCBenchmark
 from .colorswap import ColorSwapBenchmark
@@ -40,10 +41,10 @@ from .zeroshot import ZeroShotBenchmark
 BENCHMARKS: dict[str, type[Benchmark]] = {task.name: task for task in (
     SugarCrepeBenchmark, WinogroundBenchmark, TripletDataBenchmark, RetrievalBenchmark, ZeroShotBenchmark,
     SimilarityBenchmark, BiVLCBenchmark, ColorSwapBenchmark, SugarCrepePPBenchmark,
-    MMVPBenchmark,
+    MMVPBenchmark, AROBenchmark,
 )}
 """Every evaluation task by name."""
 
-__all__ = ["BENCHMARKS", "BiVLCBenchmark", "Benchmark", "ColorSwapBenchmark", "MMVPBenchmark", "BenchmarkOptions", "BenchmarkResult", "RetrievalBenchmark",
-           "SimilarityBenchmark", "SugarCrepeBenchmark", "SugarCrepePPBenchmark", "TripletDataBenchmark", "WinogroundBenchmark",
-           "ZeroShotBenchmark"]
+__all__ = ["AROBenchmark", "BENCHMARKS", "BiVLCBenchmark", "Benchmark", "BenchmarkOptions", "BenchmarkResult",
+           "ColorSwapBenchmark", "MMVPBenchmark", "RetrievalBenchmark", "SimilarityBenchmark", "SugarCrepeBenchmark",
+           "SugarCrepePPBenchmark", "TripletDataBenchmark", "WinogroundBenchmark", "ZeroShotBenchmark"]
