@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 import pytest
 from PIL import Image
 
@@ -29,7 +31,7 @@ def test_evaluate_two_models_three_benchmarks(tmp_path, tiny_checkpoint, tiny_cl
         "--benchmark", "sugarcrepe", "--data", str(sugarcrepe),
         "--benchmark", "winoground", "--data", str(winoground),
         "--data", f"similarity={triplets}",
-        "--output", str(output), "--batch-size", "4", "--no-progress",
+        "--output_dir", str(output.parent), "--report_name", output.stem, "--batch-size", "4", "--no-progress",
     ])
     printed = capsys.readouterr().out
     assert code == 0
@@ -73,18 +75,18 @@ def test_bad_input_stops_before_any_model_runs(tmp_path, tiny_checkpoint, capsys
     output = tmp_path / "report.json"
     # A benchmark without its data.
     code = main(["evaluate", "--model", str(tiny_checkpoint), "--benchmark", "sugarcrepe", "--benchmark",
-                 "winoground", "--data", str(sugarcrepe), "--output", str(output)])
+                 "winoground", "--data", str(sugarcrepe), "--output_dir", str(output.parent), "--report_name", output.stem])
     assert code == 2 and "Got 1 --data path(s) for 2 benchmark(s)" in capsys.readouterr().err
     # A model that is not CLIP-like, named after the data has been checked.
     BertConfig(vocab_size=50, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
                intermediate_size=8).save_pretrained(tmp_path / "bert")
     code = main(["evaluate", "--model", str(tiny_checkpoint), "--model", str(tmp_path / "bert"),
-                 "--benchmark", "sugarcrepe", "--data", str(sugarcrepe), "--output", str(output)])
+                 "--benchmark", "sugarcrepe", "--data", str(sugarcrepe), "--output_dir", str(output.parent), "--report_name", output.stem])
     assert code == 2 and "not a CLIP-like model" in capsys.readouterr().err
     # A missing image named by the JSON.
     (sugarcrepe / "images" / "d.jpg").unlink()
     code = main(["evaluate", "--model", str(tiny_checkpoint), "--benchmark", "sugarcrepe", "--data", str(sugarcrepe),
-                 "--output", str(output)])
+                 "--output_dir", str(output.parent), "--report_name", output.stem])
     assert code == 2 and "d.jpg (named by add_obj.json['0'])" in capsys.readouterr().err
     assert not output.exists()
 
@@ -107,7 +109,7 @@ def test_evaluate_on_the_built_in_world(tmp_path, tiny_checkpoint, tiny_clip_che
     output = tmp_path / "report.json"
     models = [str(tiny_checkpoint), str(tiny_clip_checkpoint)]
     code = main(["evaluate", "--model", models[0], "--model", models[1], "--world", str(world),
-                 "--output", str(output), "--no-progress"])
+                 "--output_dir", str(output.parent), "--report_name", output.stem, "--no-progress"])
     printed = capsys.readouterr().out
     assert code == 0
     report = json.loads(output.read_text())["results"]
@@ -118,3 +120,34 @@ def test_evaluate_on_the_built_in_world(tmp_path, tiny_checkpoint, tiny_clip_che
         assert "image_retrieval_recall@10" not in report[model]["retrieval"]  # 8 images: recall@10 does not apply
     assert "sugarcrepe: scored 42 of 42 items" in printed and "tripletdata: scored 12 of 12 items" in printed
     assert output.with_name("report_similarity.png").is_file()
+
+
+def test_compositional_suite_runs_what_it_finds_side_by_side(tmp_path, tiny_checkpoint, tiny_clip_checkpoint, capsys):
+    import huggingface_hub  # noqa: F401
+
+    from test_eval_bivlc import make_bivlc
+    from test_eval_colorswap import make_colorswap
+    from test_eval_mmvp import make_mmvp
+
+    root = tmp_path / "benchmarks"
+    make_bivlc(root / "BiVLC")
+    make_colorswap(root / "colorswap")
+    make_mmvp(root / "MMVP_VLM")
+    models = [str(tiny_checkpoint), str(tiny_clip_checkpoint)]
+    code = main(["evaluate", "--model", models[0], "--model", models[1], "--benchmark", "compositional",
+                 "--data_root", str(root), "--output_dir", str(tmp_path / "out"), "--no-progress"])
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert "found under" in printed and "absent: sugarcrepe, winoground, sugarcrepe_pp, aro" in printed
+    assert "compositional average = unweighted mean" in printed
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    for model in models:
+        results = report["results"][model]
+        assert set(results) == {"bivlc", "colorswap", "mmvp", "compositional"}
+        headline = np.mean([results["bivlc"]["group"], results["colorswap"]["group"], results["mmvp"]["average"]])
+        # Three of seven benchmarks: a partial average, never called the average.
+        assert results["compositional"] == {"partial_average": pytest.approx(headline)}
+    markdown = (tmp_path / "out" / "report.md").read_text()
+    assert all(m in markdown for m in models)  # the models side by side
+    assert main(["evaluate", "--model", models[0], "--benchmark", "compositional", "--output_dir", str(tmp_path)]) == 2
+    assert "--data_root" in capsys.readouterr().err

@@ -30,10 +30,18 @@ from pathlib import Path
 
 from dataset_builders.utils.options import Command
 
-from .tasks import BENCHMARKS
+from .tasks import (
+    BENCHMARKS,
+    COMPOSITIONAL,
+    COMPOSITIONAL_AVERAGE_DEFINITION,
+    compositional_average,
+    find_compositional,
+)
 from .errors import EvaluationInputError
 
 BENCHMARK_NAMES = tuple(BENCHMARKS)
+#: The ``--benchmark`` value that runs every compositional benchmark found under ``--data_root``.
+SUITE = "compositional"
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +53,12 @@ class EvaluateOptions:
     model: list[str] = field(default_factory=list, metadata={
         "help": "checkpoint folder or Hub id (TripletCLIP or CLIP); repeat to compare models"})
     benchmark: list[str] = field(default_factory=list, metadata={
-        "help": f"benchmark to run, one of {', '.join(BENCHMARK_NAMES)}; repeat for several",
-        "choices": BENCHMARK_NAMES})
+        "help": f"benchmark to run, one of {', '.join(BENCHMARK_NAMES)}; repeat for several; '{SUITE}' runs every "
+                f"compositional benchmark found under --data_root", "choices": (*BENCHMARK_NAMES, SUITE)})
+    data_root: str | None = field(default=None, metadata={
+        "help": f"with --benchmark {SUITE}: the folder holding the benchmarks' download folders, each under its name "
+                f"({', '.join(COMPOSITIONAL)}; e.g. DIR/BiVLC, DIR/MMVP_VLM) and the COCO 2017 images in DIR/val2017 or "
+                f"DIR/coco/val2017"})
     data: list[str] = field(default_factory=list, metadata={
         "help": "the benchmark's data (Hub id, folder or file), once per --benchmark in the same order, or NAME=PATH"})
     world: str | None = field(default=None, metadata={
@@ -57,8 +69,6 @@ class EvaluateOptions:
                 "for one benchmark"})
     output_dir: str = field(default=".", metadata={"help": "where the report files go"})
     report_name: str = field(default="report", metadata={"help": "file name stem of the report files"})
-    output: str | None = field(default=None, metadata={"help": "deprecated: the report's JSON path (use --output_dir "
-                                                                "and --report_name)"})
     split: str | None = field(default=None, metadata={"help": "dataset split (default: test, else validation, else "
                                                               "train)"})
     streaming: bool = field(default=False, metadata={"help": "stream datasets instead of preparing them on disk"})
@@ -82,10 +92,9 @@ class EvaluateOptions:
         "help": "exit with status 0 even when items were skipped (their counts are in the report either way)"})
 
     def validate(self) -> None:
-        if self.output is not None:
-            output = Path(self.output)
-            logger.warning("--output is deprecated; use --output_dir %s --report_name %s.", output.parent, output.stem)
-            self.output_dir, self.report_name = str(output.parent), output.stem
+        if SUITE in self.benchmark and not self.data_root:
+            raise EvaluationInputError(f"--benchmark {SUITE} needs --data_root DIR, the folder holding the benchmarks' "
+                                       f"download folders ({', '.join(COMPOSITIONAL)}).")
         if not self.model:
             raise EvaluationInputError("Give at least one --model (a checkpoint folder or a Hub id).")
         if len(set(self.model)) != len(self.model):
@@ -187,8 +196,24 @@ def _evaluate(options: EvaluateOptions) -> int:
     from .report import EvaluationReport, plot_similarity, similarity_histograms
     from .templates import load_templates
 
-    benchmarks = pair_benchmarks_with_data(options.benchmark, options.data, world=options.world)
-    images = parse_images(options.images, list(benchmarks))
+    names, data, image_values = list(options.benchmark), list(options.data), list(options.images)
+    if SUITE in names:
+        found, absent = find_compositional(options.data_root)
+        if not found:
+            looked = "; ".join(f"{n}: {' or '.join(BENCHMARKS[n].folder_names)}" for n in COMPOSITIONAL)
+            raise EvaluationInputError(f"No compositional benchmark under {options.data_root}. Looked for these "
+                                       f"folders: {looked}.")
+        named = {entry.partition("=")[0] for entry in data}
+        names = [n for n in names if n != SUITE] + [n for n in found if n not in names]
+        data += [f"{n}={path}" for n, path in found.items() if n not in named]
+        coco = next((p for p in (Path(options.data_root) / "val2017", Path(options.data_root) / "coco" / "val2017")
+                     if p.is_dir()), None)
+        if coco is not None and not image_values:
+            image_values = [f"{n}={coco}" for n in ("sugarcrepe", "sugarcrepe_pp") if n in found]
+        print(f"Compositional benchmarks found under {options.data_root}: {', '.join(found)}; absent: "
+              f"{', '.join(absent) or 'none'}.")
+    benchmarks = pair_benchmarks_with_data(names, data, world=options.world)
+    images = parse_images(image_values, list(benchmarks))
     templates = load_templates(options.templates) if options.templates else None
 
     # Every input is checked before any model runs: each model's configuration (cheap), then the data.
@@ -208,9 +233,13 @@ def _evaluate(options: EvaluateOptions) -> int:
         encoder = CLIPEncoder(model, processor, batch_size=options.batch_size, num_workers=options.num_workers,
                               progress=options.progress, reduced_image_decoding=options.reduced_image_decoding)
         results = run_benchmarks(encoder, prepared)
-        report.add(model_name, {name: r.metrics for name, r in results.items()},
-                   counts={name: r.counts() for name, r in results.items()},
-                   notes=[note for r in results.values() for note in r.notes])
+        metrics = {name: r.metrics for name, r in results.items()}
+        notes = [note for r in results.values() for note in r.notes]
+        average, note = compositional_average(metrics)
+        if SUITE in options.benchmark and average:
+            metrics["compositional"] = average
+            notes.append(note)
+        report.add(model_name, metrics, counts={name: r.counts() for name, r in results.items()}, notes=notes)
         for name, result in results.items():
             print(f"{model_name} | {result.summary(name)}")
             if name == "similarity":
@@ -234,6 +263,8 @@ def _evaluate(options: EvaluateOptions) -> int:
         written += [png, output.with_name(f"{output.stem}_similarity.json")]
     print()
     print(table)
+    if any("compositional" in per for per in report.results.values()):
+        print(COMPOSITIONAL_AVERAGE_DEFINITION + ".")
     print("Wrote " + ", ".join(str(p) for p in written))
     skipped = report.skipped
     if skipped:

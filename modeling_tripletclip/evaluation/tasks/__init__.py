@@ -25,6 +25,8 @@ never reported as 100%.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from .aro import AROBenchmark
 from .base import Benchmark, BenchmarkOptions, BenchmarkResult
 from .bivlc import BiVLCBenchmark
@@ -45,6 +47,39 @@ BENCHMARKS: dict[str, type[Benchmark]] = {task.name: task for task in (
 )}
 """Every evaluation task by name."""
 
-__all__ = ["AROBenchmark", "BENCHMARKS", "BiVLCBenchmark", "Benchmark", "BenchmarkOptions", "BenchmarkResult",
+#: The compositional benchmarks ``--benchmark compositional`` runs, in report order.
+COMPOSITIONAL: tuple[str, ...] = tuple(name for name, task in BENCHMARKS.items() if task.folder_names)
+COMPOSITIONAL_AVERAGE_DEFINITION = (
+    "compositional average = unweighted mean, over the compositional benchmarks run, of each one's headline metric ("
+    + ", ".join(f"{name}: {BENCHMARKS[name].headline}" for name in COMPOSITIONAL) + "); reported as 'average' only when "
+    "every one of them was run, else as 'partial_average' with the benchmarks it covers"
+)
+
+
+def find_compositional(data_root: str | Path) -> tuple[dict[str, str], list[str]]:
+    """``({benchmark: folder}, [absent benchmarks])`` for the compositional benchmarks found under ``data_root``."""
+    root = Path(data_root)
+    found, absent = {}, []
+    for name in COMPOSITIONAL:
+        folder = next((root / n for n in BENCHMARKS[name].folder_names if (root / n).exists()), None)
+        if folder is None:
+            absent.append(name)
+        else:
+            found[name] = str(folder)
+    return found, absent
+
+
+def compositional_average(metrics: dict[str, dict[str, float]]) -> tuple[dict[str, float], str]:
+    """The compositional average of one model's ``{benchmark: {metric: value}}`` and the note that defines it."""
+    covered = [name for name in COMPOSITIONAL if BENCHMARKS[name].headline in metrics.get(name, {})]
+    if not covered:
+        return {}, ""
+    value = sum(metrics[name][BENCHMARKS[name].headline] for name in covered) / len(covered)
+    complete = len(covered) == len(COMPOSITIONAL)
+    key = "average" if complete else "partial_average"
+    note = f"compositional: {key} over {', '.join(covered)}. {COMPOSITIONAL_AVERAGE_DEFINITION}."
+    return {key: value}, note
+
+__all__ = ["AROBenchmark", "BENCHMARKS", "COMPOSITIONAL", "compositional_average", "find_compositional", "BiVLCBenchmark", "Benchmark", "BenchmarkOptions", "BenchmarkResult",
            "ColorSwapBenchmark", "MMVPBenchmark", "RetrievalBenchmark", "SimilarityBenchmark", "SugarCrepeBenchmark",
            "SugarCrepePPBenchmark", "TripletDataBenchmark", "WinogroundBenchmark", "ZeroShotBenchmark"]

@@ -73,6 +73,8 @@ class AROBenchmark(Benchmark):
 
     name = "aro"
     card = ("Compositional image-text matching", "aro", "ARO")
+    folder_names = ("aro", "ARO")
+    headline = "vg_relation/macro_accuracy"
 
     def __init__(self, data, options=None):
         super().__init__(data, options)

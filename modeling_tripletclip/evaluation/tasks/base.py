@@ -103,12 +103,17 @@ class Benchmark(ABC):
 
     Each task's file defines one subclass with its ``name`` (the registry key), and its model-card metadata:
     ``card`` = (task name, dataset type, dataset name) when its scores go on cards, ``world_card`` = (dataset name,
-    dataset type) under which the built-in world's held-out set of that format is reported.
+    dataset type) under which the built-in world's held-out set of that format is reported; a compositional
+    benchmark also names its ``folder_names`` and ``headline`` metric.
     """
 
     name: ClassVar[str]
     card: ClassVar[tuple[str, str, str] | None] = None
     world_card: ClassVar[tuple[str, str] | None] = None
+    #: For a compositional benchmark: the folder names it is found under in ``--data_root`` (first match wins) and
+    #: its headline metric, the one the compositional average takes.
+    folder_names: ClassVar[tuple[str, ...]] = ()
+    headline: ClassVar[str | None] = None
 
     def __init__(self, data: str | Path, options: BenchmarkOptions | None = None):
         self.data = data

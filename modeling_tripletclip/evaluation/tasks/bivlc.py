@@ -33,6 +33,8 @@ class BiVLCBenchmark(_PairOfPairs):
 
     name = "bivlc"
     card = ("Compositional image-text retrieval", "imirandam/BiVLC", "BiVLC")
+    folder_names = ("BiVLC", "bivlc")
+    headline = "group"
     required = TRIPLETDATA_COLUMNS
     optional = (BIVLC_TYPE, BIVLC_SUBTYPE, schema.NEGATIVE_KIND)
     image_columns = (schema.IMAGE, schema.NEGATIVE_IMAGE)

@@ -23,6 +23,8 @@ class ColorSwapBenchmark(WinogroundBenchmark):
     name = "colorswap"
     card = ("Compositional image-text matching", "stanfordnlp/colorswap", "ColorSwap")
     world_card = None
+    folder_names = ("colorswap", "ColorSwap")
+    headline = "group"
     required = COLORSWAP_COLUMNS
     optional = ("image_source",)
     image_columns = ("image_1", "image_2")

@@ -70,6 +70,8 @@ class MMVPBenchmark(Benchmark):
 
     name = "mmvp"
     card = ("Visual pattern matching", "MMVP/MMVP_VLM", "MMVP-VLM")
+    folder_names = ("MMVP_VLM", "mmvp", "MMVP")
+    headline = "average"
 
     def __init__(self, data, options=None):
         super().__init__(data, options)

@@ -122,6 +122,8 @@ class SugarCrepeBenchmark(Benchmark):
     name = "sugarcrepe"
     card = ("Compositional image-text matching", "sugarcrepe", "SugarCrepe")
     world_card = ("SugarCrepe-format held-out set of the TripletCLIP procedural world", "tripletclip-world-sugarcrepe")
+    folder_names = ("sugarcrepe", "SugarCrepe", "sugar-crepe")
+    headline = "overall"
 
     def __init__(self, data, options=None):
         super().__init__(data, options)

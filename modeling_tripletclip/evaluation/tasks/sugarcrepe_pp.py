@@ -75,6 +75,8 @@ class SugarCrepePPBenchmark(Benchmark):
 
     name = "sugarcrepe_pp"
     card = ("Compositional image-text matching", "Aman-J/SugarCrepe_pp", "SugarCrepe++")
+    folder_names = ("SugarCrepe_pp", "sugarcrepe_pp", "scpp")
+    headline = "ITT"
 
     def __init__(self, data, options=None):
         super().__init__(data, options)

@@ -17,6 +17,8 @@ class TripletDataBenchmark(WinogroundBenchmark):
     name = "tripletdata"
     card = ("Compositional image-text matching", "tripletdata", "TripletData (Winoground-style)")
     world_card = ("Held-out TripletData of the TripletCLIP procedural world", "tripletclip-world-test")
+    folder_names = ()
+    headline = None
     required = TRIPLETDATA_COLUMNS
     optional = (schema.NEGATIVE_KIND,)
     image_columns = (schema.IMAGE, schema.NEGATIVE_IMAGE)

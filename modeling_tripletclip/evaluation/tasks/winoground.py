@@ -37,6 +37,8 @@ class WinogroundBenchmark(_PairOfPairs):
     name = "winoground"
     card = ("Compositional image-text matching", "facebook/winoground", "Winoground")
     world_card = ("Winoground-format held-out set of the TripletCLIP procedural world", "tripletclip-world-winoground")
+    folder_names = ("winoground", "Winoground")
+    headline = "group"
     required = WINOGROUND_COLUMNS
     optional = (schema.TAG,)
     image_columns = (schema.IMAGE_0, schema.IMAGE_1)
