@@ -37,13 +37,14 @@ from .similarity import SimilarityBenchmark
 from .sugarcrepe import SugarCrepeBenchmark
 from .sugarcrepe_pp import SugarCrepePPBenchmark
 from .tripletdata import TripletDataBenchmark
+from .valse import VALSEBenchmark
 from .winoground import WinogroundBenchmark
 from .zeroshot import ZeroShotBenchmark
 
 BENCHMARKS: dict[str, type[Benchmark]] = {task.name: task for task in (
     SugarCrepeBenchmark, WinogroundBenchmark, TripletDataBenchmark, RetrievalBenchmark, ZeroShotBenchmark,
     SimilarityBenchmark, BiVLCBenchmark, ColorSwapBenchmark, SugarCrepePPBenchmark,
-    MMVPBenchmark, AROBenchmark,
+    MMVPBenchmark, AROBenchmark, VALSEBenchmark,
 )}
 """Every evaluation task by name."""
 
@@ -82,4 +83,4 @@ def compositional_average(metrics: dict[str, dict[str, float]]) -> tuple[dict[st
 
 __all__ = ["AROBenchmark", "BENCHMARKS", "COMPOSITIONAL", "compositional_average", "find_compositional", "BiVLCBenchmark", "Benchmark", "BenchmarkOptions", "BenchmarkResult",
            "ColorSwapBenchmark", "MMVPBenchmark", "RetrievalBenchmark", "SimilarityBenchmark", "SugarCrepeBenchmark",
-           "SugarCrepePPBenchmark", "TripletDataBenchmark", "WinogroundBenchmark", "ZeroShotBenchmark"]
+           "SugarCrepePPBenchmark", "TripletDataBenchmark", "VALSEBenchmark", "WinogroundBenchmark", "ZeroShotBenchmark"]
