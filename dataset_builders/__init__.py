@@ -34,8 +34,8 @@ _EXPORTS = {
     "NEGATIVE_KINDS": "synthesis.rules",
     "REQUIRED_COLUMNS": "schema",
     "triplet_features": "schema",
-    "convert_official_shards": "webdataset",
-    "read_official_shards": "webdataset",
+    "convert_official_shards": "released_shards",
+    "read_official_shards": "released_shards",
     "generate_world": "world",
 }
 

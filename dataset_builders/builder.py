@@ -23,7 +23,7 @@ import datasets
 from datasets.packaged_modules.webdataset.webdataset import WebDataset
 
 from . import schema
-from .webdataset import official_to_triplet, valid_triplet
+from .released_shards import official_to_triplet, valid_triplet
 
 logger = logging.getLogger(__name__)
 

@@ -88,7 +88,7 @@ class ConvertWebDatasetOptions:
 
 
 def _convert(options: ConvertWebDatasetOptions) -> int:
-    from .webdataset import convert_official_shards
+    from .released_shards import convert_official_shards
 
     report = convert_official_shards(options.dataset, options.output_dir, split=options.split,
                                      overwrite=options.overwrite_output_dir)

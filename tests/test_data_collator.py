@@ -160,7 +160,7 @@ def test_streaming_split_across_two_ranks_feeds_the_model(world, model_and_proce
 
 
 def test_collator_reads_official_shards(tmp_path, model_and_processor):
-    from dataset_builders.webdataset import read_official_shards
+    from dataset_builders.released_shards import read_official_shards
 
     from test_data_webdataset import make_official_shards
 

@@ -16,7 +16,7 @@ from PIL import Image
 
 from dataset_builders import load_tripletdata
 from dataset_builders.builder import TripletDataBuilder
-from dataset_builders.webdataset import convert_official_shards, iter_valid_triplets, read_official_shards
+from dataset_builders.released_shards import convert_official_shards, iter_valid_triplets, read_official_shards
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -118,7 +118,7 @@ def test_converter_writes_the_hub_layout_and_a_rerun_changes_nothing(tmp_path):
     assert redone.rows == 3 and load_tripletdata(out).num_rows == 3
 
 
-_CONVERT = "import sys; from dataset_builders.webdataset import convert_official_shards as c; c(sys.argv[2:], sys.argv[1])"
+_CONVERT = "import sys; from dataset_builders.released_shards import convert_official_shards as c; c(sys.argv[2:], sys.argv[1])"
 
 
 def test_a_killed_conversion_resumes_without_duplicates_or_holes(tmp_path):

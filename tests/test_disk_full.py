@@ -74,7 +74,7 @@ def test_checkpoint_on_a_full_disk(faults_inputs, tiny_checkpoint, tmp_path, mon
 
 
 def test_shard_on_a_full_disk(faults_inputs, tmp_path, monkeypatch, capsys):
-    from dataset_builders.webdataset import CONVERSION_DIR
+    from dataset_builders.released_shards import CONVERSION_DIR
 
     shards = str(faults_inputs.shards)
     reference, out = tmp_path / "reference", tmp_path / "out"

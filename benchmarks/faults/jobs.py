@@ -352,7 +352,7 @@ class Conversion(Job):
         return compare_rows(out, reference)
 
     def untrusted(self, out: Path) -> list[str]:
-        from dataset_builders.webdataset import CONVERSION_DIR
+        from dataset_builders.released_shards import CONVERSION_DIR
 
         return untrusted_shards(out, CONVERSION_DIR, "rows")
 

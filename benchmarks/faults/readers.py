@@ -233,7 +233,7 @@ def write_released_shards(entries, folder: Path, per_shard: int = 8) -> list[Pat
 def read_released_shards(work: Path) -> ReaderResult:
     """The released WebDataset layout through `convert_official_shards` (the reader every other path shares)."""
     from dataset_builders import load_tripletdata
-    from dataset_builders.webdataset import convert_official_shards
+    from dataset_builders.released_shards import convert_official_shards
 
     entries = corpus_rows()
     result = ReaderResult("released WebDataset shards (convert-webdataset)")

@@ -5,7 +5,7 @@
   fine-tune with the triplet loss.
 - ``tripletclip convert-official --model_name_or_path SOURCE --output_dir DIR`` (:func:`convert_official`): a checkpoint
   of the official TripletCLIP release as one checkpoint that ``AutoModel.from_pretrained`` loads, with no code from the
-  original repository downloaded or executed. The tensors are mapped by ``modeling_tripletclip.conversion``.
+  original repository downloaded or executed. The tensors are mapped by ``modeling_tripletclip.official_weights``.
 
 Both write their output folder atomically: a folder that appears under its name is complete.
 """
@@ -19,7 +19,7 @@ from typing import Any
 
 from dataset_builders.utils import atomic
 
-from ..conversion import (
+from ..official_weights import (
     OFFICIAL_LOGIT_SCALE,
     OFFICIAL_SUBFOLDERS,
     OfficialCheckpointError,

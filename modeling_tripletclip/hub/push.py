@@ -352,7 +352,7 @@ def stage_dataset(
         write_dataset_card,
     )
     from dataset_builders.sources import HUB_LAYOUT, WORLD, resolve_dataset
-    from dataset_builders.webdataset import convert_official_shards
+    from dataset_builders.released_shards import convert_official_shards
 
     try:
         resolved = resolve_dataset(str(source))
