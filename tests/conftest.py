@@ -122,3 +122,17 @@ def faults_inputs(tmp_path_factory):
     from benchmarks.faults.fixtures import build_inputs
 
     return build_inputs(tmp_path_factory.mktemp("faults-inputs"))
+
+
+def serve_hub_dataset(monkeypatch, hub_id: str, folder: Path) -> Path:
+    """Serve the Hub dataset ``hub_id`` from the local replica ``folder``: only `datasets.load_dataset`'s network edge
+    is replaced; every other value goes to the real function."""
+    import datasets
+
+    real = datasets.load_dataset
+
+    def load_dataset(path, *args, **kwargs):
+        return real(str(folder) if path == hub_id else path, *args, **kwargs)
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    return folder

@@ -8,6 +8,7 @@ import datasets
 import numpy as np
 import pytest
 
+from conftest import serve_hub_dataset
 from modeling_tripletclip.evaluation import CLIPEncoder, load_benchmark
 from test_eval_benchmarks import direct_image, direct_text, draw, png_bytes, write_hub_dataset
 
@@ -49,15 +50,7 @@ def official_loop(model, processor):
 
 @pytest.fixture
 def hub(monkeypatch, tmp_path):
-    """The Hub id served from a replica folder: only `datasets.load_dataset`'s network edge is replaced."""
-    folder = make_bivlc(tmp_path / "BiVLC")
-    real = datasets.load_dataset
-
-    def load_dataset(path, *args, **kwargs):
-        return real(str(folder) if path == HUB_ID else path, *args, **kwargs)
-
-    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
-    return folder
+    return serve_hub_dataset(monkeypatch, HUB_ID, make_bivlc(tmp_path / "BiVLC"))
 
 
 @pytest.mark.parametrize("by", ["hub id", "folder"])

@@ -8,6 +8,7 @@ import datasets
 import numpy as np
 import pytest
 
+from conftest import serve_hub_dataset
 from modeling_tripletclip.evaluation import CLIPEncoder, EvaluationInputError, load_benchmark
 from test_eval_benchmarks import direct_image, direct_text, draw, png_bytes
 
@@ -37,14 +38,7 @@ def make_colorswap(folder):
 
 @pytest.fixture
 def hub(monkeypatch, tmp_path):
-    folder = make_colorswap(tmp_path / "colorswap")
-    real = datasets.load_dataset
-
-    def load_dataset(path, *args, **kwargs):
-        return real(str(folder) if path == HUB_ID else path, *args, **kwargs)
-
-    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
-    return folder
+    return serve_hub_dataset(monkeypatch, HUB_ID, make_colorswap(tmp_path / "colorswap"))
 
 
 @pytest.mark.parametrize("by", ["hub id", "folder"])
