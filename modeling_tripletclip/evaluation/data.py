@@ -231,3 +231,24 @@ def _download_clip_benchmark(repo_id: str, split: str | None) -> Path:
             f"and the network, or download it once with `hf download --repo-type dataset {repo_id} --local-dir DIR` "
             f"and pass DIR."
         ) from error
+
+
+# Repositories read as files -----------------------------------------------------------------------------------------
+
+
+def local_copy(value: str | Path, allow_patterns: Sequence[str] | None = None) -> Path:
+    """A benchmark distributed as files (JSON, CSV, image folders): ``value`` itself when it is a local path, else the
+    Hub dataset repository ``value`` downloaded (only ``allow_patterns``) with `huggingface_hub.snapshot_download`."""
+    if is_local(value):
+        return Path(value)
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(str(value), repo_type="dataset", allow_patterns=allow_patterns))
+    except Exception as error:  # the Hub client's errors: unknown repository, gated, offline
+        gated = "gated" in str(error).lower()
+        raise EvaluationInputError(
+            f"Cannot download the dataset repository {str(value)!r} ({type(error).__name__}: {error}). "
+            + (f"It is gated: accept its conditions at https://huggingface.co/datasets/{value} and log in with "
+               f"`hf auth login`." if gated else "Give a local copy of it, or check the id and the network.")
+        ) from error

@@ -21,9 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dataset_builders.utils.locations import is_local
-
 from ...encoding import CLIPEncoder, image_source_from_file
+from .. import data as readers
 from ..errors import EvaluationInputError
 from .base import Benchmark, BenchmarkResult, _skipped
 
@@ -39,11 +38,7 @@ HUB_ID = "MMVP/MMVP_VLM"
 
 def find_mmvp(value: str | Path) -> Path:
     """The folder holding ``Questions.csv`` and ``MLLM_VLM Images/`` (a Hub id is downloaded first)."""
-    if not is_local(value):
-        from huggingface_hub import snapshot_download
-
-        value = snapshot_download(str(value), repo_type="dataset")
-    root = Path(value)
+    root = readers.local_copy(value)
     for folder in (root, *sorted(p.parent for p in root.rglob(QUESTIONS))):
         if (folder / QUESTIONS).is_file() and (folder / IMAGE_DIR).is_dir():
             return folder

@@ -22,9 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dataset_builders.utils.locations import is_local
-
 from ...encoding import CLIPEncoder, image_source_from_file
+from .. import data as readers
 from ..errors import EvaluationInputError
 from .base import Benchmark, BenchmarkResult, _skipped
 from .sugarcrepe import find_sugarcrepe_images
@@ -36,11 +35,7 @@ KEYS = ("filename", "caption", "caption2", "negative_caption")
 
 def find_sugarcrepe_pp(value: str | Path) -> Path:
     """The folder holding the subset JSON files: ``value`` itself (or its ``data/``), or a Hub id's JSON files."""
-    if not is_local(value):
-        from huggingface_hub import snapshot_download
-
-        value = snapshot_download(str(value), repo_type="dataset", allow_patterns=["*.json"])
-    root = Path(value)
+    root = readers.local_copy(value, allow_patterns=["*.json"])
     for folder in (root, root / "data", *sorted(p.parent for p in root.rglob("replace_att.json"))):
         if any((folder / f"{s}.json").is_file() for s in SUBSETS):
             return folder
