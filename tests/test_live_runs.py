@@ -57,7 +57,7 @@ def two_process_training(faults_inputs, tmp_path_factory):
 @pytest.mark.slow
 def test_a_killed_launcher_leaves_no_training_worker_and_the_resume_equals_an_uninterrupted_run(two_process_training):
     job, work, reference, duration = two_process_training
-    step = random.randint(1, job.steps - 3)
+    step = random.randint(1, job.steps - 5)  # a few steps before the end: the workers are still training
     out = work / "orphaned"
     problems, seconds, finished_first = orphan_trial(job, out, work, duration, random.Random(0),
                                                      ready=lambda folder: _logged_step(folder) >= step)
@@ -75,7 +75,11 @@ def test_a_killed_launcher_leaves_no_training_worker_and_the_resume_equals_an_un
 def test_a_killed_launcher_leaves_no_synthesis_worker(faults_inputs, tmp_path):
     from dataset_builders.synthesis.runner import STATE_DIR
 
-    job = Synthesis(faults_inputs, 2)
+    class ManyShards(Synthesis):  # 128 shards of 2 rows: about two seconds of work once the folder is held
+        def command(self, out: Path) -> list[str]:
+            return [*super().command(out), "--rows_per_shard", "2"]
+
+    job = ManyShards(faults_inputs, 2)
     out = tmp_path / "orphaned"
     # Killed once the run holds its folder: both workers are running and the shards are still to be written.
     problems, seconds, finished_first = orphan_trial(job, out, tmp_path, 0, random.Random(0),
