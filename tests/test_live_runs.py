@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.faults import trees
-from benchmarks.faults.jobs import Conversion, Report, Synthesis, Training, World, base_env
+from benchmarks.faults.jobs import Conversion, PushStaging, Report, Synthesis, Training, World, base_env
 from benchmarks.faults.run import FaultOptions, Harness, live_folder_trial, orphan_trial
 from dataset_builders.utils.output_folders import LOCK_FILE, FolderInUseError, FolderLock, hold_folder
 
@@ -151,10 +151,12 @@ def _jobs(inputs) -> dict:
         "world generation": lambda out: [*world.command(out), "--num_train", "16", "--num_test", "8",
                                          "--sugarcrepe_per_kind", "2", "--num_winoground", "4", "--num_retrieval", "4"],
         "evaluation report": Report(inputs).command,
+        "push staging": PushStaging(inputs).command,
     }
 
 
-@pytest.mark.parametrize("name", ["training", "synthesis", "conversion", "world generation", "evaluation report"])
+@pytest.mark.parametrize("name", ["training", "synthesis", "conversion", "world generation", "evaluation report",
+                                  "push staging"])
 def test_a_second_run_on_a_held_folder_is_refused_then_runs_once_the_holder_is_killed(faults_inputs, tmp_path, name):
     command = _jobs(faults_inputs)[name]
     if name == "training":  # two steps are enough here

@@ -433,7 +433,6 @@ class PushStaging(Job):
     key = "push"
     title = "push staging"
     rerun = "the same command"
-    holds_folder = False  # the staging folder is replaced wholesale; it takes no lock yet
 
     def command(self, out: Path) -> list[str]:
         return [PYTHON, "-m", "modeling_tripletclip.cli", "push", "model", "--model_name_or_path",

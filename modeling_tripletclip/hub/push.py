@@ -28,6 +28,7 @@ from typing import Any
 from dataset_builders.utils import atomic
 from dataset_builders.utils.errors import InputError
 from dataset_builders.utils.locations import is_local
+from dataset_builders.utils.output_folders import LOCK_FILE, hold_folder
 
 from ..evaluation.report import EvaluationReport
 from . import cards
@@ -68,7 +69,7 @@ class StagedFolder:
         """``(path inside the repository, size in bytes)`` of every file that will be uploaded, sorted."""
         found = []
         for path in sorted(self.path.rglob("*")):
-            if path.is_file() and path.name != STAGING_MARKER:
+            if path.is_file() and path.name not in (STAGING_MARKER, LOCK_FILE):
                 found.append((path.relative_to(self.path).as_posix(), path.stat().st_size))
         return found
 
@@ -130,7 +131,7 @@ def check_staging_dir(staging_dir: str | os.PathLike | None) -> None:
     path = Path(staging_dir)
     if path.exists() and not path.is_dir():
         raise PushError(f"--output_dir {path} is a file; give a folder (new or empty).")
-    if path.is_dir() and any(path.iterdir()) and not (path / STAGING_MARKER).exists():
+    if path.is_dir() and any(p.name != LOCK_FILE for p in path.iterdir()) and not (path / STAGING_MARKER).exists():
         raise PushError(
             f"--output_dir {path} is not empty and was not made by `tripletclip push`; give a new or empty "
             f"folder so that nothing of yours is overwritten or uploaded by mistake."
@@ -145,9 +146,10 @@ def prepare_staging_dir(staging_dir: str | os.PathLike | None, repo_type: str) -
         path = Path(tempfile.mkdtemp(prefix=f"tripletclip-push-{repo_type}-"))
     else:
         path = Path(staging_dir)
-        if path.is_dir() and any(path.iterdir()):
-            shutil.rmtree(path)
         path.mkdir(parents=True, exist_ok=True)
+        for item in path.iterdir():  # an earlier staging; the lock of this run stays
+            if item.name != LOCK_FILE:
+                shutil.rmtree(item) if item.is_dir() and not item.is_symlink() else item.unlink()
     (path / STAGING_MARKER).write_text(f"{repo_type}\n")
     return path
 
@@ -526,7 +528,7 @@ def upload(
         repo_type=staged.repo_type,
         token=token,
         commit_message=commit_message or f"Upload {staged.repo_type} with tripletclip",
-        ignore_patterns=[STAGING_MARKER, STAGED_RECORD],
+        ignore_patterns=[STAGING_MARKER, STAGED_RECORD, LOCK_FILE],
     )
     return str(repo_url)
 
@@ -559,6 +561,20 @@ def publish(
     check_staging_dir(staging_dir)
     if not dry_run:
         token = resolve_token(token)
+    lock = None
+    if staging_dir is not None:  # one live push per staging folder (the lock file is never staged nor uploaded)
+        Path(staging_dir).mkdir(parents=True, exist_ok=True)
+        lock = hold_folder(staging_dir, f"tripletclip push {repo_type}")
+    try:
+        return _stage_and_upload(repo_type, source, repo_id, staging_dir, dry_run, private, token, commit_message,
+                                 api, options)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _stage_and_upload(repo_type, source, repo_id, staging_dir, dry_run, private, token, commit_message, api,
+                      options) -> tuple[StagedFolder, str | None]:
     try:
         staged = STAGERS[repo_type](source, repo_id, staging_dir, **options)
         record_staged_files(staged.path, repo_type, repo_id)
@@ -583,7 +599,7 @@ def _staged_digests(folder: Path) -> dict[str, str]:
     digests = {}
     for path in sorted(folder.rglob("*")):
         relative = path.relative_to(folder).as_posix()
-        if path.is_file() and relative not in (STAGING_MARKER, STAGED_RECORD):
+        if path.is_file() and relative not in (STAGING_MARKER, STAGED_RECORD, LOCK_FILE):
             digests[relative] = hashlib.sha256(path.read_bytes()).hexdigest()
     return digests
 
