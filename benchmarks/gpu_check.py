@@ -23,7 +23,6 @@ that every step still runs.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys

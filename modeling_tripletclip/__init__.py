@@ -2,8 +2,9 @@
 
 Importing this package registers the `tripletclip` model type with transformers' Auto classes, so that
 `AutoConfig`, `AutoModel`, `AutoModelForZeroShotImageClassification` and `pipeline("zero-shot-image-classification")`
-load TripletCLIP checkpoints natively. Checkpoints also carry their code, so people without this package load them
-with `trust_remote_code=True`.
+load TripletCLIP checkpoints natively. Published checkpoints are plain CLIP checkpoints that every CLIP client loads
+without this package (``loading.CHECKPOINT_FORMATS``); the ``remote_code`` form carries this code for
+`trust_remote_code=True`.
 """
 
 from transformers import AutoConfig, AutoModel, AutoModelForZeroShotImageClassification

@@ -10,7 +10,8 @@ A checkpoint is published as a plain CLIP checkpoint (``model_type: "clip"``, lo
 remote code) that keeps these settings under one key of its ``config.json`` (:data:`CLIP_METADATA_KEY`);
 :meth:`TripletCLIPConfig.to_clip_config` writes that form and ``TripletCLIPConfig.from_pretrained`` reads it back.
 
-This module travels with every saved checkpoint as remote code: it imports only transformers and ``losses``.
+This module travels as remote code with checkpoints of the ``remote_code`` form: it imports only transformers and
+``losses``.
 """
 
 from typing import Any

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,14 @@ from dataset_builders.utils.locations import is_local
 SUPPORTED_MODEL_TYPES = ("tripletclip", "clip")
 #: The forms a TripletCLIP checkpoint is saved in; the first is the default.
 CHECKPOINT_FORMATS = ("clip", "remote_code")
+
+
+def checkpoint_format_option():
+    """The ``--checkpoint_format`` field of every command that writes a checkpoint (one help text, one choice list)."""
+    return field(default=CHECKPOINT_FORMATS[0], metadata={
+        "help": "'clip': a plain CLIPModel checkpoint every CLIP client loads with no flag (the TripletCLIP settings "
+                "kept in config.json); 'remote_code': model_type 'tripletclip' with its code, for "
+                "trust_remote_code=True (transformers 5)", "choices": CHECKPOINT_FORMATS})
 
 
 def check_checkpoint_format(checkpoint_format: str) -> str:
@@ -257,6 +266,7 @@ def load_model_and_processor(
 
 __all__ = [
     "CHECKPOINT_FORMATS",
+    "checkpoint_format_option",
     "SUPPORTED_MODEL_TYPES",
     "check_checkpoint_format",
     "checkpoint_format_of",

@@ -31,7 +31,7 @@ rows (global loss) or only its own rows with labels offset by ``rank * B`` (``lo
 memory). Without a `Gather` nothing crosses processes, whatever process group happens to exist. Nothing here knows
 about models or training loops, so the same code runs on one device or many.
 
-This module travels with every checkpoint as remote code: it imports only torch.
+This module travels as remote code with checkpoints of the ``remote_code`` form: it imports only torch.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ it *is* CLIP (same embeddings, logits and loss). With negative captions and/or n
 ``[x; x']`` in one vision pass and ``[y; y']`` in one text pass and computes the objective named by
 ``config.loss_type`` (see ``losses.py``).
 
-This module travels with every saved checkpoint as remote code, together with ``configuration_tripletclip.py`` and
+This module travels as remote code with every checkpoint saved in the ``remote_code`` form, together with ``configuration_tripletclip.py`` and
 ``losses.py``: it imports only torch, transformers and those two, and does no file-system or Hub I/O of its own
 (loading policy, such as "safetensors only" and the checks of a local folder, lives in ``modeling_tripletclip.loading``).
 """
@@ -280,7 +280,8 @@ class TripletCLIPModel(CLIPModel):
     def _check_negatives(
         self, loss_type, input_ids, pixel_values, negative_input_ids, negative_pixel_values, negative_attention_mask
     ) -> None:
-        needs_captions, needs_images = objective(loss_type).needs_negative_captions, objective(loss_type).needs_negative_images
+        needs = objective(loss_type)
+        needs_captions, needs_images = needs.needs_negative_captions, needs.needs_negative_images
         batch = pixel_values.shape[0]
         if input_ids.shape[0] != batch:
             raise ValueError(

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from dataset_builders.utils.options import Command
 
+from ..loading import checkpoint_format_option
 from ..losses import LOSS_TYPES
 
 EXAMPLES = {
@@ -48,10 +49,7 @@ class PushModelOptions(_PushOptions):
     datasets: list[str] = field(default_factory=list, metadata={
         "help": "training dataset Hub id for the card (repeatable)"})
     base_model: str | None = field(default=None, metadata={"help": "Hub id of the checkpoint it was fine-tuned from"})
-    checkpoint_format: str = field(default="clip", metadata={
-        "help": "'clip': a plain CLIPModel checkpoint every CLIP client loads with no flag (TripletCLIP settings in "
-                "config.json); 'remote_code': model_type 'tripletclip' with its code (trust_remote_code=True, "
-                "transformers 5)", "choices": ["clip", "remote_code"]})
+    checkpoint_format: str = checkpoint_format_option()
 
 
 @dataclass
@@ -119,9 +117,7 @@ class ConvertClipOptions:
     output_dir: str = field(metadata={"help": "output folder"})
     loss_type: str = field(default="tripletclip", metadata={"help": "the objective recorded in the config",
                                                              "choices": LOSS_TYPES})
-    checkpoint_format: str = field(default="clip", metadata={
-        "help": "'clip' (a plain CLIPModel checkpoint, the default) or 'remote_code'", "choices": ["clip",
-                                                                                                 "remote_code"]})
+    checkpoint_format: str = checkpoint_format_option()
 
 
 def _convert_clip(options: ConvertClipOptions) -> int:
@@ -144,9 +140,7 @@ class ConvertOfficialOptions:
     loss_type: str | None = field(default=None, metadata={
         "help": "objective recorded in the config (default: from the repository name)", "choices": LOSS_TYPES})
     logit_scale: float = field(default=100.0, metadata={"help": "fixed logit scale (the official evaluation's)"})
-    checkpoint_format: str = field(default="clip", metadata={
-        "help": "'clip' (a plain CLIPModel checkpoint, the default) or 'remote_code'", "choices": ["clip",
-                                                                                                 "remote_code"]})
+    checkpoint_format: str = checkpoint_format_option()
 
 
 def _convert_official(options: ConvertOfficialOptions) -> int:

@@ -1,4 +1,5 @@
-"""Converters into TripletCLIP checkpoints: read a checkpoint, write ours (weights, remote code, processor, card).
+"""Converters into TripletCLIP checkpoints: read a checkpoint, write ours (weights in one of
+`loading.CHECKPOINT_FORMATS`, processor, card).
 
 - ``tripletclip convert-clip --model_name_or_path SOURCE --output_dir DIR`` (:func:`convert_clip`): any CLIP
   checkpoint (Hub id or folder) as a TripletCLIP checkpoint with bit-identical weights and its processor, ready to

@@ -3,7 +3,7 @@
 Every push happens in two steps:
 
 1. **Stage**: assemble, in a local folder, exactly the files the repository will hold (for a model: safetensors
-   weights, the remote code, the processor and the card; for a dataset: the parquet shards, the card and its sample
+   weights (a plain CLIP checkpoint by default, or the remote-code form), the processor and the card; for a dataset: the parquet shards, the card and its sample
    grid; for the Space: the app, its requirements, examples, card and model configuration). A dry run stops here,
    so the folder can be inspected and loaded like the published repository.
 2. **Upload**: `HfApi.create_repo` then one `HfApi.upload_folder` commit of the staged folder.
@@ -298,17 +298,14 @@ def _point_auto_map_at(config_file: Path, repo_id: str) -> None:
 
 def _count_parameters(folder: Path) -> int:
     """The number of parameters in a folder's safetensors files, read from their headers (no tensor is loaded)."""
+    import math
+
     from safetensors import safe_open
 
     total = 0
     for path in sorted(folder.glob("*.safetensors")):
         with safe_open(str(path), framework="pt") as weights:
-            for key in weights.keys():
-                shape = weights.get_slice(key).get_shape()
-                count = 1
-                for size in shape:
-                    count *= size
-                total += count
+            total += sum(math.prod(weights.get_slice(key).get_shape()) for key in weights.keys())
     return total
 
 

@@ -21,6 +21,7 @@ import yaml
 from dataset_builders.sources import BUILTIN_WORLD
 from dataset_builders.utils import atomic
 
+from ..loading import checkpoint_format_option
 from ..losses import LOSS_TYPES, Objective, check_cyclip_weights, objective
 
 DEFAULT_OUTPUT_DIR = "outputs/tripletclip-world"
@@ -141,12 +142,7 @@ class TrainingConfig:
     save_first_step_gradients: str | None = field(
         default=None, metadata={"help": "diagnostics: save the gradients of the first optimizer step to this file"}
     )
-    checkpoint_format: str = field(
-        default="clip",
-        metadata={"help": "the final model's form: 'clip' (a plain CLIPModel checkpoint every CLIP client loads with "
-                  "no flag; the TripletCLIP settings kept in config.json) or 'remote_code' (model_type "
-                  "'tripletclip' with its code, for trust_remote_code=True)", "choices": ["clip", "remote_code"]},
-    )
+    checkpoint_format: str = checkpoint_format_option()
     push_to_hub: bool = field(
         default=False,
         metadata={"help": "push the final model (weights, processor, card with results) to the Hub, as "

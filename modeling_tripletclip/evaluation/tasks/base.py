@@ -206,6 +206,12 @@ class _PairOfPairs(_DatasetBenchmark):
 
     pair_columns: ClassVar[tuple[str, str, str, str]]  # image_0, image_1, caption_0, caption_1
 
+    @staticmethod
+    def score_matrix(u0, u1, v0, v1) -> torch.Tensor:
+        """``(n, caption, image)`` cosine similarities of each row's two captions with its two images."""
+        return torch.stack([torch.stack([(v0 * u0).sum(-1), (v0 * u1).sum(-1)], dim=1),
+                            torch.stack([(v1 * u0).sum(-1), (v1 * u1).sum(-1)], dim=1)], dim=1)
+
     def _scores(self, encoder: CLIPEncoder):
         """Encode the dataset chunk by chunk. Yields, per chunk: the rows, a mask of the rows whose two images
         decoded and two captions could be read, the embeddings ``(u0, u1, v0, v1)`` of every row (image_0, image_1,

@@ -15,7 +15,6 @@ overall, per type and per type and subtype (`metrics.bivlc_metrics`).
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from dataset_builders import schema
 
@@ -48,9 +47,7 @@ class BiVLCBenchmark(_PairOfPairs):
         for batch, keep, (u0, u1, v0, v1), sources, ok in self._scores(encoder):
             total += len(keep)
             _skipped(encoder, sources, ok, skipped)
-            s = torch.stack([torch.stack([(v0 * u0).sum(-1), (v0 * u1).sum(-1)], dim=1),
-                             torch.stack([(v1 * u0).sum(-1), (v1 * u1).sum(-1)], dim=1)], dim=1)
-            scores.append(s[keep].numpy())
+            scores.append(self.score_matrix(u0, u1, v0, v1)[keep].numpy())
             kept = keep.tolist()
             if type_column:
                 types.extend(t for t, k in zip(batch[type_column], kept) if k)

@@ -18,7 +18,6 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from dataset_builders import schema
 
@@ -58,14 +57,7 @@ class WinogroundBenchmark(_PairOfPairs):
         for batch, keep, (u0, u1, v0, v1), sources, ok in self._scores(encoder):
             total += len(keep)
             _skipped(encoder, sources, ok, skipped)
-            s = torch.stack(
-                [
-                    torch.stack([(v0 * u0).sum(-1), (v0 * u1).sum(-1)], dim=1),
-                    torch.stack([(v1 * u0).sum(-1), (v1 * u1).sum(-1)], dim=1),
-                ],
-                dim=1,
-            )  # (n, caption, image)
-            scores.append(s[keep].numpy())
+            scores.append(self.score_matrix(u0, u1, v0, v1)[keep].numpy())
             if use_tags:
                 tags.extend(t for t, k in zip(batch[tag_column], keep.tolist()) if k)
         scores = np.concatenate(scores) if scores else np.zeros((0, 2, 2))
