@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.faults import trees
+from benchmarks.faults.disk import with_injection
 from benchmarks.faults.jobs import Conversion, PushStaging, Report, Synthesis, Training, World, base_env
 from benchmarks.faults.run import FaultOptions, Harness, live_folder_trial, orphan_trial
 from dataset_builders.utils.output_folders import LOCK_FILE, FolderInUseError, FolderLock, hold_folder
@@ -75,9 +76,12 @@ def test_a_killed_launcher_leaves_no_training_worker_and_the_resume_equals_an_un
 def test_a_killed_launcher_leaves_no_synthesis_worker(faults_inputs, tmp_path):
     from dataset_builders.synthesis.runner import STATE_DIR
 
-    class ManyShards(Synthesis):  # 128 shards of 2 rows: about two seconds of work once the folder is held
+    class ManyShards(Synthesis):  # 128 shards of 2 rows, each write made 0.25 s slower: the kill lands mid-work
         def command(self, out: Path) -> list[str]:
             return [*super().command(out), "--rows_per_shard", "2"]
+
+        def env(self) -> dict[str, str]:
+            return {**with_injection(super().env()), "TRIPLETCLIP_FAULT_SLOW": "parquet:0.25"}
 
     job = ManyShards(faults_inputs, 2)
     out = tmp_path / "orphaned"

@@ -5,6 +5,9 @@
 ``torch.save`` (checkpoint state), ``safetensors`` (weights), ``parquet`` (a parquet shard: `pyarrow.parquet.ParquetWriter.write_table`),
 ``replace`` (`os.replace`, the commit of an atomic write), ``copy`` (`shutil.copyfile`).
 
+``TRIPLETCLIP_FAULT_SLOW="parquet:SECONDS"`` makes every parquet shard write take ``SECONDS`` longer, so that a
+kill trial lands while a job still has shards to write, however fast the machine.
+
 ``TRIPLETCLIP_FAULT_FORBID=1`` makes loading a model, reading a dataset or opening an image fail loudly, for checks
 that a command refuses its configuration before doing any of that.
 """
@@ -14,6 +17,7 @@ import os
 
 _DISK = os.environ.get("TRIPLETCLIP_FAULT_DISK")
 _FORBID = os.environ.get("TRIPLETCLIP_FAULT_FORBID")
+_SLOW = os.environ.get("TRIPLETCLIP_FAULT_SLOW")
 
 
 def _full_disk(path):
@@ -89,6 +93,23 @@ def _install_disk_fault(spec):
         raise ValueError(f"unknown fault edge {edge!r}")
 
 
+def _install_slow_writes(spec):
+    import time
+
+    import pyarrow.parquet as pq
+
+    edge, seconds = spec.split(":", 1)
+    if edge != "parquet":
+        raise ValueError(f"unknown slow edge {edge!r}")
+    original = pq.ParquetWriter.write_table
+
+    def write_table(self, table, *args, **kwargs):
+        time.sleep(float(seconds))
+        return original(self, table, *args, **kwargs)
+
+    pq.ParquetWriter.write_table = write_table
+
+
 def _install_forbid():
     import datasets
     import transformers
@@ -107,5 +128,7 @@ def _install_forbid():
 
 if _DISK:
     _install_disk_fault(_DISK)
+if _SLOW:
+    _install_slow_writes(_SLOW)
 if _FORBID:
     _install_forbid()
