@@ -8,6 +8,8 @@ process a job started.
   at once naming the holder, and writes nothing; once the holder is SIGKILLed the same command runs, with nothing
   to clean by hand. For training a real first run, frozen while the second starts, then finishes as if alone.
 - The harness's kill trial of a two-process job leaves no process alive.
+- A synthesis task whose process is SIGKILLed stops the run at once, naming it; the rerun equals an uninterrupted
+  run.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import pytest
 from benchmarks.faults import trees
 from benchmarks.faults.disk import with_injection
 from benchmarks.faults.jobs import Conversion, PushStaging, Report, Synthesis, Training, World, base_env
-from benchmarks.faults.run import FaultOptions, Harness, live_folder_trial, orphan_trial
+from benchmarks.faults.run import FaultOptions, Harness, live_folder_trial, orphan_trial, task_kill_trial
 from dataset_builders.utils.output_folders import LOCK_FILE, FolderInUseError, FolderLock, hold_folder
 
 TIMEOUT = 600
@@ -93,6 +95,22 @@ def test_a_killed_launcher_leaves_no_synthesis_worker(faults_inputs, tmp_path):
     done = _run(job.resume_command(out), tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads((out / STATE_DIR / "manifest.json").read_text())["complete"]
+
+
+@pytest.mark.slow
+def test_a_killed_synthesis_task_stops_the_run_and_the_rerun_equals_an_uninterrupted_run(faults_inputs, tmp_path):
+    """A process pool would wait forever for a task whose process was SIGKILLed: the run stops within 10 s instead,
+    naming the task, with no process left; the rerun redoes the rest, and equals an uninterrupted run."""
+    job = Synthesis(faults_inputs, 2)
+    reference = tmp_path / "reference"
+    done = _run(job.command(reference), tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = tmp_path / "killed-task"
+    problems, seconds = task_kill_trial(job, out, tmp_path, random.Random(1))
+    assert problems == [] and seconds < 10, (problems, seconds)
+    done = _run(job.resume_command(out), tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert job.compare(out, reference) == (0, [])
 
 
 @pytest.mark.slow

@@ -1,12 +1,12 @@
 """`tripletclip synthesize` end to end: TripletData out, bad input refused early, failed rows retried, and a
-2-process run killed with SIGKILL that resumes to exactly the rows of an uninterrupted run."""
+two-worker run (datatrove's local executor) killed with SIGKILL that resumes to exactly the rows of an uninterrupted
+run."""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -312,14 +312,8 @@ def assert_same_rows(rows: dict[str, dict], expected: dict[str, dict], exact_ima
                 assert other[column] == value, (row_id, column)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.slow
-def test_sigkill_of_two_processes_then_resume(models, tmp_path):
+def test_sigkill_of_a_two_worker_run_then_resume(models, tmp_path):
     captions = [f"A {colour} {animal} sitting on a {size} table next to a {person}."
                 for colour in ("red", "blue", "green") for animal in ("dog", "cat")
                 for size in ("small", "large") for person in ("man", "woman")]
@@ -331,10 +325,8 @@ def test_sigkill_of_two_processes_then_resume(models, tmp_path):
            "PYTHONPATH": str(REPO)}
 
     def launch() -> subprocess.Popen:
-        command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-                   "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-                   "--main_process_port", str(free_port()), "-m", "dataset_builders.synthesis.cli",
-                   *flags, "--output_dir", str(out)]
+        command = [sys.executable, "-m", "dataset_builders.synthesis.cli", *flags, "--workers", "2",
+                   "--output_dir", str(out)]
         return subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                 start_new_session=True)
 
@@ -346,7 +338,7 @@ def test_sigkill_of_two_processes_then_resume(models, tmp_path):
             break
         time.sleep(0.01)
     assert process.poll() is None, "the run ended before it could be killed: " + process.stderr.read().decode()[-3000:]
-    kill_all(process)  # the launcher and both workers (each in a session of its own), mid-run
+    kill_all(process)  # the executor and every process it started, mid-run
     done = len(list(records.glob("*.json")))
     assert 1 <= done < 12 and not (out / STATE_DIR / "manifest.json").exists()
 

@@ -286,20 +286,20 @@ def compare_training(out: Path, reference: Path, steps: int) -> tuple[int, list[
 
 
 class Synthesis(Job):
+    """`tripletclip synthesize` on datatrove's local executor: one worker, or two (a pool of two processes)."""
+
     rerun = "the same command"
 
     def __init__(self, inputs: Inputs, processes: int = 1):
         super().__init__(inputs)
         self.processes = processes
         self.key = f"synthesis-{processes}p"
-        self.title = f"synthesis, {processes} process{'es' if processes > 1 else ''}"
+        self.title = f"synthesis, {processes} worker{'s' if processes > 1 else ''}"
 
     def command(self, out: Path) -> list[str]:
-        entry = ["-m", "dataset_builders.synthesis.cli"] if self.processes > 1 else ["-m",
-                                                                                     "modeling_tripletclip.cli"]
-        return [*launch(self.processes), *entry, "synthesize", "--dataset", str(self.inputs.world / "train"),
+        return [PYTHON, "-m", "modeling_tripletclip.cli", "synthesize", "--dataset", str(self.inputs.world / "train"),
                 "--caption_column", "caption", "--image_column", "image", "--rules", "--rows_per_shard", "24",
-                "--seed", "3", "--no_progress", "--output_dir", str(out)]
+                "--seed", "3", "--no_progress", "--workers", str(self.processes), "--output_dir", str(out)]
 
     def compare(self, out: Path, reference: Path) -> tuple[int, list[str]]:
         from dataset_builders.synthesis.runner import STATE_DIR

@@ -44,7 +44,7 @@ from . import trees
 from .jobs import REPO, Inputs, Job, all_jobs
 
 RESULTS = REPO / "benchmarks" / "results"
-FAULTS = ("kill", "orphan", "live", "disk", "peer", "hostile", "config")
+FAULTS = ("kill", "orphan", "task", "live", "disk", "peer", "hostile", "config")
 #: How long a worker may outlive its launcher.
 ORPHAN_SECONDS = 10.0
 #: How long a second run on a live folder may take to be refused (its start-up included).
@@ -206,6 +206,26 @@ class Harness:
             shutil.rmtree(out, ignore_errors=True)
         return row
 
+    def task_trials(self, job: Job, reference: Path) -> Row:
+        row = Row(job.title, "one task's process SIGKILLed", rerun=job.rerun)
+        for trial in range(max(1, self.trials // 3)):
+            out = self.work / job.key / f"task-{trial}"
+            problems, seconds = task_kill_trial(job, out, self.work, self.random)
+            done = _run(job.resume_command(out), job.env(), 1800, self.work, problems)
+            lost = 1
+            if done.returncode == 0:
+                lost, compared = job.compare(out, reference)
+                problems += compared
+            else:
+                problems.append(f"the resume failed: {done.stderr[-400:]}")
+            row.trials += 1
+            row.survived += int(not problems)
+            row.data_lost += lost
+            row.notes.append(f"trial {trial}: the run stopped {seconds:.1f} s after its task was killed: "
+                             + ("; ".join(problems) if problems else "resumed identical"))
+            shutil.rmtree(out, ignore_errors=True)
+        return row
+
     # ------------------------------------------------------------------ two runs, one folder
 
     def live_trials(self, job: Job, reference: Path) -> Row:
@@ -338,8 +358,9 @@ class Harness:
         inputs = self.inputs()
         jobs = self.selected(inputs)
         faults = self.options.fault_list
-        steps = [(job, fault) for job in jobs for fault in ("kill", "orphan", "live", "disk", "peer")
+        steps = [(job, fault) for job in jobs for fault in ("kill", "orphan", "task", "live", "disk", "peer")
                  if fault in faults and (fault != "peer" or (job.key.startswith("train") and job.processes > 1))
+                 and (fault != "task" or (job.key.startswith("synthesis") and job.processes > 1))
                  and (fault != "orphan" or job.processes > 1) and (fault != "live" or job.holds_folder)]
         bar = tqdm(total=len(steps) + ("hostile" in faults) + ("config" in faults), desc="fault harness",
                    unit="step")
@@ -351,6 +372,7 @@ class Harness:
             reference, duration = references[job.key]
             row = {"kill": lambda: self.kill_trials(job, reference, duration),
                    "orphan": lambda: self.orphan_trials(job, reference, duration),
+                   "task": lambda: self.task_trials(job, reference),
                    "live": lambda: self.live_trials(job, reference),
                    "disk": lambda: self.disk_trials(job, reference),
                    "peer": lambda: self.peer_trials(job, reference)}[fault]()
@@ -412,6 +434,60 @@ def orphan_trial(job: Job, out: Path, cwd: Path, duration: float, rng: random.Ra
         problems.append(f"no worker said why it stopped: {text.strip().splitlines()[-3:]}")
     problems += job.untrusted(out)
     return problems, seconds, done and not said
+
+
+def task_kill_trial(job: Job, out: Path, cwd: Path, rng: random.Random) -> tuple[list[str], float]:
+    """Start ``job`` (a synthesis run on a pool of workers, each shard write made slower so the kill lands mid-work),
+    SIGKILL the process of one running task once a random number of shards (0 to 3) is done, and wait for the run to
+    stop: within `ORPHAN_SECONDS`, non-zero, with an ``error:`` line naming the task, and no process left. Returns
+    (problems, seconds from the kill to the run's end)."""
+    from dataset_builders.synthesis.pipeline import RUNNING_DIR
+    from dataset_builders.synthesis.plan import PIPELINE_DIR
+
+    from .disk import with_injection
+
+    env, tag = trees.tagged_env({**with_injection(job.env()), "TRIPLETCLIP_FAULT_SLOW": "parquet:0.5"})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    log = out.parent / f"{out.name}.stderr"
+    after = rng.randint(0, 3)
+    with log.open("w") as stderr:
+        process = subprocess.Popen(job.command(out), env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=stderr,
+                                   start_new_session=True)
+    problems: list[str] = []
+    completions, running = out / PIPELINE_DIR / "completions", out / RUNNING_DIR
+    victim, deadline = None, time.time() + 600
+    while process.poll() is None and victim is None and time.time() < deadline:
+        done = len(list(completions.glob("*"))) if completions.is_dir() else 0
+        if done >= after:
+            for file in sorted(running.glob("*.pid")) if running.is_dir() else []:
+                if not (completions / file.stem).exists():
+                    try:
+                        victim = (int(file.stem), int(file.read_text()))
+                    except (OSError, ValueError):
+                        continue
+                    break
+        time.sleep(0.02)
+    if victim is None:
+        trees.kill_all(process, tag)
+        return [f"no task was running to be killed (the run ended with {process.returncode})"], 0.0
+    os.kill(victim[1], signal.SIGKILL)
+    killed = time.time()
+    try:
+        process.wait(ORPHAN_SECONDS)
+    except subprocess.TimeoutExpired:
+        problems.append(f"the run was still going {ORPHAN_SECONDS:.0f} s after task {victim[0]}'s process died")
+    seconds = time.time() - killed
+    remaining, _ = trees.wait_until_gone(tag, ORPHAN_SECONDS)
+    if remaining:
+        problems.append(f"{len(remaining)} process(es) still alive: {trees.describe(remaining)}")
+        trees.signal_all(remaining, signal.SIGKILL)
+    if process.returncode == 0:
+        problems.append("the run exited with status 0 although a task was lost")
+    text = log.read_text(errors="replace")
+    if f"task {victim[0]} " not in text:
+        problems.append(f"no message names the lost task: {text.strip().splitlines()[-3:]}")
+    problems += job.untrusted(out)
+    return problems, seconds
 
 
 def live_folder_trial(job: Job, out: Path, cwd: Path) -> tuple[list[str], float]:

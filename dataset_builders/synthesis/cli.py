@@ -3,9 +3,9 @@
     tripletclip synthesize --dataset DATA --caption_column COL [--image_column COL] (--llm MODEL | --rules)
                            [--t2i MODEL] --output_dir DIR [--seed S] [...]
 
-The options are the fields of `SynthesisConfig` (one flag each; ``--config FILE.yaml`` reads them from YAML). Under
-``accelerate launch`` the work is split across the processes; a rerun of the same command resumes. The module also
-runs on its own: ``python -m dataset_builders.synthesis.cli synthesize ...``.
+The options are the fields of `SynthesisConfig` (one flag each; ``--config FILE.yaml`` reads them from YAML). The job
+is a datatrove pipeline, one task per shard, on the executor ``--executor`` names (local, slurm, ray); a rerun of the
+same command resumes. The module also runs on its own: ``python -m dataset_builders.synthesis.cli synthesize ...``.
 """
 
 from __future__ import annotations
@@ -20,17 +20,15 @@ logger = logging.getLogger(__name__)
 
 DESCRIPTION = (
     "Turn captions (and images) into TripletData: an LLM (or rules) writes a hard-negative caption per caption, a "
-    "text-to-image model renders it, optional CLIP and VQA scores rate each triplet. Launch with `accelerate launch -m "
-    "dataset_builders.synthesis.cli synthesize ...` to split the work across GPUs; rerun the same command to resume "
-    "after an interruption. Exit status: 0 when the folder is complete, 1 when rows failed (rerun to retry them), 2 "
+    "text-to-image model renders it, optional CLIP and VQA scores rate each triplet. The work runs as a datatrove "
+    "pipeline, one task per shard: --workers N on this machine, --executor slurm (a job array) or --executor ray on a "
+    "cluster; rerun the same command to resume after an interruption. Exit status: 0 when the folder is complete, 1 when rows failed (rerun to retry them), 2 "
     "on bad input."
 )
 
 
 def synthesize(config) -> int:
     """Run ``tripletclip synthesize``: 0 when the folder is complete, 1 when rows failed (bad input raises)."""
-    from accelerate import PartialState
-
     from .runner import run_synthesis
 
     report = run_synthesis(config)
@@ -42,8 +40,12 @@ def synthesize(config) -> int:
         summary["vqa"] = report.vqa
     if report.filtered:
         summary["filtered"] = str(report.filtered)
-    if PartialState().is_main_process:
-        logger.info("%s", json.dumps(summary, indent=2))
+    logger.info("%s", json.dumps(summary, indent=2))
+    if config.executor == "slurm" and report.shards_done < report.shards:
+        print(f"tripletclip synthesize: submitted {report.shards - report.shards_done} shards to Slurm (logs in "
+              f"{report.out}/synthesis/pipeline); the card and manifest follow when the array is done. Rerun the "
+              f"same command to resubmit what did not finish.", file=sys.stderr)
+        return 0
     if not report.complete:
         print(f"tripletclip synthesize: {report.failed} rows failed; rerun the same command to retry them.",
               file=sys.stderr)
@@ -65,7 +67,7 @@ COMMANDS = [
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point for ``python -m dataset_builders.synthesis.cli synthesize ...`` (and ``accelerate launch -m``)."""
+    """Entry point for ``python -m dataset_builders.synthesis.cli synthesize ...``."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] != "synthesize":

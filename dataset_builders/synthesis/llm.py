@@ -36,6 +36,9 @@ from .prompts import NEGATIVE_CAPTION_PROMPT, negative_caption_prompt
 logger = logging.getLogger(__name__)
 
 DEFAULT_LLM = "mistralai/Mistral-7B-Instruct-v0.2"
+#: How the LLM runs: in the task's process (transformers), behind a server datatrove starts on the task's GPUs
+#: (vllm, sglang), or behind any OpenAI-compatible server (endpoint).
+LLM_SERVERS = ("transformers", "vllm", "sglang", "endpoint")
 
 # Reasons an answer is rejected.
 EMPTY = "empty"
@@ -168,6 +171,115 @@ class LanguageModel:
             new_tokens = generated[:, encoded["input_ids"].shape[1] :]
             outputs.extend(self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
         return outputs
+
+
+class ServedLanguageModel:
+    """A causal LM behind an OpenAI-compatible server, with `LanguageModel.complete`'s interface: the same prompts,
+    cleaning, validation and retries (`NegativeCaptionWriter`) whichever way the model runs.
+
+    The server is datatrove's (`datatrove.pipeline.inference.servers`): `VLLMServer` / `SGLangServer` start vLLM or
+    SGLang on this task's GPUs (``tp``, ``dp``) and stop it with the process; `EndpointServer` talks to a running
+    server (vLLM, SGLang, TGI, ``transformers serve``). Prompts go to ``/v1/chat/completions`` as one user turn (the
+    server applies the model's chat template), ``max_concurrent`` requests at a time; request ``i`` of a call carries
+    the seed ``seed + i``, and greedy decoding is ``temperature`` 0. What a server guarantees for equal seeds is its
+    own: a GPU engine that batches requests together may return other tokens for the same seed.
+    """
+
+    def __init__(self, server_type: str, model: str, *, endpoint: str | None = None, api_key: str | None = None,
+                 tp: int = 1, dp: int = 1, max_concurrent: int = 64, rank: int = 0, timeout: float = 600.0):
+        import asyncio
+        import threading
+
+        from datatrove.pipeline.inference.run_inference import InferenceConfig
+
+        self.model, self.max_concurrent, self.timeout = model, max_concurrent, timeout
+        base = endpoint.rstrip("/").removesuffix("/v1") if endpoint else None
+        self.config = InferenceConfig(server_type=server_type, model_name_or_path=model, endpoint_url=base,
+                                      api_key=api_key, tp=tp, dp=dp, use_chat=True, request_timeout=timeout,
+                                      max_concurrent_generations=max_concurrent)
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._stop: Any = None
+        self._server: Any = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._serve, args=(rank,), daemon=True, name="llm-server")
+        self._thread.start()
+        self._ready.wait()
+        if self._error is not None:
+            raise self._error
+
+    def _serve(self, rank: int) -> None:
+        import asyncio
+
+        from datatrove.pipeline.inference.run_inference import EndpointServer, SGLangServer, VLLMServer
+
+        server_class = {"vllm": VLLMServer, "sglang": SGLangServer, "endpoint": EndpointServer}[
+            self.config.server_type]
+
+        async def hold() -> None:
+            self._stop = asyncio.Event()
+            try:
+                async with server_class(self.config, rank) as server:
+                    self._server = server
+                    self._ready.set()
+                    await self._stop.wait()
+            except BaseException as error:  # noqa: BLE001 - reported to the caller's thread
+                self._error = error
+                self._ready.set()
+
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_until_complete(hold())
+
+    def complete(self, prompts: Sequence[str], *, max_new_tokens: int = 96, do_sample: bool = False,
+                 temperature: float = 0.7, top_p: float = 0.9, batch_size: int = 16, seed: int = 0) -> list[str]:
+        """The server's answer to each instruction (``batch_size`` is the server's business and is ignored)."""
+        import asyncio
+
+        async def one(semaphore, index: int, prompt: str) -> str:
+            payload = {"model": self.model, "messages": [{"role": "user", "content": prompt}],
+                       "max_tokens": max_new_tokens, "temperature": temperature if do_sample else 0.0,
+                       "top_p": top_p if do_sample else 1.0, "seed": seed + index}
+            async with semaphore:
+                response = await self._server.make_request(payload)
+            return response["choices"][0]["message"].get("content") or ""
+
+        async def every() -> list[str]:
+            semaphore = asyncio.Semaphore(self.max_concurrent)
+            return list(await asyncio.gather(*(one(semaphore, i, p) for i, p in enumerate(prompts))))
+
+        if self._error is not None:
+            raise self._error
+        return asyncio.run_coroutine_threadsafe(every(), self._loop).result(self.timeout)
+
+    def close(self) -> None:
+        if self._stop is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._stop.set)
+            self._thread.join(30)
+
+
+def check_endpoint(endpoint: str, model: str, api_key: str | None = None, timeout: float = 10.0) -> None:
+    """Raise a clear `ValueError` unless the OpenAI-compatible server at ``endpoint`` answers ``GET /v1/models``."""
+    import httpx
+
+    url = endpoint.rstrip("/").removesuffix("/v1") + "/v1/models"
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    try:
+        response = httpx.get(url, headers=headers, timeout=timeout)
+    except httpx.HTTPError as error:
+        raise ValueError(f"The LLM endpoint {endpoint} does not answer ({error}). Start the server (e.g. `vllm serve "
+                         f"{model}` or `transformers serve`) or fix --llm_endpoint.") from error
+    if response.status_code != 200:
+        raise ValueError(f"The LLM endpoint {endpoint} answered GET /v1/models with HTTP {response.status_code}; "
+                         f"check --llm_endpoint and --llm_api_key.")
+
+
+def language_model(config: Any, device: str, rank: int = 0) -> "LanguageModel | ServedLanguageModel":
+    """The LLM of a synthesis run (`SynthesisConfig`): in this process, or behind a server."""
+    if config.llm_server == "transformers":
+        return LanguageModel.from_pretrained(config.llm, dtype=config.dtype, device=device)
+    return ServedLanguageModel(config.llm_server, config.llm, endpoint=config.llm_endpoint,
+                               api_key=config.llm_api_key, tp=config.tp, dp=config.dp,
+                               max_concurrent=config.max_concurrent_requests, rank=rank)
 
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -53,7 +53,8 @@ def leave(message: str, status: int = LAUNCHER_GONE_STATUS) -> None:
     """Write ``message`` as one ``error:`` line (giving up after 2 s if nobody reads it) and end this process now."""
     if not _leaving.acquire(blocking=False):  # another thread is already leaving
         threading.Event().wait()
-    line = f"{os.path.basename(sys.argv[0]) or 'python'} ({process_name()}, PID {os.getpid()}): error: {message}\n"
+    who = f"{process_name()}, " if "RANK" in os.environ else ""
+    line = f"{os.path.basename(sys.argv[0]) or 'python'} ({who}PID {os.getpid()}): error: {message}\n"
 
     def write() -> None:
         try:
@@ -135,4 +136,38 @@ def watch_run() -> bool:
     return True
 
 
-__all__ = ["POLL_SECONDS", "leave", "process_name", "watch_run", "world_size"]
+def watch_parent() -> bool:
+    """In a worker process that a pool started (datatrove's local executor), start the watchdog on its parent: when
+    the run's main process is gone (SIGKILLed, crashed), the pool's parent goes with it and the worker, re-parented,
+    stops within a second with one ``error:`` line. Returns whether a watchdog started (once per process; not in
+    the main process of a run)."""
+    import multiprocessing
+
+    try:  # datatrove's pools come from `multiprocess` (multiprocessing with dill)
+        import multiprocess
+    except ImportError:
+        multiprocess = multiprocessing
+    if _state["watching"] or (multiprocessing.parent_process() is None and multiprocess.parent_process() is None):
+        return False
+    _state["watching"] = True
+    parent = os.getppid()
+    if parent == 1:
+        leave(_launcher_gone(None))
+    threading.Thread(target=_watch, args=(parent, None), daemon=True, name="tripletclip-run-watchdog").start()
+    return True
+
+
+def _watch_after_fork() -> None:
+    _state["watching"] = True
+    threading.Thread(target=_watch, args=(os.getppid(), None), daemon=True, name="tripletclip-run-watchdog").start()
+
+
+def watch_forks() -> None:
+    """Every process this one forks from now on (a pool's helper, such as datatrove's task-queue manager) stops when
+    this process is gone, as `watch_parent` does for pool workers. Call once, in the process that starts the run."""
+    if not _state.get("forks"):
+        _state["forks"] = True
+        os.register_at_fork(after_in_child=_watch_after_fork)
+
+
+__all__ = ["POLL_SECONDS", "leave", "process_name", "watch_forks", "watch_parent", "watch_run", "world_size"]
