@@ -196,3 +196,21 @@ def test_one_and_two_workers_write_the_same_bytes(models, tmp_path):
     assert len(names) == 4
     for name in names:
         assert (tmp_path / "w1" / "data" / name).read_bytes() == (tmp_path / "w2" / "data" / name).read_bytes()
+
+
+def test_the_ray_executor_on_a_local_ray_instance_writes_the_same_bytes(models, tmp_path):
+    """`--executor ray` with no cluster address: Ray starts a local instance (and stops it with the run)."""
+    data = captions_file(tmp_path / "c.jsonl", CAPTIONS)
+    flags = ["synthesize", "--dataset", str(data), "--caption_column", "caption", "--rules", *t2i_flags(models),
+             "--rows_per_shard", "3", "--seed", "5", "--no_progress"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "RAY_ADDRESS": ""}
+    for name, extra in (("ray", ["--executor", "ray", "--workers", "2"]), ("local", [])):
+        done = subprocess.run([sys.executable, "-m", "dataset_builders.synthesis.cli", *flags, *extra,
+                               "--output_dir", str(tmp_path / name)], env=env, capture_output=True, text=True,
+                              timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+    names = sorted(p.name for p in (tmp_path / "local" / "data").iterdir())
+    assert len(names) == 4
+    for name in names:
+        assert (tmp_path / "ray" / "data" / name).read_bytes() == (tmp_path / "local" / "data" / name).read_bytes()
+    assert json.loads((tmp_path / "ray" / STATE_DIR / "manifest.json").read_text())["complete"]

@@ -8,6 +8,8 @@ by the job's documented resume command and a comparison with the reference:
   run's duration, seeded); none may be left alive, after the kill nor after the resume;
 - **orphan** (multi-process jobs): SIGKILL of the launcher alone, at a random moment once its workers run; every
   worker must notice and exit within 10 s with a message, and the resume must end as the reference;
+- **task** (synthesis on two workers): SIGKILL of the process of one running task; the run must stop within 10 s,
+  non-zero, naming the task, with no process left, and the rerun must end as the reference;
 - **live** (every job that writes a folder): a second run of the same command on the folder while the first is
   live; it must be refused at once, naming the first, and the first must finish as the reference;
 - **disk full**: the write that commits a checkpoint, a shard, a manifest, a report or a staged file fails with

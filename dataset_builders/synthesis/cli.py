@@ -22,7 +22,8 @@ DESCRIPTION = (
     "Turn captions (and images) into TripletData: an LLM (or rules) writes a hard-negative caption per caption, a "
     "text-to-image model renders it, optional CLIP and VQA scores rate each triplet. The work runs as a datatrove "
     "pipeline, one task per shard: --workers N on this machine, --executor slurm (a job array) or --executor ray on a "
-    "cluster; rerun the same command to resume after an interruption. Exit status: 0 when the folder is complete, 1 when rows failed (rerun to retry them), 2 "
+    "cluster; rerun the same command to resume after an interruption. Exit status: 0 when the folder is complete "
+    "(or, on Slurm, the job array submitted), 1 when rows failed (rerun to retry them), 2 "
     "on bad input."
 )
 

@@ -110,7 +110,7 @@ def _load_models(config: SynthesisConfig, device: str, rank: int) -> TaskModels:
         models.images = ImageGenerator.from_pretrained(
             config.t2i, dtype=config.dtype, device=device, num_inference_steps=config.num_inference_steps,
             guidance_scale=config.guidance_scale, height=config.image_size, width=config.image_size,
-            batch_size=config.t2i_batch_size,
+            batch_size=config.t2i_batch_size, compile=config.t2i_compile,
         )
     if config.clip_model:
         from .filters import CLIPScorer
@@ -447,4 +447,5 @@ def build_pipeline(config: SynthesisConfig) -> list[PipelineStep]:
 
 
 __all__ = ["ClipScores", "NegativeCaptions", "NegativeImages", "PositiveImages", "ReadShard", "SynthesisStep",
-           "TaskModels", "VQAScores", "WriteShard", "build_pipeline", "watch_tasks", "task_device", "task_models", "task_plan"]
+           "TaskModels", "VQAScores", "WriteShard", "build_pipeline", "task_device", "task_models", "task_plan",
+           "watch_tasks"]

@@ -42,9 +42,9 @@ STAGES = ("negative captions", "images", "negative images", "clip scores", "vqa 
 EXECUTORS = ("local", "slurm", "ray")
 #: Options that do not change what is written; they may differ between a run and its resumption.
 RUNTIME_FIELDS = ("output_dir", "keep_top_k", "min_clip_score", "device", "progress", "t2i_batch_size",
-                  "clip_batch_size", "vqa_batch_size", "executor", "workers", "cpus_per_task", "gpus_per_task",
-                  "mem_per_cpu_gb", "partition", "time", "env_command", "llm_endpoint", "llm_api_key", "tp", "dp",
-                  "max_concurrent_requests")
+                  "t2i_compile", "clip_batch_size", "vqa_batch_size", "executor", "workers", "cpus_per_task",
+                  "gpus_per_task", "mem_per_cpu_gb", "partition", "time", "env_command", "llm_endpoint", "llm_api_key",
+                  "tp", "dp", "max_concurrent_requests")
 JOB = "tripletclip synthesize"
 
 
@@ -103,6 +103,7 @@ class SynthesisConfig:
     guidance_scale: float = _option(0.0, "classifier-free guidance (SDXL-turbo: 0.0)")
     image_size: int = _option(512, "height and width in pixels (SDXL-turbo: 512)")
     t2i_batch_size: int = _option(8, "prompts per pipeline call")
+    t2i_compile: bool = _option(False, "compile the text-to-image denoiser with torch.compile (GPU)")
     # ---- filtering and quality check
     clip_model: str | None = _option(None, "CLIP-like model for the triplet score (clip_score)")
     clip_batch_size: int = _option(32, "pairs per CLIP forward pass")

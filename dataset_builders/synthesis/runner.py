@@ -179,7 +179,8 @@ def finish(plan: Plan, report: SynthesisReport) -> None:
                                                  threshold=config.min_clip_score, progress=config.progress)
     manifest = {
         "complete": report.complete, "rows": report.rows, "written": report.written, "rejected": report.rejected,
-        "failed": report.failed, "shortened_captions": report.shortened, "shards": report.shards, "shards_done": report.shards_done,
+        "failed": report.failed, "shortened_captions": report.shortened, "shards": report.shards,
+        "shards_done": report.shards_done,
         "throughput_rows_per_second": report.throughput, "vqa": report.vqa,
         "filtered": str(report.filtered) if report.filtered else None,
     }
