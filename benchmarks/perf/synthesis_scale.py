@@ -122,7 +122,7 @@ def overhead(work: Path, data: Path, sd: Path, repeats: int):
     ratio = Ratio.of(timings, "loop", "pipeline")  # throughput of the pipeline relative to the loop's
     same = _same_shards(outs["pipeline"], outs["loop"])
     return ratio_figure("synthesis_overhead", "Synthesis", "pipeline throughput / plain loop's (1 worker)", ratio,
-                        THROUGHPUT_GOAL, same_bytes=same)
+                        THROUGHPUT_GOAL, same_bytes=same, times="plain loop / pipeline")
 
 
 def scaling(work: Path, data: Path, sd: Path, repeats: int):
@@ -146,7 +146,7 @@ def scaling(work: Path, data: Path, sd: Path, repeats: int):
     ratio = Ratio(timings.wall["1"], timings.wall["2"])  # speed-up: time with 1 worker / time with 2
     same = _same_shards(work / "workers-1", work / "workers-2")
     return ratio_figure("synthesis_scaling", "Synthesis", "speed-up from 1 to 2 workers (whole command)", ratio,
-                        SCALING_GOAL, same_bytes=same, cores=os.cpu_count())
+                        SCALING_GOAL, same_bytes=same, cores=os.cpu_count(), times="1 worker / 2 workers")
 
 
 def _markdown(figures, env: dict, options: Options) -> str:
@@ -154,12 +154,12 @@ def _markdown(figures, env: dict, options: Options) -> str:
              f"{options.rows} rows for the overhead, {4 * options.rows} for the scaling; {ROWS_PER_SHARD} rows per "
              f"shard, {IMAGE_SIZE} px, {STEPS} steps, one thread per process; {env.get('processor') or 'CPU'}, "
              f"{os.cpu_count()} cores. Command: `python -m benchmarks.perf.synthesis_scale`.", "",
-             "| figure | value (median) | inter-quartile range | goal | met | medians (s) | outputs byte-equal |",
+             "| figure | value (median) | inter-quartile range | goal | met | median times (s) | outputs byte-equal |",
              "|---|---|---|---|---|---|---|"]
     for f in figures:
         d = f.detail
         lines.append(f"| {f.label} | {f.value:.3f} | {f.spread[0]:.3f}–{f.spread[1]:.3f} | {f.goal} | "
-                     f"{'yes' if f.met else 'no'} | {d['candidate_median_s']:.1f} / {d['baseline_median_s']:.1f} | "
+                     f"{'yes' if f.met else 'no'} | {d['times']}: {d['candidate_median_s']:.1f} / {d['baseline_median_s']:.1f} | "
                      f"{'yes' if d['same_bytes'] else 'no'} |")
     return "\n".join(lines) + "\n"
 
