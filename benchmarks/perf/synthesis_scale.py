@@ -26,6 +26,17 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
+from dataset_builders import schema
+from dataset_builders.hub_layout import write_parquet_shard
+from dataset_builders.synthesis.plan import SynthesisConfig, plan_input, shard_path
+from dataset_builders.synthesis.rules import generate_negative
+from dataset_builders.synthesis.runner import row_seed, run_synthesis
+from dataset_builders.synthesis.t2i import ImageGenerator
+from dataset_builders.utils import atomic
+from dataset_builders.utils.options import parse_options
+
 from .timing import Goal, Ratio, environment, interleaved, ratio_figure
 
 REPO = Path(__file__).resolve().parents[2]
@@ -51,7 +62,7 @@ def _captions(count: int) -> list[str]:
 
 
 def _inputs(work: Path, rows: int) -> tuple[Path, Path]:
-    sys.path.insert(0, str(REPO / "tests"))
+    sys.path.insert(0, str(REPO / "tests"))  # the tiny pipeline the tests build (tests/ is not a package)
     from test_synthesis_tiny_models import build_sd_pipeline
 
     work.mkdir(parents=True, exist_ok=True)
@@ -64,8 +75,6 @@ def _inputs(work: Path, rows: int) -> tuple[Path, Path]:
 
 
 def _config(data: Path, sd: Path, out: Path):
-    from dataset_builders.synthesis.plan import SynthesisConfig
-
     return SynthesisConfig(dataset=str(data), caption_column="caption", output_dir=str(out), rules=True, t2i=str(sd),
                            image_size=IMAGE_SIZE, num_inference_steps=STEPS, rows_per_shard=ROWS_PER_SHARD, seed=1,
                            progress=False, device="cpu")
@@ -73,13 +82,6 @@ def _config(data: Path, sd: Path, out: Path):
 
 def plain_loop(config) -> None:
     """The stages called directly, shard by shard, as a script without an engine would."""
-    from dataset_builders import schema
-    from dataset_builders.hub_layout import write_parquet_shard
-    from dataset_builders.synthesis.plan import plan_input, shard_path
-    from dataset_builders.synthesis.rules import generate_negative
-    from dataset_builders.synthesis.runner import row_seed
-    from dataset_builders.synthesis.t2i import ImageGenerator
-
     plan = plan_input(config)
     images = ImageGenerator.from_pretrained(config.t2i, device="cpu", num_inference_steps=STEPS, guidance_scale=0.0,
                                             height=IMAGE_SIZE, width=IMAGE_SIZE, batch_size=config.t2i_batch_size)
@@ -106,10 +108,6 @@ def _same_shards(a: Path, b: Path) -> bool:
 
 
 def overhead(work: Path, data: Path, sd: Path, repeats: int):
-    import torch
-
-    from dataset_builders.synthesis.runner import run_synthesis
-
     torch.set_num_threads(1)
     outs = {"pipeline": work / "pipeline", "loop": work / "loop"}
 
@@ -165,8 +163,6 @@ def _markdown(figures, env: dict, options: Options) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from dataset_builders.utils.options import parse_options
-
     options = parse_options(Options, argv, prog="python -m benchmarks.perf.synthesis_scale")
     work = Path(os.environ.get("TRIPLETCLIP_CACHE", Path.home() / ".cache" / "tripletclip")) / "bench-synthesis"
     started = time.time()
@@ -179,8 +175,6 @@ def main(argv: list[str] | None = None) -> int:
     env = environment("cpu")
     out = Path(options.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    from dataset_builders.utils import atomic
-
     atomic.write_json(out / "synthesis_scale.json", {"figures": [f.to_dict() for f in figures], "environment": env,
                                                      "options": vars(options), "seconds": time.time() - started},
                       indent=2)

@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +38,15 @@ from ..hub_layout import write_parquet_shard
 from ..rows import MAX_CAPTION_CHARACTERS, caption_skip_reason, decode_text, image_skip_reason, shorten_caption
 from ..utils import atomic
 from ..utils.images import DEFAULT_MAX_PIXELS, decode_image
-from ..utils.processes import watch_parent
+from ..utils.devices import resolve_device
+from ..utils.processes import leave, watch_parent
+from .filters import CLIPScorer
+from .llm import LanguageModel, NegativeCaptionWriter, language_model
 from .plan import (NO_RULE_APPLIES, PIPELINE_DIR, STAGES, Plan, SynthesisConfig, output_folder, plan_input, row_seed,
                    shard_path)
+from .quality import QualityChecker, VQAModel
+from .rules import generate_negative
+from .t2i import ImageGenerator
 
 logger = logging.getLogger(__name__)
 
@@ -70,8 +78,6 @@ def task_device(config: SynthesisConfig, rank: int) -> str:
 
     if torch.cuda.is_available():
         return f"cuda:{rank % torch.cuda.device_count()}"
-    from ..utils.devices import resolve_device
-
     return resolve_device(None)
 
 
@@ -92,8 +98,6 @@ def task_models(config: SynthesisConfig, device: str, rank: int = 0) -> TaskMode
 
 
 def _load_models(config: SynthesisConfig, device: str, rank: int) -> TaskModels:
-    from .llm import NegativeCaptionWriter, language_model
-
     models = TaskModels()
     lm = None
     if config.llm:
@@ -105,23 +109,16 @@ def _load_models(config: SynthesisConfig, device: str, rank: int) -> TaskModels:
             max_length_ratio=config.max_length_ratio,
         )
     if config.t2i:
-        from .t2i import ImageGenerator
-
         models.images = ImageGenerator.from_pretrained(
             config.t2i, dtype=config.dtype, device=device, num_inference_steps=config.num_inference_steps,
             guidance_scale=config.guidance_scale, height=config.image_size, width=config.image_size,
             batch_size=config.t2i_batch_size, compile=config.t2i_compile,
         )
     if config.clip_model:
-        from .filters import CLIPScorer
-
         models.clip = CLIPScorer.from_pretrained(config.clip_model, dtype=config.dtype, device=device,
                                                  trust_remote_code=config.trust_remote_code,
                                                  batch_size=config.clip_batch_size)
     if config.vqa_model:
-        from .llm import LanguageModel
-        from .quality import QualityChecker, VQAModel
-
         question_lm = lm if (config.question_llm in (None, config.llm) and lm is not None) else \
             LanguageModel.from_pretrained(config.question_llm, dtype=config.dtype, device=device)
         models.quality = QualityChecker(question_lm, VQAModel.from_pretrained(
@@ -228,8 +225,6 @@ class NegativeCaptions(_Stage):
     def compute(self, docs, models, rank):
         config = self.config
         if config.rules:
-            from .rules import generate_negative
-
             return [generate_negative(d.text, seed=row_seed(config.seed, d.metadata["row"], "rules")) for d in docs]
         first_row = task_plan(config).shard_rows(rank).start
         return models.writer.generate([d.text for d in docs], seed=row_seed(config.seed, first_row, "llm"))
@@ -393,12 +388,6 @@ def watch_tasks(plan: Plan, poll: float = 0.5) -> None:
     ``error:`` line naming the shard, when a task's process dies before its task completed (SIGKILL, the
     out-of-memory killer). A process pool cannot notice that: it would wait for the lost task forever. The
     shards already finished stay; the rerun of the same command redoes the rest."""
-    import threading
-
-    from ..utils.processes import leave
-
-    import shutil
-
     running, completions = plan.out / RUNNING_DIR, plan.out / PIPELINE_DIR / "completions"
     shutil.rmtree(running, ignore_errors=True)  # an earlier run's tasks (this run holds the folder)
 

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib.util
 import math
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -290,9 +292,6 @@ def check_options(config: SynthesisConfig) -> None:
 
 def check_executor(config: SynthesisConfig) -> None:
     """The executor (and a served LLM's engine) can start from here; else one message naming the fix."""
-    import importlib.util
-    import shutil
-
     if config.executor == "slurm":
         if not config.partition:
             raise SynthesisError("--executor slurm needs --partition NAME (the Slurm partition to run the tasks on).")

@@ -42,9 +42,11 @@ from ..utils import atomic
 from ..utils.devices import resolve_device
 from ..utils.output_folders import OutputFolder
 from ..utils.processes import watch_forks
-from .pipeline import SynthesisStep, watch_tasks
+from .filters import filter_tripletdata
+from .pipeline import SynthesisStep, build_pipeline, watch_tasks
 from .plan import (PIPELINE_DIR, STATE_DIR, Plan, SynthesisConfig, SynthesisError, SynthesisReport, check_models,
                    check_options, output_folder, plan_input, row_seed, shard_path)
+from .quality import summarize_vqa_scores
 
 logger = logging.getLogger(__name__)
 
@@ -111,8 +113,6 @@ def reopen_failed_shards(plan: Plan, folder: OutputFolder) -> list[int]:
 
 def make_executor(config: SynthesisConfig, plan: Plan):
     """The datatrove executor of the run: one task per shard, logs and completions in ``synthesis/pipeline``."""
-    from .pipeline import build_pipeline
-
     pipeline = build_pipeline(config)
     logging_dir = str(plan.out / PIPELINE_DIR)
     if config.executor == "slurm":
@@ -164,8 +164,6 @@ def finish(plan: Plan, report: SynthesisReport) -> None:
         if config.vqa_model:
             import pyarrow.parquet as pq
 
-            from .quality import summarize_vqa_scores
-
             scores = []
             for index in range(plan.num_shards):
                 scores += pq.read_table(shard_path(plan, index), columns=[schema.VQA_SCORE]).column(0).to_pylist()
@@ -173,8 +171,6 @@ def finish(plan: Plan, report: SynthesisReport) -> None:
         write_dataset_card(plan.out, features=plan.features, pretty_name="TripletData (synthesized)",
                            details=_card_details(config, report))
         if report.complete and (config.keep_top_k is not None or config.min_clip_score is not None):
-            from .filters import filter_tripletdata
-
             report.filtered = filter_tripletdata(plan.out, plan.out / "filtered", top_k=config.keep_top_k,
                                                  threshold=config.min_clip_score, progress=config.progress)
     manifest = {
