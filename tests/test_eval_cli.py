@@ -138,14 +138,14 @@ def test_compositional_suite_runs_what_it_finds_side_by_side(tmp_path, tiny_chec
                  "--data_root", str(root), "--output_dir", str(tmp_path / "out"), "--no-progress"])
     printed = capsys.readouterr().out
     assert code == 0
-    assert "found under" in printed and "absent: sugarcrepe, winoground, sugarcrepe_pp, aro, valse" in printed
+    assert "found under" in printed and "absent: sugarcrepe, winoground, sugarcrepe_pp, aro, valse, whatsup" in printed
     assert "compositional average = unweighted mean" in printed
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     for model in models:
         results = report["results"][model]
         assert set(results) == {"bivlc", "colorswap", "mmvp", "compositional"}
         headline = np.mean([results["bivlc"]["group"], results["colorswap"]["group"], results["mmvp"]["average"]])
-        # Three of eight benchmarks: a partial average, never called the average.
+        # Three of nine benchmarks: a partial average, never called the average.
         assert results["compositional"] == {"partial_average": pytest.approx(headline)}
     markdown = (tmp_path / "out" / "report.md").read_text()
     assert all(m in markdown for m in models)  # the models side by side

@@ -209,7 +209,7 @@ def _evaluate(options: EvaluateOptions) -> int:
         coco = next((p for p in (Path(options.data_root) / "val2017", Path(options.data_root) / "coco" / "val2017")
                      if p.is_dir()), None)
         if coco is not None and not image_values:
-            image_values = [f"{n}={coco}" for n in ("sugarcrepe", "sugarcrepe_pp") if n in found]
+            image_values = [f"{n}={coco}" for n in ("sugarcrepe", "sugarcrepe_pp", "whatsup") if n in found]
         print(f"Compositional benchmarks found under {options.data_root}: {', '.join(found)}; absent: "
               f"{', '.join(absent) or 'none'}.")
     benchmarks = pair_benchmarks_with_data(names, data, world=options.world)

@@ -38,13 +38,14 @@ from .sugarcrepe import SugarCrepeBenchmark
 from .sugarcrepe_pp import SugarCrepePPBenchmark
 from .tripletdata import TripletDataBenchmark
 from .valse import VALSEBenchmark
+from .whatsup import WhatsUpBenchmark
 from .winoground import WinogroundBenchmark
 from .zeroshot import ZeroShotBenchmark
 
 BENCHMARKS: dict[str, type[Benchmark]] = {task.name: task for task in (
     SugarCrepeBenchmark, WinogroundBenchmark, TripletDataBenchmark, RetrievalBenchmark, ZeroShotBenchmark,
     SimilarityBenchmark, BiVLCBenchmark, ColorSwapBenchmark, SugarCrepePPBenchmark,
-    MMVPBenchmark, AROBenchmark, VALSEBenchmark,
+    MMVPBenchmark, AROBenchmark, VALSEBenchmark, WhatsUpBenchmark,
 )}
 """Every evaluation task by name."""
 
@@ -83,4 +84,5 @@ def compositional_average(metrics: dict[str, dict[str, float]]) -> tuple[dict[st
 
 __all__ = ["AROBenchmark", "BENCHMARKS", "COMPOSITIONAL", "compositional_average", "find_compositional", "BiVLCBenchmark", "Benchmark", "BenchmarkOptions", "BenchmarkResult",
            "ColorSwapBenchmark", "MMVPBenchmark", "RetrievalBenchmark", "SimilarityBenchmark", "SugarCrepeBenchmark",
-           "SugarCrepePPBenchmark", "TripletDataBenchmark", "VALSEBenchmark", "WinogroundBenchmark", "ZeroShotBenchmark"]
+           "SugarCrepePPBenchmark", "TripletDataBenchmark", "VALSEBenchmark", "WhatsUpBenchmark", "WinogroundBenchmark",
+           "ZeroShotBenchmark"]
