@@ -39,6 +39,10 @@ class DiskFullError(OSError):
                                       f"{advice}")
         self.path = path
         self.error = error
+        self.advice = advice
+
+    def __reduce__(self):  # rebuilt from its own arguments (a process pool sends it back to the main process)
+        return type(self), (self.path, self.error, self.advice)
 
 
 def is_disk_full(error: BaseException) -> bool:
