@@ -112,3 +112,27 @@ def test_report_on_a_full_disk(faults_inputs, tmp_path, monkeypatch, capsys):
     assert tripletclip(command) == 0
     assert json.loads((tmp_path / "report.json").read_text())["results"] == json.loads(before)["results"]
 
+
+
+def test_a_synthesis_task_on_a_full_disk_stops_a_two_worker_run(faults_inputs, tmp_path):
+    """Each worker's first shard fails with ENOSPC: the error reaches the main process (a process pool would wait
+    forever for an error it cannot rebuild), the run stops with the message, and the rerun completes."""
+    import subprocess
+
+    from benchmarks.faults.disk import DISK_FAULTS, with_injection
+    from benchmarks.faults.jobs import Synthesis, base_env
+
+    job = Synthesis(faults_inputs, 2)
+    out = tmp_path / "out"
+    point = DISK_FAULTS[job.key][0]
+    done = subprocess.run(job.command(out), env=with_injection(base_env(), point), cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode != 0 and "disk is full" in done.stderr.lower() and "-of-" in done.stderr
+    assert job.untrusted(out) == []
+    again = subprocess.run(job.command(out), env=base_env(), cwd=tmp_path, capture_output=True, text=True,
+                           timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    reference = tmp_path / "reference"
+    assert subprocess.run(job.command(reference), env=base_env(), cwd=tmp_path, capture_output=True,
+                          timeout=300).returncode == 0
+    assert job.compare(out, reference) == (0, [])
