@@ -4,9 +4,10 @@
         [--images DIR] --output_dir DIR
     tripletclip evaluate --model M [--model M2 ...] --world DIR --output_dir DIR
 
---data is given once per --benchmark, in the same order, or as NAME=PATH (then --benchmark may be left out); it may be
-a Hub id, a folder or a file in any of the formats the tasks (`modeling_tripletclip.evaluation.tasks`) recognise (SugarCrepe's
-JSON files, CLIP_benchmark's WebDataset exports, facebook/winoground, Karpathy splits, TripletData in any form, ...).
+--data is given once per --benchmark, in the same order, or as NAME=PATH (then --benchmark may be left out); it may be a
+Hub id, a folder or a file in any of the formats the tasks (`modeling_tripletclip.evaluation.tasks`) recognise
+(SugarCrepe's JSON files or its HuggingFaceM4/SugarCrepe_<subset> mirrors, CLIP_benchmark's WebDataset exports,
+facebook/winoground, Karpathy splits, TripletData in any form, ...).
 --world DIR takes the data of the built-in world written by `tripletclip data world --output_dir DIR`: every benchmark
 it has, or those named by --benchmark; --data NAME=PATH still overrides one. --images is the image folder of data that
 names image files (SugarCrepe, Karpathy-split JSON), for all of them, or NAME=DIR for one.

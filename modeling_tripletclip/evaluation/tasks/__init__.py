@@ -9,7 +9,7 @@ one new file here (a `Benchmark` subclass with its ``name``) and its entry in :d
 =============  =========================================================  ==========================================
 name           data                                                       metrics
 =============  =========================================================  ==========================================
-sugarcrepe     folder of the seven JSON files, or one (+ image folder)    the subsets, replace/swap/add, overall
+sugarcrepe     seven JSON files (+ images), or HuggingFaceM4/SugarCrepe   the subsets, replace/swap/add, overall
 winoground     dataset with image_0, image_1, caption_0, caption_1 [tag]  text, image, group (+ "<tag>/text", ...)
 tripletdata    TripletData (image, caption, negative_image, negative_...)  text, image, group (+ per negative_kind)
 retrieval      image + captions (list); Karpathy JSON; CLIP_benchmark     image/text_retrieval_recall@1/5/10
