@@ -184,6 +184,23 @@ class Harness:
             shutil.rmtree(out, ignore_errors=True)
         return row
 
+    def _conclude(self, row: Row, job: Job, out: Path, reference: Path, problems: list[str], what: str,
+                  fine: str = "resumed identical", watch: bool = True, failed: str = "the resume failed") -> None:
+        """Run ``job``'s resume command on ``out`` (checking, with ``watch``, that none of its processes outlives
+        it), compare with ``reference``, and count the trial in ``row`` with its note."""
+        done = _run(job.resume_command(out), job.env(), 1800, self.work, problems if watch else None)
+        lost = 1
+        if done.returncode == 0:
+            lost, compared = job.compare(out, reference)
+            problems += compared
+        else:
+            problems.append(f"{failed}: {done.stderr[-400:]}")
+        row.trials += 1
+        row.survived += int(not problems)
+        row.data_lost += lost
+        row.notes.append(f"{what}: " + ("; ".join(problems) if problems else fine))
+        shutil.rmtree(out, ignore_errors=True)
+
     # ------------------------------------------------------------------ a launcher killed alone
 
     def orphan_trials(self, job: Job, reference: Path, duration: float) -> Row:
@@ -192,20 +209,9 @@ class Harness:
             out = self.work / job.key / f"orphan-{trial}"
             problems, seconds, finished_first = orphan_trial(job, out, self.work, duration, self.random,
                                                              reference=reference)
-            done = _run(job.resume_command(out), job.env(), 1800, self.work, problems)
-            lost = 1
-            if done.returncode == 0:
-                lost, compared = job.compare(out, reference)
-                problems += compared
-            else:
-                problems.append(f"the resume failed: {done.stderr[-400:]}")
-            row.trials += 1
-            row.survived += int(not problems)
-            row.data_lost += lost
             what = ("the workers had already finished their work" if finished_first else
                     f"every worker exited {seconds:.1f} s after its launcher was killed")
-            row.notes.append(f"trial {trial}: {what}: " + ("; ".join(problems) if problems else "resumed identical"))
-            shutil.rmtree(out, ignore_errors=True)
+            self._conclude(row, job, out, reference, problems, f"trial {trial}: {what}")
         return row
 
     def task_trials(self, job: Job, reference: Path) -> Row:
@@ -213,19 +219,8 @@ class Harness:
         for trial in range(max(1, self.trials // 3)):
             out = self.work / job.key / f"task-{trial}"
             problems, seconds = task_kill_trial(job, out, self.work, self.random)
-            done = _run(job.resume_command(out), job.env(), 1800, self.work, problems)
-            lost = 1
-            if done.returncode == 0:
-                lost, compared = job.compare(out, reference)
-                problems += compared
-            else:
-                problems.append(f"the resume failed: {done.stderr[-400:]}")
-            row.trials += 1
-            row.survived += int(not problems)
-            row.data_lost += lost
-            row.notes.append(f"trial {trial}: the run stopped {seconds:.1f} s after its task was killed: "
-                             + ("; ".join(problems) if problems else "resumed identical"))
-            shutil.rmtree(out, ignore_errors=True)
+            self._conclude(row, job, out, reference, problems,
+                           f"trial {trial}: the run stopped {seconds:.1f} s after its task was killed")
         return row
 
     # ------------------------------------------------------------------ two runs, one folder
@@ -264,19 +259,8 @@ class Harness:
             elif "disk is full" not in done.stderr.lower() or point.where not in done.stderr:
                 problems.append(f"the message does not say the disk is full and where: {done.stderr[-300:]!r}")
             problems += job.untrusted(out)
-            again = _run(job.resume_command(out), job.env(), 1800, self.work)
-            lost = 1
-            if again.returncode == 0:
-                lost, compared = job.compare(out, reference)
-                problems += compared
-            else:
-                problems.append(f"the rerun failed: {again.stderr[-400:]}")
-            row.trials += 1
-            row.survived += int(not problems)
-            row.data_lost += lost
-            row.notes.append(f"{point.what}: " + ("; ".join(problems) if problems else "stopped with the message, "
-                                                                                        "rerun identical"))
-            shutil.rmtree(out, ignore_errors=True)
+            self._conclude(row, job, out, reference, problems, point.what, "stopped with the message, rerun identical",
+                           watch=False, failed="the rerun failed")
         return row
 
     # ------------------------------------------------------------------ dead peers
@@ -288,19 +272,8 @@ class Harness:
         for trial in range(max(1, self.trials // 3)):
             out = self.work / job.key / f"peer-{trial}"
             problems, seconds = kill_peer_trial(job, out, self.work, timeout=60)
-            done = _run(job.resume_command(out), job.env(), 1800, self.work)
-            lost = 1
-            if done.returncode == 0:
-                lost, compared = job.compare(out, reference)
-                problems += compared
-            else:
-                problems.append(f"the resume failed: {done.stderr[-400:]}")
-            row.trials += 1
-            row.survived += int(not problems)
-            row.data_lost += lost
-            row.notes.append(f"trial {trial}: rank 0 exited {seconds:.1f} s after its peer died: "
-                             + ("; ".join(problems) if problems else "with the message; resumed identical"))
-            shutil.rmtree(out, ignore_errors=True)
+            self._conclude(row, job, out, reference, problems, f"trial {trial}: rank 0 exited {seconds:.1f} s after "
+                           f"its peer died", "with the message; resumed identical", watch=False)
         return row
 
     # ------------------------------------------------------------------ hostile files, bad configurations
@@ -440,9 +413,10 @@ def orphan_trial(job: Job, out: Path, cwd: Path, duration: float, rng: random.Ra
 
 def task_kill_trial(job: Job, out: Path, cwd: Path, rng: random.Random) -> tuple[list[str], float]:
     """Start ``job`` (a synthesis run on a pool of workers, each shard write made slower so the kill lands mid-work),
-    SIGKILL the process of one running task once a random number of shards (0 to 3) is done, and wait for the run to
-    stop: within `ORPHAN_SECONDS`, non-zero, with an ``error:`` line naming the task, and no process left. Returns
-    (problems, seconds from the kill to the run's end)."""
+    SIGKILL the process of one running task once a random number of shards (0 to 3) is done (it may have just
+    finished that task and be taking the next), and wait for the run to stop: within `ORPHAN_SECONDS`, non-zero,
+    with an ``error:`` line naming the task or the worker, and no process left. Returns (problems, seconds from the
+    kill to the run's end)."""
     from dataset_builders.synthesis.pipeline import RUNNING_DIR
     from dataset_builders.synthesis.plan import PIPELINE_DIR
 
@@ -486,8 +460,8 @@ def task_kill_trial(job: Job, out: Path, cwd: Path, rng: random.Random) -> tuple
     if process.returncode == 0:
         problems.append("the run exited with status 0 although a task was lost")
     text = log.read_text(errors="replace")
-    if f"task {victim[0]} " not in text:
-        problems.append(f"no message names the lost task: {text.strip().splitlines()[-3:]}")
+    if f"task {victim[0]} " not in text and f"PID {victim[1]}" not in text:
+        problems.append(f"no message names the lost worker: {text.strip().splitlines()[-3:]}")
     problems += job.untrusted(out)
     return problems, seconds
 

@@ -383,11 +383,13 @@ class WriteShard(SynthesisStep):
         return record
 
 
-def watch_tasks(plan: Plan, poll: float = 0.5) -> None:
+def watch_tasks(plan: Plan, poll: float = 0.5, grace: float = 2.0) -> None:
     """In the process that runs a local executor with several workers: a thread that ends the run, with one
-    ``error:`` line naming the shard, when a task's process dies before its task completed (SIGKILL, the
-    out-of-memory killer). A process pool cannot notice that: it would wait for the lost task forever. The
-    shards already finished stay; the rerun of the same command redoes the rest."""
+    ``error:`` line, when a worker process dies while shards remain (SIGKILL, the out-of-memory killer), whether it
+    was running a task or taking the next one. A process pool cannot notice that: it would wait for the lost task
+    forever. The line names the task the worker was running (when its record was still missing) and its PID; a run
+    that stops by itself after an error in a task (its pool ends the workers) is left ``grace`` seconds to say so
+    first. The shards already finished stay; the rerun of the same command redoes the rest."""
     running, completions = plan.out / RUNNING_DIR, plan.out / PIPELINE_DIR / "completions"
     shutil.rmtree(running, ignore_errors=True)  # an earlier run's tasks (this run holds the folder)
 
@@ -403,28 +405,39 @@ def watch_tasks(plan: Plan, poll: float = 0.5) -> None:
         except OSError:
             return True
 
+    def unfinished() -> list[int]:
+        return [i for i in range(plan.num_shards) if not (completions / f"{i:05d}").exists()]
+
     def watch() -> None:
+        latest: dict[int, int] = {}  # worker PID -> the task it took last
         while True:
             time.sleep(poll)
             for file in sorted(running.glob("*.pid")) if running.is_dir() else []:
                 try:
-                    pid = int(file.read_text())
+                    latest[int(file.read_text())] = max(int(file.stem), latest.get(int(file.read_text()), -1))
                 except (OSError, ValueError):
                     continue
-                if (completions / file.stem).exists() or alive(pid):
-                    continue
-                time.sleep(poll)  # the completion may be on its way
-                if (completions / file.stem).exists():
-                    continue
-                for other in running.glob("*.pid"):  # stop the other tasks: their shards are redone on the rerun
-                    try:
-                        if not (completions / other.stem).exists():
-                            os.kill(int(other.read_text()), 9)
-                    except (OSError, ValueError):
-                        pass
-                leave(f"the process of task {int(file.stem)} (shard {int(file.stem) + 1} of {plan.num_shards}, PID "
-                      f"{pid}) died before its shard was written (killed, or out of memory), so the run stops here. "
-                      f"Every finished shard is intact; run the same command again to redo the rest.")
+            dead = [pid for pid in latest if not alive(pid)]
+            if not dead:
+                continue
+            time.sleep(grace)  # a completion on its way, or a run ending on its own after an error
+            left = unfinished()
+            if not left:
+                for pid in dead:
+                    latest.pop(pid, None)
+                continue
+            for pid in latest:  # stop the other workers: their shards are redone on the rerun
+                try:
+                    os.kill(pid, 9)
+                except OSError:
+                    pass
+            pid = dead[0]
+            task = latest[pid]
+            which = (f"the worker running task {task} (shard {task + 1} of {plan.num_shards}, PID {pid})"
+                     if task in left else f"a worker (PID {pid}, about to take its next task)")
+            leave(f"{which} died (killed, or out of memory) with {len(left)} of {plan.num_shards} shards not "
+                  f"written, so the run stops here. Every finished shard is intact; run the same command again to "
+                  f"redo the rest.")
 
     threading.Thread(target=watch, daemon=True, name="tripletclip-task-watch").start()
 
