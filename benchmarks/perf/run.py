@@ -368,7 +368,8 @@ def _eval_task(args, plan, context, cache_dir, profile_dir, threads):
                                                    plan.eval_items_per_subset)
     device = args.device if args.device.startswith("cuda") else "cpu"
     return [evaluation_speed.measure(plan.eval_preset, annotations, images, plan.eval_repeats, device=device,
-                                     profile_dir=profile_dir)]
+                                     profile_dir=profile_dir),
+            evaluation_speed.measure_suite(plan.eval_preset, annotations, images, plan.eval_repeats, device=device)]
 
 
 def _memory_task(setting, with_clip):
