@@ -104,6 +104,12 @@ def _run(command: list[str], env: dict, timeout: float, cwd: Path, problems: lis
     return done
 
 
+def _failure(stderr: str) -> str:
+    """What a failed run said: its ``error:`` lines and the end of its output (a crash's report included)."""
+    errors = [line for line in stderr.splitlines() if "error" in line.lower()][-5:]
+    return " | ".join(errors) + " ... " + stderr[-1500:]
+
+
 def _no_survivors(tag: str, when: str, problems: list[str]) -> None:
     """Add a problem (and end them) when processes tagged ``tag`` are still alive; they get 10 s to exit."""
     remaining, _ = trees.wait_until_gone(tag, ORPHAN_SECONDS)
@@ -171,7 +177,7 @@ class Harness:
             untrusted = job.untrusted(out)
             rerun: list[str] = []
             done = _run(job.resume_command(out), job.env(), 1800, self.work, rerun)
-            lost, problems = (0, []) if done.returncode == 0 else (1, [f"the resume failed: {done.stderr[-400:]}"])
+            lost, problems = (0, []) if done.returncode == 0 else (1, [f"the resume failed: {_failure(done.stderr)}"])
             if done.returncode == 0:
                 lost, problems = job.compare(out, reference)
             problems += untrusted + survivors + rerun
@@ -194,7 +200,7 @@ class Harness:
             lost, compared = job.compare(out, reference)
             problems += compared
         else:
-            problems.append(f"{failed}: {done.stderr[-400:]}")
+            problems.append(f"{failed}: {_failure(done.stderr)}")
         row.trials += 1
         row.survived += int(not problems)
         row.data_lost += lost
