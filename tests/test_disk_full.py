@@ -122,7 +122,11 @@ def test_a_synthesis_task_on_a_full_disk_stops_a_two_worker_run(faults_inputs, t
     from benchmarks.faults.disk import DISK_FAULTS, with_injection
     from benchmarks.faults.jobs import Synthesis, base_env
 
-    job = Synthesis(faults_inputs, 2)
+    class TwoShards(Synthesis):  # the first 48 rows: one shard per worker, each fails at its first write
+        def command(self, out):
+            return [*super().command(out), "--max_rows", "48"]
+
+    job = TwoShards(faults_inputs, 2)
     out = tmp_path / "out"
     point = DISK_FAULTS[job.key][0]
     done = subprocess.run(job.command(out), env=with_injection(base_env(), point), cwd=tmp_path, capture_output=True,

@@ -182,35 +182,42 @@ def test_the_slurm_executor_submits_one_array_task_per_shard_and_a_finishing_job
         assert (out / "data" / name).read_bytes() == (reference / "data" / name).read_bytes(), name
 
 
-def test_one_and_two_workers_write_the_same_bytes(models, tmp_path):
-    data = captions_file(tmp_path / "c.jsonl", CAPTIONS)
-    flags = ["synthesize", "--dataset", str(data), "--caption_column", "caption", "--rules", *t2i_flags(models),
-             "--rows_per_shard", "3", "--seed", "5", "--no_progress"]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    for workers in (1, 2):
-        done = subprocess.run([sys.executable, "-m", "dataset_builders.synthesis.cli", *flags, "--workers",
-                               str(workers), "--output_dir", str(tmp_path / f"w{workers}")], env=env,
-                              capture_output=True, text=True)
-        assert done.returncode == 0, done.stderr[-3000:]
-    names = sorted(p.name for p in (tmp_path / "w1" / "data").iterdir())
-    assert len(names) == 4
-    for name in names:
-        assert (tmp_path / "w1" / "data" / name).read_bytes() == (tmp_path / "w2" / "data" / name).read_bytes()
+SAME_BYTES_FLAGS = ["--caption_column", "caption", "--rules", "--rows_per_shard", "3", "--seed", "5", "--no_progress"]
 
 
-def test_the_ray_executor_on_a_local_ray_instance_writes_the_same_bytes(models, tmp_path):
-    """`--executor ray` with no cluster address: Ray starts a local instance (and stops it with the run)."""
-    data = captions_file(tmp_path / "c.jsonl", CAPTIONS)
-    flags = ["synthesize", "--dataset", str(data), "--caption_column", "caption", "--rules", *t2i_flags(models),
-             "--rows_per_shard", "3", "--seed", "5", "--no_progress"]
+def _synthesize(models, data: Path, out: Path, *extra: str) -> None:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "RAY_ADDRESS": ""}
-    for name, extra in (("ray", ["--executor", "ray", "--workers", "2"]), ("local", [])):
-        done = subprocess.run([sys.executable, "-m", "dataset_builders.synthesis.cli", *flags, *extra,
-                               "--output_dir", str(tmp_path / name)], env=env, capture_output=True, text=True,
-                              timeout=600)
-        assert done.returncode == 0, done.stderr[-3000:]
-    names = sorted(p.name for p in (tmp_path / "local" / "data").iterdir())
-    assert len(names) == 4
+    done = subprocess.run([sys.executable, "-m", "dataset_builders.synthesis.cli", "synthesize", "--dataset",
+                           str(data), *SAME_BYTES_FLAGS, *t2i_flags(models), *extra, "--output_dir", str(out)],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def _same_shards(a: Path, b: Path, count: int = 4) -> None:
+    names = sorted(p.name for p in (a / "data").iterdir())
+    assert len(names) == count and names == sorted(p.name for p in (b / "data").iterdir())
     for name in names:
-        assert (tmp_path / "ray" / "data" / name).read_bytes() == (tmp_path / "local" / "data" / name).read_bytes()
+        assert (a / "data" / name).read_bytes() == (b / "data" / name).read_bytes(), name
+
+
+@pytest.fixture(scope="module")
+def one_worker(models, tmp_path_factory) -> tuple[Path, Path]:
+    """The input and the output of a one-worker run on the local executor: what every other way must write."""
+    folder = tmp_path_factory.mktemp("one-worker")
+    data = captions_file(folder / "c.jsonl", CAPTIONS)
+    _synthesize(models, data, folder / "out", "--workers", "1")
+    return data, folder / "out"
+
+
+def test_one_and_two_workers_write_the_same_bytes(models, one_worker, tmp_path):
+    data, reference = one_worker
+    _synthesize(models, data, tmp_path / "two", "--workers", "2")
+    _same_shards(tmp_path / "two", reference)
+
+
+def test_the_ray_executor_on_a_local_ray_instance_writes_the_same_bytes(models, one_worker, tmp_path):
+    """`--executor ray` with no cluster address: Ray starts a local instance (and stops it with the run)."""
+    data, reference = one_worker
+    _synthesize(models, data, tmp_path / "ray", "--executor", "ray", "--workers", "2")
+    _same_shards(tmp_path / "ray", reference)
     assert json.loads((tmp_path / "ray" / STATE_DIR / "manifest.json").read_text())["complete"]
