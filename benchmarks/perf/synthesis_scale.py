@@ -157,7 +157,8 @@ def _markdown(figures, env: dict, options: Options) -> str:
     for f in figures:
         d = f.detail
         lines.append(f"| {f.label} | {f.value:.3f} | {f.spread[0]:.3f}–{f.spread[1]:.3f} | {f.goal} | "
-                     f"{'yes' if f.met else 'no'} | {d['times']}: {d['candidate_median_s']:.1f} / {d['baseline_median_s']:.1f} | "
+                     f"{'yes' if f.met else 'no'} | {d['times']}: {d['candidate_median_s']:.1f} / "
+                     f"{d['baseline_median_s']:.1f} | "
                      f"{'yes' if d['same_bytes'] else 'no'} |")
     return "\n".join(lines) + "\n"
 

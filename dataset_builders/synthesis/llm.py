@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import atexit
 import logging
 import math
 import re
@@ -207,6 +208,7 @@ class ServedLanguageModel:
         self._ready.wait()
         if self._error is not None:
             raise self._error
+        atexit.register(self.close)  # a server datatrove started stops with this process
 
     def _serve(self, rank: int) -> None:
         import asyncio

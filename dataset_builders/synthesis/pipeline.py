@@ -20,6 +20,7 @@ one given, else GPU ``rank % count`` when the machine has GPUs (a Slurm or Ray t
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -63,12 +64,22 @@ REJECTED, FAILED, SECONDS = "rejected", "failed", "stage_seconds"
 _cache: dict[str, Any] = {}
 
 
+def _key(kind: str, config: SynthesisConfig, *extra: str) -> str:
+    """A cache key for what ``config`` determines (its output-changing options, the folder)."""
+    return ":".join([kind, json.dumps(config.identity(), sort_keys=True, default=str), config.output_dir, *extra])
+
+
 def task_plan(config: SynthesisConfig) -> Plan:
     """The run's `Plan`, read once per process (the input is memory-mapped Arrow)."""
-    key = f"plan:{config.output_dir}"
+    key = _key("plan", config)
     if key not in _cache:
         _cache[key] = plan_input(config)
     return _cache[key]
+
+
+def remember_plan(plan: Plan) -> None:
+    """Give the tasks that run in this process the `Plan` it has already read (one worker: no second read)."""
+    _cache[_key("plan", plan.config)] = plan
 
 
 def task_device(config: SynthesisConfig, rank: int) -> str:
@@ -91,7 +102,7 @@ class TaskModels:
 
 def task_models(config: SynthesisConfig, device: str, rank: int = 0) -> TaskModels:
     """The models of the run on ``device``, loaded once per process."""
-    key = f"models:{config.output_dir}:{device}"
+    key = _key("models", config, device)
     if key not in _cache:
         _cache[key] = _load_models(config, device, rank)
     return _cache[key]
@@ -414,9 +425,10 @@ def watch_tasks(plan: Plan, poll: float = 0.5, grace: float = 2.0) -> None:
             time.sleep(poll)
             for file in sorted(running.glob("*.pid")) if running.is_dir() else []:
                 try:
-                    latest[int(file.read_text())] = max(int(file.stem), latest.get(int(file.read_text()), -1))
+                    pid = int(file.read_text())
                 except (OSError, ValueError):
                     continue
+                latest[pid] = max(int(file.stem), latest.get(pid, -1))
             dead = [pid for pid in latest if not alive(pid)]
             if not dead:
                 continue
@@ -449,5 +461,5 @@ def build_pipeline(config: SynthesisConfig) -> list[PipelineStep]:
 
 
 __all__ = ["ClipScores", "NegativeCaptions", "NegativeImages", "PositiveImages", "ReadShard", "SynthesisStep",
-           "TaskModels", "VQAScores", "WriteShard", "build_pipeline", "task_device", "task_models", "task_plan",
-           "watch_tasks"]
+           "TaskModels", "VQAScores", "WriteShard", "build_pipeline", "remember_plan", "task_device", "task_models",
+           "task_plan", "watch_tasks"]

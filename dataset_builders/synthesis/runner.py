@@ -43,7 +43,7 @@ from ..utils.devices import resolve_device
 from ..utils.output_folders import OutputFolder
 from ..utils.processes import watch_forks
 from .filters import filter_tripletdata
-from .pipeline import SynthesisStep, build_pipeline, watch_tasks
+from .pipeline import SynthesisStep, build_pipeline, remember_plan, watch_tasks
 from .plan import (PIPELINE_DIR, STATE_DIR, Plan, SynthesisConfig, SynthesisError, SynthesisReport, check_models,
                    check_options, output_folder, plan_input, row_seed, shard_path)
 from .quality import summarize_vqa_scores
@@ -64,6 +64,7 @@ def run_synthesis(config: SynthesisConfig) -> SynthesisReport:
     check_options(config)
     check_models(config, config.device or resolve_device(None))
     plan = plan_input(config)
+    remember_plan(plan)
     folder = output_folder(plan)
     folder.hold()  # one live run per folder
     try:
